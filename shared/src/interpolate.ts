@@ -1,0 +1,87 @@
+// Morph interpolation (paper §3.4, appendix A.1.5): SLERP of identity embeddings (eq. 23) and
+// LERP of inverted latents (eq. 24). Pure functions over Float32Array, accumulated in float64.
+
+/** |cos ω| above which SLERP falls back to LERP: sin ω is too small to divide by safely. */
+export const SLERP_PARALLEL_THRESHOLD = 0.9995;
+const COS_CLAMP = 1 - 1e-7;
+
+function assertAlphaUnit(alpha: number): void {
+  if (!(alpha >= 0 && alpha <= 1)) throw new RangeError(`alpha must be in [0, 1], got ${alpha}`);
+}
+
+function assertSameLength(a: Float32Array, b: Float32Array): void {
+  if (a.length !== b.length) throw new RangeError(`vectors differ in length (${a.length} vs ${b.length})`);
+  if (a.length === 0) throw new RangeError('vectors are empty');
+}
+
+/**
+ * Spherical interpolation, eq. 23:
+ * e_mix = sin((1−α)ω)/sin ω · e_1 + sin(αω)/sin ω · e_2, ω = arccos(e_1·e_2 / (‖e_1‖‖e_2‖)).
+ * The coefficients apply to the vectors as given, so two vectors of equal norm stay on their
+ * sphere. cos ω is clamped to ±(1 − 1e-7); when |cos ω| > 0.9995 the result is LERP (eq. 24).
+ * A zero vector has no direction: that throws.
+ */
+export function slerp(e1: Float32Array, e2: Float32Array, alpha: number): Float32Array {
+  assertSameLength(e1, e2);
+  assertAlphaUnit(alpha);
+  let dot = 0;
+  let n1 = 0;
+  let n2 = 0;
+  for (let i = 0; i < e1.length; i++) {
+    const a = e1[i] as number;
+    const b = e2[i] as number;
+    dot += a * b;
+    n1 += a * a;
+    n2 += b * b;
+  }
+  if (n1 === 0 || n2 === 0) throw new RangeError('slerp of a zero vector is undefined');
+  const cos = Math.min(COS_CLAMP, Math.max(-COS_CLAMP, dot / Math.sqrt(n1 * n2)));
+  if (Math.abs(cos) > SLERP_PARALLEL_THRESHOLD) return lerp(e1, e2, alpha);
+  const omega = Math.acos(cos);
+  const sinOmega = Math.sin(omega);
+  const c1 = Math.sin((1 - alpha) * omega) / sinOmega;
+  const c2 = Math.sin(alpha * omega) / sinOmega;
+  const out = new Float32Array(e1.length);
+  for (let i = 0; i < out.length; i++) out[i] = c1 * (e1[i] as number) + c2 * (e2[i] as number);
+  return out;
+}
+
+/** Options of {@link lerp}. */
+export interface LerpOptions {
+  /**
+   * Divide by √((1−α)² + α²). For independent standard-normal z_1, z_2 (DDIM-inverted latents are
+   * approximately that), plain LERP has variance (1−α)² + α², 0.5 at α = 0.5: the norm shrinks to
+   * ≈0.707× and the decoded image goes flat. The division restores unit variance exactly for
+   * independent Gaussians and is the identity at α = 0 and α = 1.
+   */
+  preserveNorm?: boolean;
+}
+
+/** Linear interpolation, eq. 24: z_mix = (1−α)·z_1 + α·z_2. */
+export function lerp(z1: Float32Array, z2: Float32Array, alpha: number, options: LerpOptions = {}): Float32Array {
+  assertSameLength(z1, z2);
+  assertAlphaUnit(alpha);
+  const scale = options.preserveNorm ? 1 / Math.sqrt((1 - alpha) ** 2 + alpha ** 2) : 1;
+  const c1 = (1 - alpha) * scale;
+  const c2 = alpha * scale;
+  const out = new Float32Array(z1.length);
+  for (let i = 0; i < out.length; i++) out[i] = c1 * (z1[i] as number) + c2 * (z2[i] as number);
+  return out;
+}
+
+/** Cosine similarity in float64; a zero vector scores 0. */
+export function cosineSimilarity(a: Float32Array, b: Float32Array): number {
+  assertSameLength(a, b);
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as number;
+    const y = b[i] as number;
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  if (na === 0 || nb === 0) return 0;
+  return Math.max(-1, Math.min(1, dot / Math.sqrt(na * nb)));
+}
