@@ -1,0 +1,110 @@
+// The only module that imports onnxruntime-node. Everything else passes typed arrays with their
+// dimensions and reads graph signatures as plain data.
+
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { DiffIdError } from '@diffid/shared';
+
+/** Element types the pipeline can feed or read. */
+export type DType = 'float32' | 'float16' | 'int32' | 'int64' | 'uint8' | 'bool' | 'string' | 'other';
+
+/** One input or output of a graph as its metadata states it; symbolic dimensions are strings. */
+export interface TensorSignature {
+  name: string;
+  dtype: DType;
+  shape: Array<number | string>;
+}
+
+export interface GraphSignature {
+  inputs: TensorSignature[];
+  outputs: TensorSignature[];
+}
+
+export type TensorData = Float32Array | Int32Array | BigInt64Array | Uint16Array | Uint8Array;
+
+/** A tensor as the rest of the worker handles it. */
+export interface Tensor {
+  dtype: DType;
+  data: TensorData;
+  dims: number[];
+}
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+
+export interface SessionOptions {
+  executionProvider: ExecutionProvider;
+  /** Threads for one operator; 0 lets onnxruntime choose. */
+  intraOpThreads?: number;
+}
+
+/** An opened graph. */
+export interface Graph {
+  readonly path: string;
+  readonly signature: GraphSignature;
+  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  release(): Promise<void>;
+}
+
+const KNOWN_DTYPES = new Set<string>(['float32', 'float16', 'int32', 'int64', 'uint8', 'bool', 'string']);
+
+function toSignature(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSignature[] {
+  return meta.map((m) => {
+    if (!m.isTensor) return { name: m.name, dtype: 'other', shape: [] };
+    const shape = m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : String(d)));
+    return { name: m.name, dtype: KNOWN_DTYPES.has(m.type) ? (m.type as DType) : 'other', shape };
+  });
+}
+
+/**
+ * The execution providers usable here. The binding lists CUDA on every Linux x64 build but ships
+ * its library only when the install step fetched it (ONNXRUNTIME_NODE_INSTALL=cuda12).
+ */
+export function availableProviders(): ExecutionProvider[] {
+  const out: ExecutionProvider[] = ['cpu'];
+  const cuda = ort.listSupportedBackends().find((b) => b.name === 'cuda');
+  if (cuda && (cuda.bundled || cudaLibraryInstalled())) out.push('cuda');
+  return out;
+}
+
+function cudaLibraryInstalled(): boolean {
+  const root = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+  const bin = join(root, 'bin');
+  if (!existsSync(bin)) return false;
+  return readdirSync(bin).some((napi) => existsSync(join(bin, napi, process.platform, process.arch, 'libonnxruntime_providers_cuda.so')));
+}
+
+/** Opens a graph file with the requested execution provider; fails clearly when it is absent. */
+export async function openGraph(path: string, options: SessionOptions): Promise<Graph> {
+  if (!availableProviders().includes(options.executionProvider)) {
+    throw new DiffIdError(
+      'EXECUTION_PROVIDER_UNAVAILABLE',
+      `execution provider "${options.executionProvider}" is not in this onnxruntime-node build (it has: ${availableProviders().join(', ')}). ` +
+        'On GPU hosts install the CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12, see deploy/docker/gpu-worker.Dockerfile) or set DIFFID_EXECUTION_PROVIDER=cpu.',
+    );
+  }
+  const session = await ort.InferenceSession.create(path, {
+    executionProviders: [options.executionProvider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: options.intraOpThreads ?? 0,
+  });
+  const signature: GraphSignature = { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) };
+  return {
+    path,
+    signature,
+    async run(feeds) {
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      for (const [name, t] of Object.entries(feeds)) {
+        ortFeeds[name] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+      }
+      const results = await session.run(ortFeeds);
+      const out: Record<string, Tensor> = {};
+      for (const [name, value] of Object.entries(results)) {
+        out[name] = { dtype: value.type as DType, data: value.data as TensorData, dims: [...value.dims] };
+      }
+      return out;
+    },
+    release: () => session.release(),
+  };
+}

@@ -1,0 +1,229 @@
+// The model-bundle contract: a directory with manifest.json, ONNX graphs and tokenizer files.
+// The JSON Schema beside this file is the authority on shape; these types mirror it, and the
+// cross-field rules a schema cannot say are checked in `validateManifest`.
+
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { assertSupportedScheduler, type SchedulerConfig } from '../schedule.ts';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const MANIFEST_FORMAT = 'diffid-bundle';
+export const MANIFEST_VERSION = 1;
+
+/** The graphs a bundle holds. face_detector is optional; without it inputs are aligned portraits. */
+export const ROLES = [
+  'text_encoder',
+  'image_encoder',
+  'face_embedder',
+  'face_detector',
+  'adapter',
+  'unet',
+  'vae_encoder',
+  'vae_decoder',
+] as const;
+export type Role = (typeof ROLES)[number];
+export const OPTIONAL_ROLES: ReadonlySet<Role> = new Set<Role>(['face_detector']);
+
+/**
+ * The ports of each role: keys of the manifest's `inputs` / `outputs` maps, whose values are the
+ * graph's own tensor names. Detector outputs are per stride: score_8, bbox_8, kps_8, …
+ */
+export const ROLE_PORTS = {
+  text_encoder: { inputs: ['input_ids'], outputs: ['hidden_states'] },
+  image_encoder: { inputs: ['pixels'], outputs: ['embedding'] },
+  face_embedder: { inputs: ['pixels'], outputs: ['embedding'] },
+  face_detector: { inputs: ['pixels'], outputs: [] },
+  adapter: { inputs: ['face_embedding', 'image_embedding', 'text_embedding'], outputs: ['conditioning'] },
+  unet: { inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: ['noise'] },
+  vae_encoder: { inputs: ['pixels'], outputs: ['latent'] },
+  vae_decoder: { inputs: ['latent'], outputs: ['pixels'] },
+} as const satisfies Record<Role, { inputs: readonly string[]; outputs: readonly string[] }>;
+
+/** A file of the bundle, relative to its directory, with the sha256 it must hash to. */
+export interface BundleFile {
+  file: string;
+  sha256: string;
+}
+
+/**
+ * How pixels become an encoder's input: x = (p / divide_by − mean) / std per channel, p in 0…255,
+ * channels in `channel_order`, NCHW float32.
+ */
+export interface Normalization {
+  channel_order: 'RGB' | 'BGR';
+  divide_by: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+export interface GraphEntry extends BundleFile {
+  inputs: Record<string, string>;
+  outputs: Record<string, string>;
+}
+
+export interface ImageEncoderEntry extends GraphEntry {
+  preprocess: Normalization & { size: number; resize: 'shortest_side_center_crop' };
+}
+
+export interface FaceEmbedderEntry extends GraphEntry {
+  /** The aligned crop: `size`² pixels, 5 landmarks mapped onto `template` (crop pixel coordinates). */
+  preprocess: Normalization & { size: number; template: Array<[number, number]> };
+}
+
+export interface FaceDetectorEntry extends GraphEntry {
+  preprocess: Normalization & { size: number; resize: 'letterbox_top_left' };
+  strides: number[];
+  anchors_per_cell: number;
+  score_threshold: number;
+  nms_iou: number;
+}
+
+export interface VaeEncoderEntry extends GraphEntry {
+  /** `latent`: the graph emits a latent (diffusers); `mean_logvar`: 2·C channels, mean first (optimum). */
+  output_kind: 'latent' | 'mean_logvar';
+}
+
+/** What the adapter emits and the shape decisions the paper leaves open (docs/adapter.md). */
+export interface AdapterSpec {
+  architecture: 'diff-id' | 'analytic-demo';
+  /** Tokens of e_id (eq. 6): e'_arc, e'_i, e_max, e_avg. */
+  identity_tokens: number;
+  /** Tokens of ẽ_t: the text encoder's sequence length. */
+  text_tokens: number;
+  /** What MaxPool / AvgPool reduce over: the token axis of e_img = [e'_arc; e'_i]. */
+  pooling: 'over_modalities';
+  /** How eq. 13 joins sequences of different lengths: along the token axis, in this order. */
+  fused_sequence: Array<'identity' | 'attribute'>;
+  conditioning_tokens: number;
+  conditioning_width: number;
+}
+
+export interface TokenizerSpec {
+  /** Either vocab.json + merges.txt (as SD exports ship them) or one tokenizer.json. */
+  vocab?: BundleFile;
+  merges?: BundleFile;
+  tokenizer_json?: BundleFile;
+  max_length: number;
+  bos_token: string;
+  eos_token: string;
+  pad_token: string;
+}
+
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  version: typeof MANIFEST_VERSION;
+  name: string;
+  description?: string;
+  image: { width: number; height: number };
+  latent: { channels: number; downscale: number; scaling_factor: number };
+  scheduler: SchedulerConfig;
+  tokenizer: TokenizerSpec;
+  adapter: AdapterSpec;
+  models: {
+    text_encoder: GraphEntry;
+    image_encoder: ImageEncoderEntry;
+    face_embedder: FaceEmbedderEntry;
+    face_detector?: FaceDetectorEntry;
+    adapter: GraphEntry;
+    unet: GraphEntry;
+    vae_encoder: VaeEncoderEntry;
+    vae_decoder: GraphEntry;
+  };
+}
+
+/** A manifest that does not meet the contract; `problems` lists every finding. */
+export class ManifestError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`manifest.json does not meet the bundle contract:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ManifestError';
+    this.problems = problems;
+  }
+}
+
+/** The manifest's JSON Schema (draft-07), as shipped in this package. */
+export const manifestSchema: Record<string, unknown> = JSON.parse(
+  readFileSync(new URL('./manifest.schema.json', import.meta.url), 'utf8'),
+) as Record<string, unknown>;
+
+const validateShape = new Ajv({ allErrors: true, strict: true }).compile(manifestSchema);
+
+function describe(e: ErrorObject): string {
+  const where = e.instancePath === '' ? 'manifest' : e.instancePath.slice(1).replaceAll('/', '.');
+  if (e.keyword === 'additionalProperties') return `${where}: unknown field "${String(e.params.additionalProperty)}"`;
+  if (e.keyword === 'required') return `${where}: missing field "${String(e.params.missingProperty)}"`;
+  return `${where}: ${e.message ?? e.keyword}`;
+}
+
+/** Validates parsed JSON against the schema and the cross-field rules; returns it typed. */
+export function validateManifest(value: unknown): Manifest {
+  if (!validateShape(value)) {
+    throw new ManifestError((validateShape.errors ?? []).map(describe));
+  }
+  const m = value as Manifest;
+  const problems: string[] = [];
+  for (const role of ROLES) {
+    const entry = m.models[role];
+    if (!entry) continue;
+    const ports = ROLE_PORTS[role];
+    for (const port of ports.inputs) if (!(port in entry.inputs)) problems.push(`models.${role}.inputs: missing port "${port}"`);
+    for (const port of Object.keys(entry.inputs)) {
+      if (!(ports.inputs as readonly string[]).includes(port)) problems.push(`models.${role}.inputs: unknown port "${port}"`);
+    }
+    if (role === 'face_detector') continue;
+    for (const port of ports.outputs) if (!(port in entry.outputs)) problems.push(`models.${role}.outputs: missing port "${port}"`);
+    for (const port of Object.keys(entry.outputs)) {
+      if (!(ports.outputs as readonly string[]).includes(port)) problems.push(`models.${role}.outputs: unknown port "${port}"`);
+    }
+  }
+  const det = m.models.face_detector;
+  if (det) {
+    const expected = det.strides.flatMap((s) => [`score_${s}`, `bbox_${s}`, `kps_${s}`]);
+    for (const port of expected) if (!(port in det.outputs)) problems.push(`models.face_detector.outputs: missing port "${port}"`);
+    for (const port of Object.keys(det.outputs)) {
+      if (!expected.includes(port)) problems.push(`models.face_detector.outputs: unknown port "${port}" (strides are ${det.strides.join(', ')})`);
+    }
+  }
+  const tok = m.tokenizer;
+  const pair = Boolean(tok.vocab) && Boolean(tok.merges);
+  if (pair === Boolean(tok.tokenizer_json) || (!pair && (tok.vocab || tok.merges))) {
+    problems.push('tokenizer: give either vocab + merges or tokenizer_json');
+  }
+  if (m.image.width % m.latent.downscale !== 0 || m.image.height % m.latent.downscale !== 0) {
+    problems.push(`image: ${m.image.width}×${m.image.height} is not a multiple of latent.downscale ${m.latent.downscale}`);
+  }
+  const a = m.adapter;
+  if (a.text_tokens !== tok.max_length) {
+    problems.push(`adapter.text_tokens ${a.text_tokens} differs from tokenizer.max_length ${tok.max_length}`);
+  }
+  if (a.architecture === 'diff-id') {
+    const sum = a.fused_sequence.reduce((n, part) => n + (part === 'identity' ? a.identity_tokens : a.text_tokens), 0);
+    if (sum !== a.conditioning_tokens) {
+      problems.push(`adapter.conditioning_tokens ${a.conditioning_tokens} differs from the fused sequence's ${sum} (${a.fused_sequence.join(' + ')})`);
+    }
+  }
+  if (m.models.face_embedder.preprocess.template.length !== 5) {
+    problems.push('models.face_embedder.preprocess.template: needs the 5 landmarks (eyes, nose, mouth corners)');
+  }
+  try {
+    assertSupportedScheduler(m.scheduler);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  if (problems.length > 0) throw new ManifestError(problems);
+  return m;
+}
+
+/** Every file the manifest names, with where it is named from (for messages). */
+export function manifestFiles(m: Manifest): Array<{ where: string; entry: BundleFile }> {
+  const files: Array<{ where: string; entry: BundleFile }> = [];
+  for (const role of ROLES) {
+    const entry = m.models[role];
+    if (entry) files.push({ where: role, entry });
+  }
+  for (const key of ['vocab', 'merges', 'tokenizer_json'] as const) {
+    const entry = m.tokenizer[key];
+    if (entry) files.push({ where: `tokenizer.${key}`, entry });
+  }
+  return files;
+}
