@@ -1,4 +1,14 @@
 import { loadBundle } from './src/bundle-loader.ts';
+import { stageContext, inferenceMs } from './src/stages/context.ts';
+import { generate } from './src/pipelines/generate.ts';
+import { morph } from './src/pipelines/morph.ts';
 const b = await loadBundle('/tmp/b1');
-console.log(b.dims);
-console.log(JSON.stringify(b.ports.unet));
+const ctx = stageContext(b);
+const img = { width: 200, height: 150, data: Uint8Array.from({ length: 200*150*3 }, (_, i) => (i * 37) % 256) };
+let steps = 0;
+let t0 = performance.now();
+const r = await generate(ctx, img, { prompt: 'a photo of a person', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 5, seed: 42 }, () => { steps++; });
+console.log('generate', performance.now() - t0, 'ms; inference', inferenceMs(b), 'steps', steps, r.images.map(i => [i.seed, i.similarity, i.image.width, i.image.data.slice(0,6)]));
+t0 = performance.now(); steps = 0;
+const m = await morph(ctx, img, { ...img, data: img.data.map(v => 255 - v) }, { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: 'a photo', steps: 20, seed: 0 }, 8, () => { steps++; });
+console.log('morph', performance.now() - t0, 'ms', steps, m.similarityAB, m.frames.map(f => [f.alpha, f.similarityA, f.similarityB]));

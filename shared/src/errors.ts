@@ -2,6 +2,26 @@
 // `status` is the HTTP status a request that meets the error gets; 5xx details never reach clients.
 
 export const ERROR_CATALOGUE = {
+  // Requests
+  VALIDATION: { code: 'DIFFID_ERR_VALIDATION', status: 400, title: 'A request field is missing, malformed or out of range' },
+  NOT_MULTIPART: { code: 'DIFFID_ERR_NOT_MULTIPART', status: 415, title: 'The request body must be multipart/form-data' },
+  MISSING_FILE: { code: 'DIFFID_ERR_MISSING_FILE', status: 400, title: 'A required image file is missing' },
+  UNEXPECTED_FIELD: { code: 'DIFFID_ERR_UNEXPECTED_FIELD', status: 400, title: 'The request has a field or file this route does not take' },
+  UNSUPPORTED_IMAGE: { code: 'DIFFID_ERR_UNSUPPORTED_IMAGE', status: 415, title: 'An uploaded file is not a JPEG, PNG or WebP image that can be decoded' },
+  FILE_TOO_LARGE: { code: 'DIFFID_ERR_FILE_TOO_LARGE', status: 413, title: 'An uploaded file or image is larger than allowed' },
+  PROMPT_TOO_LONG: { code: 'DIFFID_ERR_PROMPT_TOO_LONG', status: 400, title: 'A prompt is longer than allowed' },
+  JOB_NOT_FOUND: { code: 'DIFFID_ERR_JOB_NOT_FOUND', status: 404, title: 'No job has this id, or it has expired' },
+  IMAGE_NOT_FOUND: { code: 'DIFFID_ERR_IMAGE_NOT_FOUND', status: 404, title: 'The job has no result image with this number' },
+  JOB_FINISHED: { code: 'DIFFID_ERR_JOB_FINISHED', status: 409, title: 'The job has already finished and cannot be canceled' },
+  ROUTE_NOT_FOUND: { code: 'DIFFID_ERR_ROUTE_NOT_FOUND', status: 404, title: 'No such route' },
+  QUEUE_UNAVAILABLE: { code: 'DIFFID_ERR_QUEUE_UNAVAILABLE', status: 503, title: 'The job queue (Redis) is not reachable' },
+  INTERNAL: { code: 'DIFFID_ERR_INTERNAL', status: 500, title: 'Internal error' },
+  // Jobs (reported in a failed job's `error`; status is what a synchronous request would get)
+  NO_FACE_DETECTED: { code: 'DIFFID_ERR_NO_FACE_DETECTED', status: 422, title: 'No usable face was found in an input image' },
+  INPUT_EXPIRED: { code: 'DIFFID_ERR_INPUT_EXPIRED', status: 410, title: "The job's uploaded images expired before a worker ran it" },
+  JOB_CANCELED: { code: 'DIFFID_ERR_JOB_CANCELED', status: 409, title: 'The job was canceled' },
+  INFERENCE_FAILED: { code: 'DIFFID_ERR_INFERENCE_FAILED', status: 500, title: 'The worker failed while running the models' },
+  // Model bundles (worker start-up)
   BUNDLE_MANIFEST_INVALID: { code: 'DIFFID_ERR_BUNDLE_MANIFEST_INVALID', status: 503, title: 'The model bundle manifest does not meet the contract' },
   BUNDLE_FILE_MISSING: { code: 'DIFFID_ERR_BUNDLE_FILE_MISSING', status: 503, title: 'A file named by the model bundle manifest is missing' },
   BUNDLE_CHECKSUM_MISMATCH: { code: 'DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH', status: 503, title: 'A model bundle file does not hash to its manifest sha256' },
@@ -13,6 +33,11 @@ export const ERROR_CATALOGUE = {
 
 export type ErrorKey = keyof typeof ERROR_CATALOGUE;
 export type ErrorCode = (typeof ERROR_CATALOGUE)[ErrorKey]['code'];
+
+/** The catalogue entry for a code, or undefined for a code not in it. */
+export function catalogueEntry(code: string): (typeof ERROR_CATALOGUE)[ErrorKey] | undefined {
+  return Object.values(ERROR_CATALOGUE).find((e) => e.code === code);
+}
 
 /** An error with a catalogue code; `detail` is for logs and operators, `publicMessage` for clients. */
 export class DiffIdError extends Error {

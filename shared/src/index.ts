@@ -4,3 +4,4 @@ export * from './interpolate.ts';
 export * from './noise.ts';
 export * from './errors.ts';
 export * from './bundle/manifest.ts';
+export * from './jobs.ts';

@@ -1,0 +1,58 @@
+// morph (paper §3.4, eqs. 22–25): invert both faces once, then for each α interpolate the
+// identity embeddings (SLERP by default, each embedding on its own sphere) and the inverted
+// latents (LERP, eq. 24), condition, and sample with DDIM.
+import { cosineSimilarity, lerp, slerp, type MorphParams } from '@diffid/shared';
+import type { Rgb } from '../pixels.ts';
+import { condition } from '../stages/condition.ts';
+import type { StageContext, StepHook } from '../stages/context.ts';
+import { decodeLatents } from '../stages/decode.ts';
+import { denoise } from '../stages/denoise.ts';
+import { embedFaces } from '../stages/embed-face.ts';
+import { embedImages } from '../stages/embed-image.ts';
+import { encodeLatents } from '../stages/encode-latent.ts';
+import { encodePrompts } from '../stages/encode-prompt.ts';
+import { findFace } from '../stages/find-face.ts';
+import { invert } from '../stages/invert.ts';
+import { scoreIdentity } from '../stages/score-identity.ts';
+
+export interface MorphFrame {
+  image: Rgb;
+  alpha: number;
+  similarityA: number;
+  similarityB: number;
+}
+
+/** U-Net evaluations of a morph: one inversion run, then one sampling run per batch of alphas. */
+export function morphSteps(params: MorphParams, maxBatch: number): number {
+  return params.steps * (1 + Math.ceil(params.alphas.length / maxBatch));
+}
+
+export async function morph(ctx: StageContext, a: Rgb, b: Rgb, params: MorphParams, maxBatch: number, onStep: StepHook): Promise<{ frames: MorphFrame[]; similarityAB: number; promptTruncated: boolean }> {
+  const faces = [findFace(ctx, a, 'image_a'), findFace(ctx, b, 'image_b')];
+  const [arcA, arcB] = (await embedFaces(ctx, faces.map((f) => f.crop))) as [Float32Array, Float32Array];
+  const [clipA, clipB] = (await embedImages(ctx, [a, b])) as [Float32Array, Float32Array];
+  const text = await encodePrompts(ctx, [params.prompt]);
+  const prompt = text.hidden[0] as Float32Array;
+  const ownConditioning = await condition(ctx, [
+    { face: arcA, image: clipA, text: prompt },
+    { face: arcB, image: clipB, text: prompt },
+  ]);
+  const [zA, zB] = (await invert(ctx, await encodeLatents(ctx, [a, b]), ownConditioning, params.steps, onStep)) as [Float32Array, Float32Array];
+  const mix = params.interpolation === 'slerp' ? slerp : lerp;
+  const frames: MorphFrame[] = [];
+  for (let start = 0; start < params.alphas.length; start += maxBatch) {
+    const alphas = params.alphas.slice(start, start + maxBatch);
+    const conditioning = await condition(ctx, alphas.map((alpha) => ({ face: mix(arcA, arcB, alpha), image: mix(clipA, clipB, alpha), text: prompt })));
+    const latents = await denoise(ctx, {
+      latents: alphas.map((alpha) => lerp(zA, zB, alpha)),
+      conditioning,
+      guidanceScale: 1,
+      steps: params.steps,
+      onStep,
+    });
+    const images = await decodeLatents(ctx, latents);
+    const scores = await scoreIdentity(ctx, images, [arcA, arcB]);
+    images.forEach((image, i) => frames.push({ image, alpha: alphas[i] as number, similarityA: scores[i]?.[0] as number, similarityB: scores[i]?.[1] as number }));
+  }
+  return { frames, similarityAB: cosineSimilarity(arcA, arcB), promptTruncated: text.truncated[0] === true };
+}
