@@ -62,9 +62,12 @@ export async function encodePng(image: RgbImage): Promise<Buffer> {
     .toBuffer();
 }
 
-/** Encodes RGB as JPEG (tests and examples use it to make uploads). */
-export async function encodeJpeg(image: RgbImage, quality = 90): Promise<Buffer> {
-  return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).jpeg({ quality }).toBuffer();
+/** Encodes RGB as JPEG, PNG or WebP (tests and examples use it to make uploads). */
+export async function encodeImage(image: RgbImage, format: ImageFormat, quality = 90): Promise<Buffer> {
+  const s = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  if (format === 'jpeg') return s.jpeg({ quality }).toBuffer();
+  if (format === 'webp') return s.webp({ quality }).toBuffer();
+  return s.png().toBuffer();
 }
 
 /** Reads back the size and channel count of encoded image bytes. */

@@ -82,13 +82,15 @@ export interface JobProgress {
   total: number;
 }
 
+/** Names of uploaded images, over all job kinds (their keys are jobKeys().input(name)). */
+export const INPUT_NAMES = ['image', 'image_a', 'image_b'] as const;
+
 /** Redis keys of one job, under the deployment's key prefix. */
 export const jobKeys = (prefix: string, id: string) => ({
   input: (name: string) => `${prefix}:job:${id}:input:${name}`,
   result: (index: number) => `${prefix}:job:${id}:result:${index}`,
   /** Present once a cancel was asked for: the job's public view at that moment, as JSON. */
   canceled: `${prefix}:job:${id}:canceled`,
-  pattern: `${prefix}:job:${id}:*`,
 });
 
 /** Pub/sub channel on which the API announces cancels to running workers. */

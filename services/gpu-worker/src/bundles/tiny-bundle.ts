@@ -42,6 +42,8 @@ export interface TinyOptions {
   flavor?: ExportFlavor;
   /** Overrides of the default widths (tests build mismatched graphs with these). */
   dims?: Partial<TinyDims>;
+  /** Extra 512×512 matrix products per U-Net call: a deliberately slow graph for tests. */
+  burnMatmuls?: number;
 }
 
 export function tinyDims(vocabSize: number, overrides: Partial<TinyDims> = {}): TinyDims {
@@ -78,7 +80,7 @@ export function buildTinyBundle(options: TinyOptions = {}): GeneratedBundle {
     ['image_encoder.onnx', imageEncoderGraph(d, seed + 2)],
     ['face_embedder.onnx', faceEmbedderGraph(d, seed + 3)],
     ['adapter.onnx', adapterGraph(d, seed + 4)],
-    ['unet.onnx', unetGraph(d, flavor, conditioningTokens, seed + 5)],
+    ['unet.onnx', unetGraph(d, flavor, conditioningTokens, seed + 5, options.burnMatmuls ?? 0)],
     ['vae_encoder.onnx', vaeEncoderGraph(d, flavor, seed + 6)],
     ['vae_decoder.onnx', vaeDecoderGraph(d, seed + 7)],
     ['tokenizer/vocab.json', enc.encode(tok.vocabJson)],

@@ -153,7 +153,7 @@ export function adapterGraph(d: TinyDims, seed: number): Uint8Array {
  * One conv, a sinusoidal time embedding, one softmax cross-attention over the conditioning tokens,
  * SiLU, one conv back to C channels.
  */
-export function unetGraph(d: TinyDims, flavor: ExportFlavor, conditioningTokens: number, seed: number): Uint8Array {
+export function unetGraph(d: TinyDims, flavor: ExportFlavor, conditioningTokens: number, seed: number, burnMatmuls = 0): Uint8Array {
   const g = new GraphBuilder('unet');
   const w = new Weights(seed);
   const C = d.latentChannels;
@@ -181,12 +181,26 @@ export function unetGraph(d: TinyDims, flavor: ExportFlavor, conditioningTokens:
   const scores = g.op('Mul', [g.op('MatMul', [Q, g.op('Transpose', [K], { perm: { ints: [0, 2, 1] } })]), g.scalar('attn.scale', 1 / Math.sqrt(H))]);
   const attended = g.op('MatMul', [g.op('Softmax', [scores], { axis: { int: -1 } }), V]);
   const back = g.op('Reshape', [g.op('Transpose', [attended], { perm: { ints: [0, 2, 1] } }), g.op('Shape', [h1])]);
-  const h = g.op('Add', [g.op('Add', [h1, tembMap]), back]);
+  let h = g.op('Add', [g.op('Add', [h1, tembMap]), back]);
+  if (burnMatmuls > 0) h = g.op('Add', [h, burn(g, new Weights(seed + 1000), sample, burnMatmuls)]);
   const act = g.op('Mul', [h, g.op('Sigmoid', [h])]);
   g.op('Conv', [act, g.weight('conv_out.weight', [C, H, 3, 3], w.normal([C, H, 3, 3], H * 9)), g.weight('conv_out.bias', [C], w.constant(C, 0))],
     { pads: { ints: [1, 1, 1, 1] } }, 'out_sample');
   g.output('out_sample', 'float32', ['batch', C, 'height', 'width']);
   return g.toBytes('tiny U-Net: conv, time embedding, cross-attention over the conditioning tokens, conv');
+}
+
+/**
+ * Deliberate work for tests of slow graphs: a chain of 512×512 matrix products that depends on
+ * the input (so it cannot be folded away at load time) and contributes exactly zero.
+ */
+function burn(g: GraphBuilder, w: Weights, input: string, count: number): string {
+  const n = 512;
+  const gate = g.op('Sigmoid', [g.op('ReduceMean', [input], { keepdims: { int: 0 } })]);
+  let m = g.op('Mul', [g.weight('burn.start', [n, n], w.normal([n, n], n)), gate]);
+  const step = g.weight('burn.step', [n, n], w.normal([n, n], n));
+  for (let i = 0; i < count; i++) m = g.op('Tanh', [g.op('MatMul', [m, step])]);
+  return g.op('Mul', [g.op('ReduceMean', [m], { keepdims: { int: 0 } }), g.scalar('burn.zero', 0)]);
 }
 
 /** VAE encoder signature: sample [B, 3, H, W] → latent_sample [B, C, H/f, W/f] (or mean‖logvar). */

@@ -1,0 +1,122 @@
+// Reads a multipart form and checks it against its openapi.yaml schema: files by name and by
+// their bytes, text fields by the schema (with numbers coerced from their text).
+
+import { Ajv, type ErrorObject } from 'ajv';
+import addFormats from 'ajv-formats';
+import type {} from '@fastify/multipart';
+import type { FastifyRequest } from 'fastify';
+import { DiffIdError, LIMITS } from '@diffid/shared';
+import { decodeRgb, sniffImageFormat } from '@diffid/shared/image';
+import { formSchema } from './openapi.ts';
+
+/** Bytes one uploaded image may have. */
+export const MAX_FILE_BYTES = 20 * 1024 * 1024;
+
+export interface ParsedForm {
+  fields: Record<string, unknown>;
+  files: Record<string, Buffer>;
+}
+
+const ajv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: false, strict: false });
+addFormats.default(ajv);
+
+function fieldError(e: ErrorObject, fields: Record<string, unknown>): DiffIdError {
+  const field = e.instancePath.slice(1) || String(e.params.additionalProperty ?? e.params.missingProperty ?? '');
+  const got = field in fields ? ` (got ${JSON.stringify(fields[field])})` : '';
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return new DiffIdError('UNEXPECTED_FIELD', `"${field}" is not a field of this route`);
+    case 'required':
+      return new DiffIdError('VALIDATION', `the field "${field}" is required`);
+    case 'maxLength':
+      if (field.includes('prompt')) {
+        return new DiffIdError('PROMPT_TOO_LONG', `"${field}" is longer than ${String(e.params.limit)} characters; shorten it`);
+      }
+      return new DiffIdError('VALIDATION', `"${field}" must be at most ${String(e.params.limit)} characters`);
+    case 'minimum':
+    case 'maximum':
+      return new DiffIdError('VALIDATION', `"${field}" must be ${e.keyword === 'minimum' ? '≥' : '≤'} ${String(e.params.limit)}${got}`);
+    case 'type':
+      return new DiffIdError('VALIDATION', `"${field}" must be ${e.params.type === 'integer' ? 'a whole number' : `a ${String(e.params.type)}`}${got}`);
+    case 'enum':
+      return new DiffIdError('VALIDATION', `"${field}" must be one of ${(e.params.allowedValues as unknown[]).join(', ')}${got}`);
+    default:
+      return new DiffIdError('VALIDATION', `"${field}" ${e.message ?? 'is invalid'}${got}`);
+  }
+}
+
+/** A form reader for one openapi.yaml multipart schema. */
+export function formReader(schemaName: string) {
+  const schema = formSchema(schemaName);
+  const validate = ajv.compile(schema.fields);
+  const fieldNames = new Set(Object.keys((schema.fields as { properties: object }).properties));
+
+  return async function readForm(request: FastifyRequest): Promise<ParsedForm> {
+    if (!request.isMultipart()) {
+      throw new DiffIdError('NOT_MULTIPART', 'send the request as multipart/form-data (for example curl -F image=@face.jpg -F prompt=...)');
+    }
+    const fields: Record<string, unknown> = {};
+    const files: Record<string, Buffer> = {};
+    try {
+      for await (const part of request.parts({ limits: { fileSize: MAX_FILE_BYTES } })) {
+        const name = part.fieldname;
+        if (part.type === 'file') {
+          if (!schema.files.includes(name)) {
+            await part.toBuffer().catch(() => undefined);
+            throw new DiffIdError('UNEXPECTED_FIELD', `this route takes no file "${name}"; its files are ${schema.files.join(', ')}`);
+          }
+          if (name in files) throw new DiffIdError('UNEXPECTED_FIELD', `the file "${name}" is given twice`);
+          files[name] = await part.toBuffer();
+        } else {
+          if (schema.files.includes(name)) throw new DiffIdError('VALIDATION', `"${name}" must be a file upload, not a text field`);
+          if (!fieldNames.has(name)) throw new DiffIdError('UNEXPECTED_FIELD', `"${name}" is not a field of this route; its fields are ${[...fieldNames].join(', ')}`);
+          if (name in fields) throw new DiffIdError('UNEXPECTED_FIELD', `the field "${name}" is given twice`);
+          if (part.valueTruncated) {
+            throw new DiffIdError(name.includes('prompt') ? 'PROMPT_TOO_LONG' : 'VALIDATION', `"${name}" is too long`);
+          }
+          fields[name] = part.value;
+        }
+      }
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'FST_REQ_FILE_TOO_LARGE') throw new DiffIdError('FILE_TOO_LARGE', `each image may be at most ${MAX_FILE_BYTES / 1024 / 1024} MB`);
+      if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
+        throw new DiffIdError('UNEXPECTED_FIELD', 'the form has more parts than this route takes');
+      }
+      throw err;
+    }
+    for (const name of schema.requiredFiles) {
+      if (!files[name]) throw new DiffIdError('MISSING_FILE', `the image file "${name}" is missing; attach it as a multipart file field`);
+    }
+    if (!validate(fields)) throw fieldError((validate.errors ?? [])[0] as ErrorObject, fields);
+    for (const [name, bytes] of Object.entries(files)) {
+      if (bytes.length === 0) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is an empty file`);
+      if (!sniffImageFormat(bytes)) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is not a JPEG, PNG or WebP image (checked by its bytes, whatever its declared type)`);
+      // A full decode here keeps truncated or corrupt images out of the queue.
+      await decodeRgb(bytes, name);
+    }
+    return { fields, files };
+  };
+}
+
+/** Parses the morph factors: exactly one of alpha, alphas or frames. */
+export function morphAlphas(fields: Record<string, unknown>): number[] {
+  const given = ['alpha', 'alphas', 'frames'].filter((k) => fields[k] !== undefined);
+  if (given.length !== 1) {
+    throw new DiffIdError('VALIDATION', given.length === 0 ? 'give the morph factor: one of alpha, alphas or frames' : `give one of alpha, alphas or frames, not ${given.join(' and ')}`);
+  }
+  if (fields.alpha !== undefined) return [fields.alpha as number];
+  if (fields.frames !== undefined) {
+    const n = fields.frames as number;
+    return Array.from({ length: n }, (_, i) => i / (n - 1));
+  }
+  if (fields.alphas !== undefined) {
+    const parts = String(fields.alphas).split(',').map((s) => s.trim());
+    const values = parts.map(Number);
+    const bad = parts.find((p, i) => p === '' || !Number.isFinite(values[i]) || (values[i] as number) < 0 || (values[i] as number) > 1);
+    if (bad !== undefined) throw new DiffIdError('VALIDATION', `"alphas" must be numbers in [0, 1] separated by commas; "${bad}" is not`);
+    if (values.length > LIMITS.maxAlphas) throw new DiffIdError('VALIDATION', `"alphas" may list at most ${LIMITS.maxAlphas} values (got ${values.length})`);
+    return values;
+  }
+  throw new DiffIdError('VALIDATION', 'give the morph factor: one of alpha, alphas or frames');
+}

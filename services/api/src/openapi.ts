@@ -1,0 +1,47 @@
+// openapi.yaml is the contract: routes take their request checks and response shapes from it.
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+
+export const OPENAPI_PATH = new URL('../../../openapi.yaml', import.meta.url);
+
+/** The raw YAML text and the parsed document. */
+export const openapiText = readFileSync(OPENAPI_PATH, 'utf8');
+export const openapiDocument = parse(openapiText) as {
+  paths: Record<string, Record<string, unknown>>;
+  components: { schemas: Record<string, Record<string, unknown>> };
+};
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** A component schema with every local $ref replaced by its target (the components have no cycles). */
+export function componentSchema(name: string): Record<string, unknown> {
+  const schemas = openapiDocument.components.schemas;
+  const resolve = (node: Json): Json => {
+    if (Array.isArray(node)) return node.map(resolve);
+    if (node === null || typeof node !== 'object') return node;
+    const ref = node.$ref;
+    if (typeof ref === 'string') {
+      const target = /^#\/components\/schemas\/(.+)$/.exec(ref)?.[1];
+      if (!target || !schemas[target]) throw new Error(`openapi.yaml: unresolved $ref ${ref}`);
+      return resolve(schemas[target] as Json);
+    }
+    const out: { [k: string]: Json } = {};
+    for (const [k, v] of Object.entries(node)) out[k] = resolve(v as Json);
+    return out;
+  };
+  const schema = schemas[name];
+  if (!schema) throw new Error(`openapi.yaml has no schema ${name}`);
+  return resolve(schema as Json) as Record<string, unknown>;
+}
+
+/** A multipart form schema split into its file fields and a schema for the text fields. */
+export function formSchema(name: string): { files: string[]; requiredFiles: string[]; fields: Record<string, unknown> } {
+  const schema = componentSchema(name) as { properties: Record<string, { format?: string }>; required?: string[] };
+  const files = Object.entries(schema.properties).filter(([, p]) => p.format === 'binary').map(([k]) => k);
+  const properties = Object.fromEntries(Object.entries(schema.properties).filter(([k]) => !files.includes(k)));
+  return {
+    files,
+    requiredFiles: (schema.required ?? []).filter((k) => files.includes(k)),
+    fields: { ...schema, properties, required: (schema.required ?? []).filter((k) => !files.includes(k)) },
+  };
+}

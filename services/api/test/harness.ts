@@ -1,0 +1,93 @@
+// A real stack for tests: the API listening on a loopback port, a worker with its inference
+// thread, Redis under a fresh key prefix, and a model bundle in a temporary directory.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'tap';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { redisScope, TEST_REDIS_URL } from '@diffid/shared/testing';
+import { buildTinyBundle, startWorkerService, writeBundle, type TinyOptions, type WorkerService } from '@diffid/gpu-worker';
+import { buildApp } from '../src/app.ts';
+
+export interface Stack {
+  base: string;
+  app: FastifyInstance;
+  worker: WorkerService | null;
+  prefix: string;
+  queueName: string;
+  redis: Redis;
+  bundleDir: string;
+}
+
+export interface StackOptions {
+  bundle?: TinyOptions;
+  worker?: boolean;
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  resultTtlSeconds?: number;
+}
+
+export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
+  const scope = await redisScope('api');
+  const bundleDir = await mkdtemp(join(tmpdir(), 'diffid-api-bundle-'));
+  await writeBundle(bundleDir, buildTinyBundle(options.bundle));
+  const queueName = 'jobs';
+  // The API's connection fails fast, as server.ts configures it.
+  const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  await apiRedis.connect();
+  const app = await buildApp(
+    { redis: apiRedis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2 },
+    { logger: false },
+  );
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const address = app.server.address();
+  if (!address || typeof address === 'string') throw new Error('no port');
+  const worker =
+    options.worker === false
+      ? null
+      : await startWorkerService({
+          redis: scope.redis,
+          prefix: scope.prefix,
+          queueName,
+          resultTtlSeconds: 3600,
+          modelDir: bundleDir,
+          executionProvider: 'cpu',
+          intraOpThreads: 0,
+          maxBatch: 8,
+          lockDurationMs: options.lockDurationMs,
+          stalledIntervalMs: options.stalledIntervalMs,
+        });
+  t.teardown(async () => {
+    await worker?.close();
+    await app.close();
+    apiRedis.disconnect();
+    await scope.cleanup();
+    await rm(bundleDir, { recursive: true, force: true });
+  });
+  return { base: `http://127.0.0.1:${address.port}`, app, worker, prefix: scope.prefix, queueName, redis: scope.redis, bundleDir };
+}
+
+export type Fields = Record<string, string | number | { bytes: Uint8Array; name?: string; type?: string }>;
+
+/** POSTs a multipart form over real HTTP. */
+export async function postForm(base: string, path: string, fields: Fields): Promise<Response> {
+  const form = new FormData();
+  for (const [k, v] of Object.entries(fields)) {
+    if (typeof v === 'object') form.append(k, new Blob([v.bytes], { type: v.type ?? 'image/jpeg' }), v.name ?? `${k}.jpg`);
+    else form.append(k, String(v));
+  }
+  return fetch(`${base}${path}`, { method: 'POST', body: form });
+}
+
+/** Polls GET /jobs/{id} until `done(view)` or the deadline; returns the last view. */
+export async function pollJob(base: string, id: string, done: (view: Record<string, any>) => boolean, timeoutMs = 60_000): Promise<Record<string, any>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const view = (await (await fetch(`${base}/jobs/${id}`)).json()) as Record<string, any>;
+    if (done(view) || Date.now() > deadline) return view;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const finished = (v: Record<string, any>) => ['succeeded', 'failed', 'canceled'].includes(v.status);

@@ -1,0 +1,6 @@
+// What other workspaces (the API's tests, the launcher) use of the worker.
+export { startWorkerService, type WorkerService, type WorkerServiceOptions } from './worker-service.ts';
+export { loadBundle, type LoadedBundle } from './bundle-loader.ts';
+export { buildTinyBundle, type TinyOptions } from './bundles/tiny-bundle.ts';
+export { writeBundle } from './bundles/write-bundle.ts';
+export { ensureDefaultBundle } from './bundles/default-bundle.ts';

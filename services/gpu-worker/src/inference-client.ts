@@ -1,0 +1,126 @@
+// The main thread's handle on the inference thread: starts it, sends jobs, relays progress,
+// sets cancel flags, and restarts the thread if it dies (in-flight work fails as retryable).
+
+import { Worker } from 'node:worker_threads';
+import { DiffIdError } from '@diffid/shared';
+import type { InferenceJob, InferenceOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
+
+const THREAD_BOOT = new URL('./thread-boot.mjs', import.meta.url);
+const THREAD_ENTRY = new URL('./inference-thread.ts', import.meta.url).href;
+
+/** The job stopped because its cancel flag was set. */
+export class InferenceCanceled extends Error {
+  constructor() {
+    super('canceled');
+    this.name = 'InferenceCanceled';
+  }
+}
+
+/** The thread died under the job: worth retrying elsewhere or later. */
+export class InferenceThreadLost extends Error {}
+
+export interface RunHandle {
+  result: Promise<InferenceOutput>;
+  cancel(): void;
+}
+
+export interface InferenceClient {
+  readonly bundle: Extract<ThreadMessage, { type: 'ready' }>['bundle'];
+  run(job: InferenceJob, onProgress: (step: number, total: number) => void): RunHandle;
+  close(): Promise<void>;
+}
+
+interface Pending {
+  resolve: (o: InferenceOutput) => void;
+  reject: (e: Error) => void;
+  onProgress: (step: number, total: number) => void;
+}
+
+function spawn(options: ThreadOptions): Worker {
+  return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY, options } });
+}
+
+function waitReady(worker: Worker): Promise<InferenceClient['bundle']> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: ThreadMessage) => {
+      if (m.type === 'ready') {
+        cleanup();
+        resolve(m.bundle);
+      } else if (m.type === 'fatal') {
+        cleanup();
+        void worker.terminate();
+        reject(new DiffIdError(m.code as never, m.message));
+      }
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(new Error(`the inference thread exited with code ${code} before it was ready`));
+    };
+    const cleanup = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
+/** Starts the inference thread and resolves once its bundle is loaded. */
+export async function startInference(options: ThreadOptions): Promise<InferenceClient> {
+  const pending = new Map<number, Pending>();
+  let nextId = 1;
+  let closing = false;
+  let worker = spawn(options);
+  const bundle = await waitReady(worker);
+
+  const attach = (w: Worker) => {
+    w.on('message', (m: ThreadMessage) => {
+      if (!('requestId' in m)) return;
+      const p = pending.get(m.requestId);
+      if (!p) return;
+      if (m.type === 'progress') return p.onProgress(m.step, m.total);
+      pending.delete(m.requestId);
+      if (m.type === 'done') p.resolve(m.output);
+      else if (m.type === 'canceled') p.reject(new InferenceCanceled());
+      else p.reject(new DiffIdError(m.code as never, m.message));
+    });
+    w.on('exit', (code) => {
+      for (const p of pending.values()) p.reject(new InferenceThreadLost(`the inference thread exited (code ${code}) during the job`));
+      pending.clear();
+      if (closing) return;
+      worker = spawn(options);
+      waitReady(worker).then(
+        () => attach(worker),
+        (err: Error) => {
+          process.emitWarning(`the inference thread could not restart: ${err.message}`);
+        },
+      );
+    });
+  };
+  attach(worker);
+
+  return {
+    bundle,
+    run(job, onProgress) {
+      const requestId = nextId++;
+      const cancel = new SharedArrayBuffer(4);
+      const flag = new Int32Array(cancel);
+      const result = new Promise<InferenceOutput>((resolve, reject) => {
+        pending.set(requestId, { resolve, reject, onProgress });
+      });
+      const request: ThreadRequest = { requestId, job, cancel };
+      worker.postMessage(request);
+      return { result, cancel: () => Atomics.store(flag, 0, 1) };
+    },
+    async close() {
+      closing = true;
+      await worker.terminate();
+    },
+  };
+}
