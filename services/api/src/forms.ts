@@ -17,7 +17,7 @@ export interface ParsedForm {
   files: Record<string, Buffer>;
 }
 
-const ajv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: false, strict: false });
+const ajv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: false, strict: false, verbose: true });
 addFormats.default(ajv);
 
 function fieldError(e: ErrorObject, fields: Record<string, unknown>): DiffIdError {
@@ -38,6 +38,12 @@ function fieldError(e: ErrorObject, fields: Record<string, unknown>): DiffIdErro
       return new DiffIdError('VALIDATION', `"${field}" must be ${e.keyword === 'minimum' ? '≥' : '≤'} ${String(e.params.limit)}${got}`);
     case 'type':
       return new DiffIdError('VALIDATION', `"${field}" must be ${e.params.type === 'integer' ? 'a whole number' : `a ${String(e.params.type)}`}${got}`);
+    case 'minLength':
+      return new DiffIdError('VALIDATION', `"${field}" must not be empty`);
+    case 'pattern': {
+      const description = (e.parentSchema as { description?: string } | undefined)?.description;
+      return new DiffIdError('VALIDATION', `"${field}" is not in the expected form${description ? `: ${description}` : ''}${got}`);
+    }
     case 'enum':
       return new DiffIdError('VALIDATION', `"${field}" must be one of ${(e.params.allowedValues as unknown[]).join(', ')}${got}`);
     default:
