@@ -39,6 +39,12 @@ export function catalogueEntry(code: string): (typeof ERROR_CATALOGUE)[ErrorKey]
   return Object.values(ERROR_CATALOGUE).find((e) => e.code === code);
 }
 
+/** The catalogue key of a code; unknown codes become INTERNAL. */
+export function errorKeyOf(code: string): ErrorKey {
+  const found = (Object.keys(ERROR_CATALOGUE) as ErrorKey[]).find((k) => ERROR_CATALOGUE[k].code === code);
+  return found ?? 'INTERNAL';
+}
+
 /** An error with a catalogue code; `detail` is for logs and operators, `publicMessage` for clients. */
 export class DiffIdError extends Error {
   readonly key: ErrorKey;

@@ -62,9 +62,13 @@ export async function encodePng(image: RgbImage): Promise<Buffer> {
     .toBuffer();
 }
 
-/** Encodes RGB as JPEG, PNG or WebP (tests and examples use it to make uploads). */
-export async function encodeImage(image: RgbImage, format: ImageFormat, quality = 90): Promise<Buffer> {
-  const s = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+/**
+ * Encodes RGB as JPEG, PNG or WebP (tests and examples use it to make uploads); `orientation`
+ * writes that EXIF orientation tag without moving pixels, as cameras do.
+ */
+export async function encodeImage(image: RgbImage, format: ImageFormat, quality = 90, orientation?: number): Promise<Buffer> {
+  let s = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  if (orientation !== undefined) s = s.withMetadata({ orientation });
   if (format === 'jpeg') return s.jpeg({ quality }).toBuffer();
   if (format === 'webp') return s.webp({ quality }).toBuffer();
   return s.png().toBuffer();

@@ -99,8 +99,8 @@ export function createJobService(options: JobServiceOptions): JobService {
   let eventsConnection: Redis | null = null;
   const watchers = new Map<string, Set<() => void>>();
 
-  const toView = async (job: Job<JobPayload, JobResult>): Promise<JobView | null> => {
-    const status = statusOf(await job.getState());
+  const toView = (job: Job<JobPayload, JobResult>, state: string): JobView | null => {
+    const status = statusOf(state);
     if (!status) return null;
     const id = job.id as string;
     const raw = job.progress as Partial<JobProgress> | number;
@@ -129,8 +129,11 @@ export function createJobService(options: JobServiceOptions): JobService {
     return redisCall(async () => {
       const tombstone = await redis.get(jobKeys(prefix, id).canceled);
       if (tombstone) return JSON.parse(tombstone) as JobView;
+      // State first, then the job: a job read after its state can only be further along, so a
+      // succeeded state always comes with its result.
+      const state = await queue.getJobState(id);
       const job = await queue.getJob(id);
-      return job ? toView(job) : null;
+      return job ? toView(job, state) : null;
     });
   };
 

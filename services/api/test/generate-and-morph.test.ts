@@ -31,6 +31,10 @@ t.test('generate: 202, progress to succeeded, PNGs at the bundle size with finit
     t.same(await imageInfo(png.body), { format: 'png', width: 64, height: 64, channels: 3 }, 'sharp decodes a 64×64 RGB PNG');
   }
   t.ok(checked.body.result.timings_ms.inference <= checked.body.result.timings_ms.total);
+  const ttl = await s.redis.pttl(`${s.prefix}:job:${accepted.id}:result:0`);
+  t.ok(ttl > 0 && ttl <= 3600 * 1000, `result images expire (TTL ${ttl} ms of the configured 3600 s)`);
+  t.equal(await s.redis.exists(`${s.prefix}:job:${accepted.id}:input:image`), 0, 'the upload is deleted once the job is done');
+  t.notOk(JSON.stringify(await s.redis.hgetall(`${s.prefix}:${s.queueName}:${accepted.id}`)).includes('/9j/'), 'no image bytes sit in the job data');
 });
 
 t.test('the same seed gives byte-identical PNGs; a seed names an image whatever the batch', async (t) => {

@@ -2,7 +2,7 @@
 // sets cancel flags, and restarts the thread if it dies (in-flight work fails as retryable).
 
 import { Worker } from 'node:worker_threads';
-import { DiffIdError } from '@diffid/shared';
+import { DiffIdError, errorKeyOf } from '@diffid/shared';
 import type { InferenceJob, InferenceOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
 
 const THREAD_BOOT = new URL('./thread-boot.mjs', import.meta.url);
@@ -49,7 +49,7 @@ function waitReady(worker: Worker): Promise<InferenceClient['bundle']> {
       } else if (m.type === 'fatal') {
         cleanup();
         void worker.terminate();
-        reject(new DiffIdError(m.code as never, m.message));
+        reject(new DiffIdError(errorKeyOf(m.code), m.message));
       }
     };
     const onError = (err: Error) => {
@@ -88,7 +88,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       pending.delete(m.requestId);
       if (m.type === 'done') p.resolve(m.output);
       else if (m.type === 'canceled') p.reject(new InferenceCanceled());
-      else p.reject(new DiffIdError(m.code as never, m.message));
+      else p.reject(new DiffIdError(errorKeyOf(m.code), m.message));
     });
     w.on('exit', (code) => {
       for (const p of pending.values()) p.reject(new InferenceThreadLost(`the inference thread exited (code ${code}) during the job`));

@@ -76,16 +76,20 @@ export function resizeRgb(img: Rgb, width: number, height: number, filter: Filte
       tmp[o + 2] = b;
     }
   }
+  // Vertical pass row by row: each output row is a weighted sum of whole intermediate rows.
   const data = new Uint8Array(width * height * 3);
+  const rowLength = width * 3;
+  const acc = new Float64Array(rowLength);
   for (let y = 0; y < height; y++) {
     const { start, weights } = cy[y] as { start: number; weights: Float64Array };
-    for (let x = 0; x < width; x++) {
-      for (let c = 0; c < 3; c++) {
-        let v = 0;
-        for (let k = 0; k < weights.length; k++) v += (weights[k] as number) * (tmp[((start + k) * width + x) * 3 + c] as number);
-        data[(y * width + x) * 3 + c] = Math.min(255, Math.max(0, Math.round(v)));
-      }
+    acc.fill(0);
+    for (let k = 0; k < weights.length; k++) {
+      const w = weights[k] as number;
+      const from = (start + k) * rowLength;
+      for (let i = 0; i < rowLength; i++) acc[i] = (acc[i] as number) + w * (tmp[from + i] as number);
     }
+    const to = y * rowLength;
+    for (let i = 0; i < rowLength; i++) data[to + i] = Math.min(255, Math.max(0, Math.round(acc[i] as number)));
   }
   return { data, width, height };
 }

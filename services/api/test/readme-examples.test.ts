@@ -1,0 +1,30 @@
+// The README's curl examples, run as written (only the host and port swapped for the test's).
+import { execFile } from 'node:child_process';
+import { cp, readFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { imageInfo } from '@diffid/shared/image';
+import { startStack } from './harness.ts';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '../../..');
+const hasCurl = await run('sh', ['-c', 'command -v curl']).then(() => true, () => false);
+
+t.test('the README curl examples work', { skip: !hasCurl && 'curl is not installed' }, async (t) => {
+  const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+  const block = /<!-- curl-examples:start -->\n```sh\n([\s\S]*?)```\n<!-- curl-examples:end -->/.exec(readme)?.[1];
+  t.ok(block, 'the README has its curl examples block');
+  const s = await startStack(t);
+  const dir = await mkdtemp(join(tmpdir(), 'diffid-readme-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await cp(join(ROOT, 'docs/examples'), join(dir, 'docs/examples'), { recursive: true });
+  const script = `set -euo pipefail\n${(block as string).replaceAll('localhost:8080', s.base.replace('http://', ''))}`;
+  const { stdout } = await run('bash', ['-c', script], { cwd: dir, timeout: 120_000 });
+  t.match(stdout, /"status":"succeeded"/, 'the generate job succeeded');
+  t.match(stdout, /"status":"canceled"/, 'the last job was canceled');
+  t.same(await imageInfo(await readFile(join(dir, 'generated-0.png'))), { format: 'png', width: 64, height: 64, channels: 3 });
+  t.same(await imageInfo(await readFile(join(dir, 'morph-1.png'))), { format: 'png', width: 64, height: 64, channels: 3 });
+});
