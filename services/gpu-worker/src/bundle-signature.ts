@@ -101,10 +101,10 @@ export function checkSignatures(manifest: Manifest, graphs: Partial<Record<Role,
   const clipSize = m.models.image_encoder.preprocess.size;
 
   // Who produces a width, for messages about its consumers.
-  const source: Record<string, string> = {
-    [`D`]: `face_embedder (${m.models.face_embedder.file}) emits ${D}`,
-    [`E`]: `image_encoder (${m.models.image_encoder.file}) emits ${E}`,
-    [`Wt`]: `text_encoder (${m.models.text_encoder.file}) emits ${Wt}`,
+  const source = {
+    D: `face_embedder (${m.models.face_embedder.file}) emits ${D}`,
+    E: `image_encoder (${m.models.image_encoder.file}) emits ${E}`,
+    Wt: `text_encoder (${m.models.text_encoder.file}) emits ${Wt}`,
   };
   const rules: Partial<Record<Role, { inputs: Record<string, Rule & { why?: Record<number, string> }>; outputs: Record<string, Rule & { why?: Record<number, string> }> }>> = {
     text_encoder: {
@@ -121,9 +121,9 @@ export function checkSignatures(manifest: Manifest, graphs: Partial<Record<Role,
     },
     adapter: {
       inputs: {
-        face_embedding: { dtypes: F32, shapes: [[null, D]], why: { 1: source.D as string } },
-        image_embedding: { dtypes: F32, shapes: [[null, E]], why: { 1: source.E as string } },
-        text_embedding: { dtypes: F32, shapes: [[null, L, Wt]], why: { 1: `tokenizer.max_length is ${L}`, 2: source.Wt as string } },
+        face_embedding: { dtypes: F32, shapes: [[null, D]], why: { 1: source.D } },
+        image_embedding: { dtypes: F32, shapes: [[null, E]], why: { 1: source.E } },
+        text_embedding: { dtypes: F32, shapes: [[null, L, Wt]], why: { 1: `tokenizer.max_length is ${L}`, 2: source.Wt } },
       },
       outputs: {
         conditioning: { dtypes: F32, shapes: [[null, N, Wc]], why: { 1: `adapter.conditioning_tokens is ${N}`, 2: `adapter.conditioning_width is ${Wc}` } },
