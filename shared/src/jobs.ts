@@ -6,6 +6,7 @@
 export const JOB_KINDS = {
   generate: 'generate',
   morph: 'morph',
+  compare: 'compare',
 } as const;
 export type JobKind = (typeof JOB_KINDS)[keyof typeof JOB_KINDS];
 
@@ -49,10 +50,39 @@ export interface MorphParams {
   seed: number;
 }
 
+/** compare takes no parameters beyond its two images. */
+export type CompareParams = Record<string, never>;
+
 /** Job data: parameters plus the Redis keys of the uploaded images. */
 export type JobPayload =
   | { kind: 'generate'; params: GenerateParams; inputs: { image: string } }
-  | { kind: 'morph'; params: MorphParams; inputs: { image_a: string; image_b: string } };
+  | { kind: 'morph'; params: MorphParams; inputs: { image_a: string; image_b: string } }
+  | { kind: 'compare'; params: CompareParams; inputs: { image_a: string; image_b: string } };
+
+/** BullMQ priorities (1 is served first): compare is quick and interactive. */
+export const JOB_PRIORITY: Record<JobKind, number> = { compare: 1, generate: 10, morph: 10 };
+
+/** The face a compare job found in one image. */
+export interface ComparedFace {
+  image: 'image_a' | 'image_b';
+  /** x1, y1, x2, y2 in the image's pixels (after EXIF orientation). */
+  box: [number, number, number, number];
+  score: number;
+  /** Faces seen in the image; the largest is compared. */
+  faces: number;
+}
+
+/** What a worker publishes about its bundle, for the API to apply its defaults. */
+export interface BundleInfo {
+  name: string;
+  architecture: string;
+  image: { width: number; height: number };
+  defaults: { steps?: number; guidance_scale?: number };
+  face_detector: boolean;
+}
+
+/** Redis key of the bundle info the workers publish. */
+export const bundleInfoKey = (prefix: string) => `${prefix}:bundle`;
 
 export type PayloadOf<K extends JobKind> = Extract<JobPayload, { kind: K }>;
 
@@ -62,14 +92,19 @@ export interface ResultImage {
   width: number;
   height: number;
   seed: number;
-  arcface_similarity?: number;
+  /** null when no face was found in this output. */
+  arcface_similarity?: number | null;
   alpha?: number;
-  arcface_similarity_a?: number;
-  arcface_similarity_b?: number;
+  arcface_similarity_a?: number | null;
+  arcface_similarity_b?: number | null;
 }
 
 export interface JobResult {
   images: ResultImage[];
+  /** compare only: cosine similarity of the two faces under the bundle's embedder. */
+  similarity?: number;
+  /** compare only: the face found in each image. */
+  faces?: ComparedFace[];
   /** Morph only: cosine similarity of face A to face B. */
   arcface_similarity_ab?: number;
   /** True when the prompt was longer than the text encoder takes and was cut. */

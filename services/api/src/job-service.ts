@@ -7,10 +7,13 @@ import type { Redis } from 'ioredis';
 import {
   DiffIdError,
   INPUT_NAMES,
+  JOB_PRIORITY,
+  bundleInfoKey,
   catalogueEntry,
   cancelChannel,
   jobKeys,
   parseFailure,
+  type BundleInfo,
   type JobKind,
   type JobPayload,
   type JobProgress,
@@ -52,6 +55,10 @@ export interface JobService {
   image(id: string, index: number): Promise<Buffer | null>;
   /** Calls `onChange` with the job's view now and on every change; returns an unsubscribe. */
   watch(id: string, onChange: (view: JobView | null) => void): () => void;
+  /** Resolves with the job's view once it is finished, or as it is when `ms` have passed. */
+  waitFor(id: string, ms: number): Promise<JobView | null>;
+  /** What the workers' bundle says about itself (null before any worker started). */
+  bundleInfo(): Promise<BundleInfo | null>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -98,6 +105,7 @@ export function createJobService(options: JobServiceOptions): JobService {
   let events: QueueEvents | null = null;
   let eventsConnection: Redis | null = null;
   const watchers = new Map<string, Set<() => void>>();
+  let bundleCache: { at: number; info: BundleInfo | null } | null = null;
 
   const toView = (job: Job<JobPayload, JobResult>, state: string): JobView | null => {
     const status = statusOf(state);
@@ -150,6 +158,36 @@ export function createJobService(options: JobServiceOptions): JobService {
     }
   };
 
+  const watch = (id: string, onChange: (view: JobView | null) => void): (() => void) => {
+    ensureEvents();
+    let last = '';
+    let stopped = false;
+    const refresh = () => {
+      view(id).then(
+        (v) => {
+          const text = JSON.stringify(v);
+          if (!stopped && text !== last) {
+            last = text;
+            onChange(v);
+          }
+        },
+        () => undefined,
+      );
+    };
+    const set = watchers.get(id) ?? new Set();
+    set.add(refresh);
+    watchers.set(id, set);
+    // Events carry most changes; the poll covers what has no event (a cancel from another API).
+    const timer = setInterval(refresh, 2000);
+    refresh();
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+      set.delete(refresh);
+      if (set.size === 0) watchers.delete(id);
+    };
+  };
+
   return {
     async submit(kind, params, files) {
       const id = randomUUID();
@@ -162,6 +200,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         try {
           await queue.add(kind, { kind, params, inputs } as JobPayload, {
             jobId: id,
+            priority: JOB_PRIORITY[kind],
             attempts: options.attempts,
             backoff: { type: 'exponential', delay: 2000 },
             removeOnComplete: { age: options.resultTtlSeconds },
@@ -194,7 +233,8 @@ export function createJobService(options: JobServiceOptions): JobService {
         await redis.publish(cancelChannel(prefix), id);
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (current.status === 'queued') await queue.remove(id).catch(() => 0);
-        const outputs = 'alphas' in current.params ? current.params.alphas.length : current.params.num_images;
+        const p = current.params;
+        const outputs = 'alphas' in p ? p.alphas.length : 'num_images' in p ? p.num_images : 0;
         await redis.del(...INPUT_NAMES.map((n) => keys.input(n)), ...Array.from({ length: outputs }, (_, i) => keys.result(i)));
       });
       notify(id);
@@ -208,34 +248,35 @@ export function createJobService(options: JobServiceOptions): JobService {
       return redisCall(() => redis.getBuffer(jobKeys(prefix, id).result(index)));
     },
 
-    watch(id, onChange) {
-      ensureEvents();
-      let last = '';
-      let stopped = false;
-      const refresh = () => {
-        view(id).then(
-          (v) => {
-            const text = JSON.stringify(v);
-            if (!stopped && text !== last) {
-              last = text;
-              onChange(v);
-            }
-          },
-          () => undefined,
-        );
-      };
-      const set = watchers.get(id) ?? new Set();
-      set.add(refresh);
-      watchers.set(id, set);
-      // Events carry most changes; the poll covers what has no event (a cancel from another API).
-      const timer = setInterval(refresh, 2000);
-      refresh();
-      return () => {
-        stopped = true;
-        clearInterval(timer);
-        set.delete(refresh);
-        if (set.size === 0) watchers.delete(id);
-      };
+    watch,
+
+    waitFor(id, ms) {
+      return new Promise((resolve) => {
+        let latest: JobView | null = null;
+        let settled = false;
+        const settle = () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          // The subscription may not exist yet when the first view is already final.
+          queueMicrotask(() => unsubscribe());
+          resolve(latest);
+        };
+        const timer = setTimeout(settle, ms);
+        const unsubscribe = watch(id, (view) => {
+          latest = view;
+          if (!view || isTerminal(view.status)) settle();
+        });
+      });
+    },
+
+    async bundleInfo() {
+      const now = Date.now();
+      if (bundleCache && now - bundleCache.at < 5000) return bundleCache.info;
+      const raw = await redisCall(() => redis.get(bundleInfoKey(prefix)));
+      const info = raw ? (JSON.parse(raw) as BundleInfo) : null;
+      bundleCache = { at: now, info };
+      return info;
     },
 
     async ping() {

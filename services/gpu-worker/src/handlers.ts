@@ -98,7 +98,7 @@ export const handleGenerate: Handler<'generate'> = (job, deps) =>
     deps,
     async () => ({ kind: 'generate', params: job.data.params, image: await loadInput(deps, job.id as string, 'image') }),
     (output) => {
-      if (output.kind !== 'generate') throw new Error('generate got a morph output');
+      if (output.kind !== 'generate') throw new Error('generate got another output');
       return {
         images: output.images.map((g) => ({ image: g.image, meta: { seed: g.seed, arcface_similarity: g.similarity } })),
         extra: { prompt_truncated: output.promptTruncated },
@@ -117,7 +117,7 @@ export const handleMorph: Handler<'morph'> = (job, deps) =>
       imageB: await loadInput(deps, job.id as string, 'image_b'),
     }),
     (output) => {
-      if (output.kind !== 'morph') throw new Error('morph got a generate output');
+      if (output.kind !== 'morph') throw new Error('morph got another output');
       return {
         images: output.frames.map((f) => ({
           image: f.image,
@@ -128,8 +128,24 @@ export const handleMorph: Handler<'morph'> = (job, deps) =>
     },
   );
 
+export const handleCompare: Handler<'compare'> = (job, deps) =>
+  execute(
+    job,
+    deps,
+    async () => ({
+      kind: 'compare',
+      imageA: await loadInput(deps, job.id as string, 'image_a'),
+      imageB: await loadInput(deps, job.id as string, 'image_b'),
+    }),
+    (output) => {
+      if (output.kind !== 'compare') throw new Error('compare got another output');
+      return { images: [], extra: { similarity: output.similarity, faces: output.faces } };
+    },
+  );
+
 /** The handler table: one entry per job kind, checked by the compiler and again at start-up. */
 export const HANDLERS: HandlerTable = {
   generate: handleGenerate,
   morph: handleMorph,
+  compare: handleCompare,
 };

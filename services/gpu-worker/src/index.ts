@@ -4,3 +4,5 @@ export { loadBundle, type LoadedBundle } from './bundle-loader.ts';
 export { buildTinyBundle, type TinyOptions } from './bundles/tiny-bundle.ts';
 export { writeBundle } from './bundles/write-bundle.ts';
 export { ensureDefaultBundle } from './bundles/default-bundle.ts';
+export { buildDemoBundle, type DemoOptions } from './bundles/demo-bundle.ts';
+export { linkDetector, linkEmbedder } from './bundles/link-models.ts';

@@ -1,5 +1,5 @@
 // Messages between the worker's main thread and its inference thread.
-import type { GenerateParams, MorphParams } from '@diffid/shared';
+import type { BundleInfo, ComparedFace, GenerateParams, MorphParams } from '@diffid/shared';
 import type { BundleDims } from './bundle-signature.ts';
 import type { ExecutionProvider } from './onnx.ts';
 import type { Rgb } from './pixels.ts';
@@ -14,24 +14,26 @@ export interface ThreadOptions {
 
 export type InferenceJob =
   | { kind: 'generate'; params: GenerateParams; image: Rgb }
-  | { kind: 'morph'; params: MorphParams; imageA: Rgb; imageB: Rgb };
+  | { kind: 'morph'; params: MorphParams; imageA: Rgb; imageB: Rgb }
+  | { kind: 'compare'; imageA: Rgb; imageB: Rgb };
 
 export type InferenceOutput =
   | {
       kind: 'generate';
-      images: Array<{ image: Rgb; seed: number; similarity: number }>;
+      images: Array<{ image: Rgb; seed: number; similarity: number | null }>;
       promptTruncated: boolean;
       inferenceMs: number;
       total: number;
     }
   | {
       kind: 'morph';
-      frames: Array<{ image: Rgb; alpha: number; similarityA: number; similarityB: number }>;
+      frames: Array<{ image: Rgb; alpha: number; similarityA: number | null; similarityB: number | null }>;
       similarityAB: number;
       promptTruncated: boolean;
       inferenceMs: number;
       total: number;
-    };
+    }
+  | { kind: 'compare'; similarity: number; faces: ComparedFace[]; inferenceMs: number; total: number };
 
 /** Main → thread. `cancel` holds one Int32 that the main thread sets to 1 to stop the job. */
 export interface ThreadRequest {
@@ -42,7 +44,7 @@ export interface ThreadRequest {
 
 /** Thread → main. */
 export type ThreadMessage =
-  | { type: 'ready'; bundle: { name: string; dir: string; dims: BundleDims } }
+  | { type: 'ready'; bundle: { name: string; dir: string; dims: BundleDims; info: BundleInfo } }
   | { type: 'fatal'; code: string; message: string }
   | { type: 'progress'; requestId: number; step: number; total: number }
   | { type: 'done'; requestId: number; output: InferenceOutput }

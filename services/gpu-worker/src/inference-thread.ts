@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DiffIdError } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
 import type { InferenceJob, InferenceOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
+import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
 import { morph, morphSteps } from './pipelines/morph.ts';
 import { inferenceMs, stageContext, type StageContext } from './stages/context.ts';
@@ -20,7 +21,7 @@ class Canceled extends Error {}
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
 async function run(ctx: StageContext, job: InferenceJob, requestId: number, flag: Int32Array): Promise<InferenceOutput> {
-  const total = job.kind === 'generate' ? job.params.steps : morphSteps(job.params, options.maxBatch);
+  const total = job.kind === 'generate' ? job.params.steps : job.kind === 'morph' ? morphSteps(job.params, options.maxBatch) : 1;
   let begun = 0;
   const onStep = () => {
     if (Atomics.load(flag, 0) !== 0) throw new Canceled();
@@ -38,6 +39,10 @@ async function run(ctx: StageContext, job: InferenceJob, requestId: number, flag
       total,
     };
   }
+  if (job.kind === 'compare') {
+    const out = await compare(ctx, job.imageA, job.imageB, onStep);
+    return { kind: 'compare', ...out, inferenceMs: inferenceMs(ctx.bundle) - before, total };
+  }
   const out = await morph(ctx, job.imageA, job.imageB, job.params, options.maxBatch, onStep);
   return {
     kind: 'morph',
@@ -52,12 +57,22 @@ async function run(ctx: StageContext, job: InferenceJob, requestId: number, flag
 try {
   const bundle = await loadBundle(options.modelDir, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
   const ctx = stageContext(bundle);
-  post({ type: 'ready', bundle: { name: bundle.manifest.name, dir: bundle.dir, dims: bundle.dims } });
+  const m = bundle.manifest;
+  post({
+    type: 'ready',
+    bundle: {
+      name: m.name,
+      dir: bundle.dir,
+      dims: bundle.dims,
+      info: { name: m.name, architecture: m.adapter.architecture, image: m.image, defaults: m.defaults ?? {}, face_detector: Boolean(m.models.face_detector) },
+    },
+  });
   port.on('message', (request: ThreadRequest) => {
     const flag = new Int32Array(request.cancel);
     run(ctx, request.job, request.requestId, flag).then(
       (output) => {
-        const buffers = (output.kind === 'generate' ? output.images : output.frames).map((f) => f.image.data.buffer as ArrayBuffer);
+        const images = output.kind === 'generate' ? output.images : output.kind === 'morph' ? output.frames : [];
+        const buffers = images.map((f) => f.image.data.buffer as ArrayBuffer);
         post({ type: 'done', requestId: request.requestId, output }, buffers);
       },
       (err: unknown) => {

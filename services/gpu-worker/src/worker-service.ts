@@ -3,7 +3,7 @@
 
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { cancelChannel, type JobKind, type JobPayload, type JobResult } from '@diffid/shared';
+import { bundleInfoKey, cancelChannel, type JobKind, type JobPayload, type JobResult } from '@diffid/shared';
 import { HANDLERS, assertHandlersComplete, type Handler, type HandlerDeps, type HandlerTable } from './handlers.ts';
 import { startInference, type InferenceClient } from './inference-client.ts';
 import type { ThreadOptions } from './inference-protocol.ts';
@@ -39,6 +39,8 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
     maxBatch: options.maxBatch,
   });
   log('bundle_loaded', { bundle: inference.bundle.name, dir: inference.bundle.dir });
+  // The API fills omitted request settings from the bundle's recommended defaults.
+  await options.redis.set(bundleInfoKey(options.prefix), JSON.stringify(inference.bundle.info));
 
   const cancels = new Map<string, () => void>();
   const subscriber = options.redis.duplicate();

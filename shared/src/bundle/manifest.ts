@@ -109,6 +109,15 @@ export interface TokenizerSpec {
   pad_token: string;
 }
 
+/** What the paper's reference image I is (see the schema's description). */
+export type ReferenceSpec = { kind: 'photo' } | { kind: 'aligned_face'; face_fraction: number };
+
+/** Sampling settings the bundle recommends; requests that leave them out get these. */
+export interface BundleDefaults {
+  steps?: number;
+  guidance_scale?: number;
+}
+
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
   version: typeof MANIFEST_VERSION;
@@ -119,6 +128,8 @@ export interface Manifest {
   scheduler: SchedulerConfig;
   tokenizer: TokenizerSpec;
   adapter: AdapterSpec;
+  reference?: ReferenceSpec;
+  defaults?: BundleDefaults;
   models: {
     text_encoder: GraphEntry;
     image_encoder: ImageEncoderEntry;
@@ -201,6 +212,9 @@ export function validateManifest(value: unknown): Manifest {
     if (sum !== a.conditioning_tokens) {
       problems.push(`adapter.conditioning_tokens ${a.conditioning_tokens} differs from the fused sequence's ${sum} (${a.fused_sequence.join(' + ')})`);
     }
+  }
+  if (m.reference?.kind === 'aligned_face' && m.image.width !== m.image.height) {
+    problems.push(`reference: an aligned_face canvas needs a square image, not ${m.image.width}×${m.image.height}`);
   }
   if (m.models.face_embedder.preprocess.template.length !== 5) {
     problems.push('models.face_embedder.preprocess.template: needs the 5 landmarks (eyes, nose, mouth corners)');

@@ -1,6 +1,6 @@
 // POST /generate, POST /morph, GET and DELETE /jobs/{id}, result images and the event stream.
 import { randomInt } from 'node:crypto';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams } from '@diffid/shared';
 import { isTerminal } from '../job-service.ts';
 import { formReader, morphAlphas } from '../forms.ts';
@@ -11,20 +11,37 @@ const jobSchema = componentSchema('Job');
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 const readGenerate = formReader('GenerateForm');
 const readMorph = formReader('MorphForm');
+const readCompare = formReader('CompareForm');
 const seedOr = (v: unknown) => (typeof v === 'number' ? v : randomInt(0, LIMITS.maxSeed + 1));
 
-function accepted(reply: FastifyReply, id: string) {
-  return reply
-    .code(202)
-    .header('location', `/jobs/${id}`)
-    .send({ id, status: 'queued', links: { self: `/jobs/${id}`, events: `/jobs/${id}/events` } });
+/** Seconds of `Prefer: wait=N` (RFC 7240), capped at 60; undefined when not asked for. */
+export function preferWait(header: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(header) ? header.join(',') : (header ?? '');
+  const m = /(?:^|[,;\s])wait\s*=\s*"?(\d+)"?/i.exec(text);
+  return m ? Math.min(60, Number(m[1])) : undefined;
+}
+
+/**
+ * 202 with the job's id; with `Prefer: wait=N`, the job itself once it finishes (200) or as it
+ * is after N seconds (202).
+ */
+async function accepted(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, id: string) {
+  reply.header('location', `/jobs/${id}`);
+  const wait = preferWait(request.headers.prefer);
+  if (wait === undefined) {
+    return reply.code(202).send({ id, status: 'queued', links: { self: `/jobs/${id}`, events: `/jobs/${id}/events` } });
+  }
+  const view = await app.jobs.waitFor(id, wait * 1000);
+  if (!view) throw notFound(id);
+  return reply.code(isTerminal(view.status) ? 200 : 202).header('preference-applied', `wait=${wait}`).send(view);
 }
 
 const notFound = (id: string) => new DiffIdError('JOB_NOT_FOUND', `no job ${id}; it may have expired`);
 
 export async function jobRoutes(app: FastifyInstance): Promise<void> {
   const acceptedResponses = {
-    202: componentSchema('Accepted'),
+    200: jobSchema,
+    202: { anyOf: [componentSchema('Accepted'), jobSchema] },
     '4xx': errorSchema,
     '5xx': errorSchema,
   };
@@ -32,16 +49,17 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
   app.post('/generate', { schema: { response: acceptedResponses } }, async (request, reply) => {
     const form = await readGenerate(request);
     const f = form.fields;
+    const bundle = (await app.jobs.bundleInfo())?.defaults ?? {};
     const params: GenerateParams = {
       prompt: f.prompt as string,
       negative_prompt: (f.negative_prompt as string | undefined) ?? '',
       num_images: (f.num_images as number | undefined) ?? DEFAULTS.numImages,
-      steps: (f.steps as number | undefined) ?? DEFAULTS.steps,
-      guidance_scale: (f.guidance_scale as number | undefined) ?? DEFAULTS.guidanceScale,
+      steps: (f.steps as number | undefined) ?? bundle.steps ?? DEFAULTS.steps,
+      guidance_scale: (f.guidance_scale as number | undefined) ?? bundle.guidance_scale ?? DEFAULTS.guidanceScale,
       seed: seedOr(f.seed),
     };
     const id = await app.jobs.submit('generate', params, { image: form.files.image as Buffer });
-    return accepted(reply, id);
+    return accepted(app, request, reply, id);
   });
 
   app.post('/morph', { schema: { response: acceptedResponses } }, async (request, reply) => {
@@ -55,7 +73,13 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
       seed: seedOr(f.seed),
     };
     const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a as Buffer, image_b: form.files.image_b as Buffer });
-    return accepted(reply, id);
+    return accepted(app, request, reply, id);
+  });
+
+  app.post('/compare', { schema: { response: acceptedResponses } }, async (request, reply) => {
+    const form = await readCompare(request);
+    const id = await app.jobs.submit('compare', {}, { image_a: form.files.image_a as Buffer, image_b: form.files.image_b as Buffer });
+    return accepted(app, request, reply, id);
   });
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { schema: { params: idParams, response: { 200: jobSchema, '4xx': errorSchema, '5xx': errorSchema } } }, async (request) => {

@@ -1,10 +1,15 @@
-// npm run bundle -- --kind tiny --out DIR [--flavor diffusers|optimum] [--seed N]
+// npm run bundle -- --kind tiny|demo --out DIR [--detector FILE] [--embedder FILE]
+//   tiny: [--flavor diffusers|optimum] [--seed N]      demo: [--sigma S] [--seed N]
 import { parseArgs } from 'node:util';
+import { buildDemoBundle } from './demo-bundle.ts';
+import { linkDetector, linkEmbedder } from './link-models.ts';
 import { buildTinyBundle } from './tiny-bundle.ts';
 import { DIFFUSERS_FLAVOR, OPTIMUM_FLAVOR } from './tiny-graphs.ts';
-import { writeBundle } from './write-bundle.ts';
+import { writeBundle, type GeneratedBundle } from './write-bundle.ts';
 
-const USAGE = 'usage: npm run bundle -- --kind tiny --out DIR [--flavor diffusers|optimum] [--seed N]';
+const USAGE =
+  'usage: npm run bundle -- --kind tiny|demo --out DIR [--detector FILE] [--embedder FILE]\n' +
+  '         tiny: [--flavor diffusers|optimum] [--seed N]   demo: [--sigma S] [--seed N]';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -18,7 +23,10 @@ const { values } = (() => {
         kind: { type: 'string' },
         out: { type: 'string' },
         flavor: { type: 'string', default: 'diffusers' },
-        seed: { type: 'string', default: '1' },
+        seed: { type: 'string' },
+        sigma: { type: 'string' },
+        detector: { type: 'string' },
+        embedder: { type: 'string' },
       },
       strict: true,
     });
@@ -28,12 +36,38 @@ const { values } = (() => {
 })();
 
 if (!values.out) fail('--out DIR is required');
-if (values.kind !== 'tiny') fail(`--kind must be "tiny" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
+if (values.kind !== 'tiny' && values.kind !== 'demo') fail(`--kind must be "tiny" or "demo" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
 const flavors = { diffusers: DIFFUSERS_FLAVOR, optimum: OPTIMUM_FLAVOR } as const;
 const flavor = flavors[values.flavor as keyof typeof flavors];
 if (!flavor) fail(`--flavor must be one of ${Object.keys(flavors).join(', ')}`);
-const seed = Number(values.seed);
-if (!Number.isSafeInteger(seed) || seed < 0) fail('--seed must be a non-negative integer');
+const seed = values.seed === undefined ? undefined : Number(values.seed);
+if (seed !== undefined && (!Number.isSafeInteger(seed) || seed < 0)) fail('--seed must be a non-negative integer');
+const sigma = values.sigma === undefined ? undefined : Number(values.sigma);
+if (sigma !== undefined && !(sigma > 0 && sigma < 10)) fail('--sigma must be a number in (0, 10)');
 
-const manifest = await writeBundle(values.out, buildTinyBundle({ seed, flavor }));
-process.stdout.write(`wrote the ${manifest.name} bundle (${values.flavor} flavor, seed ${seed}) to ${values.out}\n`);
+let embedder: ReturnType<typeof linkEmbedder> | undefined;
+let detector: ReturnType<typeof linkDetector> | undefined;
+try {
+  embedder = values.embedder ? linkEmbedder(values.embedder) : undefined;
+  detector = values.detector ? linkDetector(values.detector) : undefined;
+} catch (err) {
+  fail((err as Error).message);
+}
+
+let bundle: GeneratedBundle;
+if (values.kind === 'demo') {
+  bundle = buildDemoBundle({ sigma, seed, embedder, detector });
+} else {
+  bundle = buildTinyBundle({ seed, flavor, dims: embedder ? { faceEmbedding: embedder.width } : {} });
+  if (embedder) {
+    bundle.files.set(embedder.file, embedder.bytes);
+    bundle.manifest.models.face_embedder = embedder.entry;
+  }
+  if (detector) {
+    bundle.files.set(detector.file, detector.bytes);
+    bundle.manifest.models.face_detector = detector.entry;
+  }
+}
+const manifest = await writeBundle(values.out, bundle);
+const linked = [embedder && `embedder ${values.embedder}`, detector && `detector ${values.detector}`].filter(Boolean).join(', ');
+process.stdout.write(`wrote the ${manifest.name} bundle to ${values.out}${linked ? ` (linked: ${linked})` : ''}\n`);

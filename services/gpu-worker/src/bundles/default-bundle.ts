@@ -3,10 +3,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MANIFEST_FILE } from '@diffid/shared';
-import { buildTinyBundle } from './tiny-bundle.ts';
+import { buildDemoBundle } from './demo-bundle.ts';
 import { writeBundle } from './write-bundle.ts';
 
-export const DEFAULT_BUNDLE_KIND = 'tiny';
+export const DEFAULT_BUNDLE_KIND = 'demo';
 
 /** Returns the default bundle's directory under `dataDir`, generating it if it is not there. */
 export async function ensureDefaultBundle(dataDir: string): Promise<{ dir: string; generated: boolean }> {
@@ -16,7 +16,7 @@ export async function ensureDefaultBundle(dataDir: string): Promise<{ dir: strin
   // Written aside and renamed into place, so that workers starting together never see half a bundle.
   const tmp = await mkdtemp(`${dir}.tmp-`);
   try {
-    await writeBundle(tmp, buildTinyBundle());
+    await writeBundle(tmp, buildDemoBundle());
     await rename(tmp, dir);
     return { dir, generated: true };
   } catch (err) {

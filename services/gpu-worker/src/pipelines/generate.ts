@@ -8,20 +8,20 @@ import { denoise } from '../stages/denoise.ts';
 import { embedFaces } from '../stages/embed-face.ts';
 import { embedImages } from '../stages/embed-image.ts';
 import { encodePrompts } from '../stages/encode-prompt.ts';
-import { findFace } from '../stages/find-face.ts';
+import { findFace, referenceImage } from '../stages/find-face.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
 export interface GeneratedImage {
   image: Rgb;
   seed: number;
-  similarity: number;
+  similarity: number | null;
 }
 
 export async function generate(ctx: StageContext, input: Rgb, params: GenerateParams, onStep: StepHook): Promise<{ images: GeneratedImage[]; promptTruncated: boolean }> {
   const d = ctx.bundle.dims;
-  const face = findFace(ctx, input, 'image');
+  const face = await findFace(ctx, input, 'image');
   const [eArc] = await embedFaces(ctx, [face.crop]);
-  const [eImage] = await embedImages(ctx, [input]);
+  const [eImage] = await embedImages(ctx, [referenceImage(ctx, input, face)]);
   const text = await encodePrompts(ctx, [params.prompt, params.negative_prompt]);
   const [cond, uncond] = await condition(ctx, [
     { face: eArc as Float32Array, image: eImage as Float32Array, text: text.hidden[0] as Float32Array },
@@ -39,7 +39,7 @@ export async function generate(ctx: StageContext, input: Rgb, params: GeneratePa
   const images = await decodeLatents(ctx, latents);
   const scores = await scoreIdentity(ctx, images, [eArc as Float32Array]);
   return {
-    images: images.map((image, i) => ({ image, seed: seeds[i] as number, similarity: scores[i]?.[0] as number })),
+    images: images.map((image, i) => ({ image, seed: seeds[i] as number, similarity: scores[i]?.[0] ?? null })),
     promptTruncated: text.truncated[0] === true,
   };
 }

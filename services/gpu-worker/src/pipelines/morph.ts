@@ -11,15 +11,15 @@ import { embedFaces } from '../stages/embed-face.ts';
 import { embedImages } from '../stages/embed-image.ts';
 import { encodeLatents } from '../stages/encode-latent.ts';
 import { encodePrompts } from '../stages/encode-prompt.ts';
-import { findFace } from '../stages/find-face.ts';
+import { findFace, referenceImage, type FoundFace } from '../stages/find-face.ts';
 import { invert } from '../stages/invert.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
 export interface MorphFrame {
   image: Rgb;
   alpha: number;
-  similarityA: number;
-  similarityB: number;
+  similarityA: number | null;
+  similarityB: number | null;
 }
 
 /** U-Net evaluations of a morph: one inversion run, then one sampling run per batch of alphas. */
@@ -28,16 +28,17 @@ export function morphSteps(params: MorphParams, maxBatch: number): number {
 }
 
 export async function morph(ctx: StageContext, a: Rgb, b: Rgb, params: MorphParams, maxBatch: number, onStep: StepHook): Promise<{ frames: MorphFrame[]; similarityAB: number; promptTruncated: boolean }> {
-  const faces = [findFace(ctx, a, 'image_a'), findFace(ctx, b, 'image_b')];
+  const faces = [await findFace(ctx, a, 'image_a'), await findFace(ctx, b, 'image_b')];
   const [arcA, arcB] = (await embedFaces(ctx, faces.map((f) => f.crop))) as [Float32Array, Float32Array];
-  const [clipA, clipB] = (await embedImages(ctx, [a, b])) as [Float32Array, Float32Array];
+  const references = [referenceImage(ctx, a, faces[0] as FoundFace), referenceImage(ctx, b, faces[1] as FoundFace)];
+  const [clipA, clipB] = (await embedImages(ctx, references)) as [Float32Array, Float32Array];
   const text = await encodePrompts(ctx, [params.prompt]);
   const prompt = text.hidden[0] as Float32Array;
   const ownConditioning = await condition(ctx, [
     { face: arcA, image: clipA, text: prompt },
     { face: arcB, image: clipB, text: prompt },
   ]);
-  const [zA, zB] = (await invert(ctx, await encodeLatents(ctx, [a, b]), ownConditioning, params.steps, onStep)) as [Float32Array, Float32Array];
+  const [zA, zB] = (await invert(ctx, await encodeLatents(ctx, references), ownConditioning, params.steps, onStep)) as [Float32Array, Float32Array];
   const mix = params.interpolation === 'slerp' ? slerp : lerp;
   const frames: MorphFrame[] = [];
   for (let start = 0; start < params.alphas.length; start += maxBatch) {
@@ -52,7 +53,7 @@ export async function morph(ctx: StageContext, a: Rgb, b: Rgb, params: MorphPara
     });
     const images = await decodeLatents(ctx, latents);
     const scores = await scoreIdentity(ctx, images, [arcA, arcB]);
-    images.forEach((image, i) => frames.push({ image, alpha: alphas[i] as number, similarityA: scores[i]?.[0] as number, similarityB: scores[i]?.[1] as number }));
+    images.forEach((image, i) => frames.push({ image, alpha: alphas[i] as number, similarityA: scores[i]?.[0] ?? null, similarityB: scores[i]?.[1] ?? null }));
   }
   return { frames, similarityAB: cosineSimilarity(arcA, arcB), promptTruncated: text.truncated[0] === true };
 }

@@ -1,0 +1,109 @@
+// Face geometry: the similarity transform that maps detected landmarks onto a template
+// (Umeyama's least squares, in closed form for 2-D), bilinear affine warps, and templates placed
+// on square canvases.
+
+import type { Rgb } from './pixels.ts';
+
+export type Point = [number, number];
+
+/** dst = [a −b; b a]·src + [tx ty]: rotation, uniform scale and translation, no reflection. */
+export interface Similarity {
+  a: number;
+  b: number;
+  tx: number;
+  ty: number;
+}
+
+/**
+ * The least-squares similarity transform taking `src` points onto `dst` (Umeyama 1991). In 2-D
+ * with the reflection excluded, its solution is a = Σ(x·u + y·v)/Σ(x² + y²),
+ * b = Σ(x·v − y·u)/Σ(x² + y²) over centred coordinates, t = mean(dst) − R·mean(src).
+ */
+export function similarityTransform(src: Point[], dst: Point[]): Similarity {
+  if (src.length !== dst.length || src.length < 2) throw new RangeError('need at least two matching point pairs');
+  const n = src.length;
+  const mean = (ps: Point[]): Point => [ps.reduce((s, p) => s + p[0], 0) / n, ps.reduce((s, p) => s + p[1], 0) / n];
+  const [sx, sy] = mean(src);
+  const [dx, dy] = mean(dst);
+  let num1 = 0;
+  let num2 = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    const x = (src[i] as Point)[0] - sx;
+    const y = (src[i] as Point)[1] - sy;
+    const u = (dst[i] as Point)[0] - dx;
+    const v = (dst[i] as Point)[1] - dy;
+    num1 += x * u + y * v;
+    num2 += x * v - y * u;
+    den += x * x + y * y;
+  }
+  if (den === 0) throw new RangeError('source points coincide');
+  const a = num1 / den;
+  const b = num2 / den;
+  return { a, b, tx: dx - (a * sx - b * sy), ty: dy - (b * sx + a * sy) };
+}
+
+export function applySimilarity(m: Similarity, p: Point): Point {
+  return [m.a * p[0] - m.b * p[1] + m.tx, m.b * p[0] + m.a * p[1] + m.ty];
+}
+
+/**
+ * Warps `img` by `m` (source → destination pixel coordinates, integers at pixel centres as in
+ * OpenCV's warpAffine) into a width×height image, sampling bilinearly; outside is black.
+ */
+export function warpSimilarity(img: Rgb, m: Similarity, width: number, height: number): Rgb {
+  const det = m.a * m.a + m.b * m.b;
+  if (!(det > 0)) throw new RangeError('degenerate transform');
+  // Inverse of [a −b; b a]: [a b; −b a]/det.
+  const ia = m.a / det;
+  const ib = m.b / det;
+  const data = new Uint8Array(width * height * 3);
+  const W = img.width;
+  const H = img.height;
+  const src = img.data;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const px = x - m.tx;
+      const py = y - m.ty;
+      const sx = ia * px + ib * py;
+      const sy = -ib * px + ia * py;
+      const x0 = Math.floor(sx);
+      const y0 = Math.floor(sy);
+      const fx = sx - x0;
+      const fy = sy - y0;
+      const o = (y * width + x) * 3;
+      for (let c = 0; c < 3; c++) {
+        let v = 0;
+        for (let k = 0; k < 4; k++) {
+          const xx = x0 + (k & 1);
+          const yy = y0 + (k >> 1);
+          if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
+          const w = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
+          v += w * (src[(yy * W + xx) * 3 + c] as number);
+        }
+        data[o + c] = Math.min(255, Math.max(0, Math.round(v)));
+      }
+    }
+  }
+  return { data, width, height };
+}
+
+/**
+ * A template given in a `templateSize`² box, scaled so the box spans `fraction` of a size²
+ * canvas and centred on it.
+ */
+export function templateOnCanvas(template: Point[], templateSize: number, size: number, fraction: number): Point[] {
+  const s = (fraction * size) / templateSize;
+  const offset = ((1 - fraction) * size) / 2;
+  return template.map(([x, y]) => [x * s + offset, y * s + offset]);
+}
+
+/** The landmarks an aligned portrait would have: the template on the image's centred square. */
+export function portraitLandmarks(img: Rgb, template: Point[], templateSize: number): Point[] {
+  const side = Math.min(img.width, img.height);
+  const left = (img.width - side) / 2;
+  const top = (img.height - side) / 2;
+  // Pixel-centre convention: a templateSize box maps onto [−0.5, side − 0.5].
+  const s = side / templateSize;
+  return template.map(([x, y]) => [left + (x + 0.5) * s - 0.5, top + (y + 0.5) * s - 0.5]);
+}
