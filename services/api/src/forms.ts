@@ -17,7 +17,8 @@ export interface ParsedForm {
   files: Record<string, Buffer>;
 }
 
-const ajv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: false, strict: false, verbose: true });
+// Defaults are the route's to apply (some come from the workers' bundle), not the validator's.
+const ajv = new Ajv({ coerceTypes: true, useDefaults: false, allErrors: false, strict: false, verbose: true });
 addFormats.default(ajv);
 
 function fieldError(e: ErrorObject, fields: Record<string, unknown>): DiffIdError {

@@ -7,7 +7,7 @@ import type { Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { redisScope, TEST_REDIS_URL } from '@diffid/shared/testing';
-import { buildTinyBundle, startWorkerService, writeBundle, type TinyOptions, type WorkerService } from '@diffid/gpu-worker';
+import { buildTinyBundle, startWorkerService, writeBundle, type GeneratedBundle, type TinyOptions, type WorkerService } from '@diffid/gpu-worker';
 import { buildApp } from '../src/app.ts';
 
 export interface Stack {
@@ -22,6 +22,8 @@ export interface Stack {
 
 export interface StackOptions {
   bundle?: TinyOptions;
+  /** Builds another bundle instead of the tiny one. */
+  build?: () => GeneratedBundle;
   worker?: boolean;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
@@ -31,7 +33,7 @@ export interface StackOptions {
 export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
   const scope = await redisScope('api');
   const bundleDir = await mkdtemp(join(tmpdir(), 'diffid-api-bundle-'));
-  await writeBundle(bundleDir, buildTinyBundle(options.bundle));
+  await writeBundle(bundleDir, options.build ? options.build() : buildTinyBundle(options.bundle));
   const queueName = 'jobs';
   // The API's connection fails fast, as server.ts configures it.
   const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });

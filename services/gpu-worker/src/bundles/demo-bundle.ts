@@ -100,14 +100,15 @@ function textEncoder(vocab: number, rng: SeededRandom): { bytes: Uint8Array; tab
   return { bytes: g.toBytes('demo text encoder: a token embedding table'), table };
 }
 
-function adapter(faceWidth: number, emptyMean: Float32Array, tint: number, rng: SeededRandom): Uint8Array {
+function adapter(faceWidth: number, emptySum: Float32Array, tint: number, rng: SeededRandom): Uint8Array {
   const g = new GraphBuilder('adapter');
   const face = g.input('face_embedding', 'float32', ['batch', faceWidth]);
   const img = g.input('image_embedding', 'float32', ['batch', LATENT]);
   const text = g.input('text_embedding', 'float32', ['batch', TEXT_LENGTH, TEXT_WIDTH]);
-  // tint = tanh((mean_t e_t − mean of the empty prompt)·P)·tint: the empty prompt tints nothing.
-  const meanText = g.op('Sub', [g.op('ReduceMean', [text], { axes: { ints: [1] }, keepdims: { int: 0 } }), g.weight('empty_prompt_mean', [TEXT_WIDTH], emptyMean)]);
-  const rgb = g.op('Mul', [g.op('Tanh', [g.op('MatMul', [meanText, g.weight('P', [TEXT_WIDTH, CH], randn(rng, TEXT_WIDTH * CH, 1 / Math.sqrt(TEXT_WIDTH)))])]), g.scalar('tint_scale', tint)]);
+  // tint = tanh((Σ_t e_t − Σ_t e_t of the empty prompt)·P)·tint: the empty prompt tints nothing,
+  // and each word moves the colour whatever the padding around it.
+  const sumText = g.op('Sub', [g.op('ReduceSum', [text, g.int64('axes_tokens', [1])], { keepdims: { int: 0 } }), g.weight('empty_prompt_sum', [TEXT_WIDTH], emptySum)]);
+  const rgb = g.op('Mul', [g.op('Tanh', [g.op('MatMul', [sumText, g.weight('P', [TEXT_WIDTH, CH], randn(rng, TEXT_WIDTH * CH, 1 / Math.sqrt(2 * TEXT_WIDTH)))])]), g.scalar('tint_scale', tint)]);
   const perPixel = g.op('Expand', [g.op('Unsqueeze', [rgb, g.int64('axis_2', [2])]), g.int64('spread', [1, CH, GRID * GRID])]);
   const tintMap = g.op('Reshape', [perPixel, g.int64('flat', [-1, LATENT])]);
   // The face embedding carries no extra information here; it is read so the input stays live.
@@ -147,15 +148,15 @@ export function buildDemoBundle(options: DemoOptions = {}): GeneratedBundle {
   // The empty prompt is <|startoftext|> then 76 × <|endoftext|> (its padding).
   const bos = vocab['<|startoftext|>'] as number;
   const eos = vocab['<|endoftext|>'] as number;
-  const emptyMean = new Float32Array(TEXT_WIDTH);
-  for (let j = 0; j < TEXT_WIDTH; j++) emptyMean[j] = ((text.table[bos * TEXT_WIDTH + j] as number) + 76 * (text.table[eos * TEXT_WIDTH + j] as number)) / 77;
+  const emptySum = new Float32Array(TEXT_WIDTH);
+  for (let j = 0; j < TEXT_WIDTH; j++) emptySum[j] = (text.table[bos * TEXT_WIDTH + j] as number) + 76 * (text.table[eos * TEXT_WIDTH + j] as number);
   const faceWidth = options.embedder?.width ?? THUMB * THUMB;
   const enc = new TextEncoder();
   const files = new Map<string, Uint8Array>([
     ['text_encoder.onnx', text.bytes],
     ['image_encoder.onnx', imageEncoder()],
     ['face_embedder.onnx', options.embedder?.bytes ?? faceEmbedder()],
-    ['adapter.onnx', adapter(faceWidth, emptyMean, tint, rng)],
+    ['adapter.onnx', adapter(faceWidth, emptySum, tint, rng)],
     ['unet.onnx', unet(sigma)],
     ['vae_encoder.onnx', vaeEncoder()],
     ['vae_decoder.onnx', vaeDecoder()],

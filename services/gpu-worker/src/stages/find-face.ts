@@ -29,16 +29,25 @@ export async function findFace(ctx: StageContext, image: Rgb, label: string): Pr
   return found;
 }
 
-/** The largest face, or null when the detector finds none. */
-export async function tryFindFace(ctx: StageContext, image: Rgb): Promise<FoundFace | null> {
-  const pre = ctx.bundle.manifest.models.face_embedder.preprocess;
+/**
+ * The largest face, or null when the detector finds none. `layout: 'canvas'` says the image is
+ * one of the bundle's own outputs: without a detector, its face is where the reference canvas
+ * put it rather than filling the image.
+ */
+export async function tryFindFace(ctx: StageContext, image: Rgb, layout: 'photo' | 'canvas' = 'photo'): Promise<FoundFace | null> {
+  const m = ctx.bundle.manifest;
+  const pre = m.models.face_embedder.preprocess;
   const template = pre.template as Point[];
   let face: Omit<FoundFace, 'crop'>;
-  if (ctx.bundle.manifest.models.face_detector) {
+  if (m.models.face_detector) {
     const faces = await detectFaces(ctx, image);
     const largest = faces[0];
     if (!largest) return null;
     face = { landmarks: largest.landmarks, box: largest.box, score: largest.score, faces: faces.length };
+  } else if (layout === 'canvas' && m.reference?.kind === 'aligned_face') {
+    const landmarks = templateOnCanvas(template, pre.size, image.width, m.reference.face_fraction);
+    const margin = ((1 - m.reference.face_fraction) * image.width) / 2;
+    face = { landmarks, box: [margin, margin, image.width - margin, image.height - margin], score: 1, faces: 1 };
   } else {
     const side = Math.min(image.width, image.height);
     const left = (image.width - side) / 2;
