@@ -13,8 +13,8 @@ export const openapiDocument = parse(openapiText) as {
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-/** A component schema with every local $ref replaced by its target (the components have no cycles). */
-export function componentSchema(name: string): Record<string, unknown> {
+/** A schema with every local $ref replaced by its target (the components have no cycles). */
+export function resolveRefs(schema: unknown): Record<string, unknown> {
   const schemas = openapiDocument.components.schemas;
   const resolve = (node: Json): Json => {
     if (Array.isArray(node)) return node.map(resolve);
@@ -29,9 +29,14 @@ export function componentSchema(name: string): Record<string, unknown> {
     for (const [k, v] of Object.entries(node)) out[k] = resolve(v as Json);
     return out;
   };
-  const schema = schemas[name];
-  if (!schema) throw new Error(`openapi.yaml has no schema ${name}`);
   return resolve(schema as Json) as Record<string, unknown>;
+}
+
+/** A component schema, its $refs resolved. */
+export function componentSchema(name: string): Record<string, unknown> {
+  const schema = openapiDocument.components.schemas[name];
+  if (!schema) throw new Error(`openapi.yaml has no schema ${name}`);
+  return resolveRefs(schema);
 }
 
 /** A multipart form schema split into its file fields and a schema for the text fields. */

@@ -3,7 +3,7 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { Test } from 'tap';
-import { componentSchema, openapiDocument } from '../src/openapi.ts';
+import { openapiDocument, resolveRefs } from '../src/openapi.ts';
 
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 addFormats.default(ajv);
@@ -31,12 +31,10 @@ export function assertContract(t: Test, method: string, path: string, status: nu
   }
   const media = spec.content?.['application/json'];
   if (!media?.schema) return;
-  const ref = media.schema.$ref;
-  const key = ref ?? `${method} ${path} ${status}`;
+  const key = `${method} ${path} ${status}`;
   let validate = compiled.get(key);
   if (!validate) {
-    const schema = ref ? componentSchema(ref.split('/').pop() as string) : (media.schema as object);
-    validate = ajv.compile(schema);
+    validate = ajv.compile(resolveRefs(media.schema));
     compiled.set(key, validate);
   }
   const ok = validate(body);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { imageInfo } from '@diffid/shared/image';
+import { buildDemoBundle } from '@diffid/gpu-worker';
 import { startStack } from './harness.ts';
 
 const run = promisify(execFile);
@@ -17,7 +18,8 @@ t.test('the README curl examples work', { skip: !hasCurl && 'curl is not install
   const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
   const block = /<!-- curl-examples:start -->\n```sh\n([\s\S]*?)```\n<!-- curl-examples:end -->/.exec(readme)?.[1];
   t.ok(block, 'the README has its curl examples block');
-  const s = await startStack(t);
+  // The README describes `npm start`, whose embedded default is the demo bundle.
+  const s = await startStack(t, { build: () => buildDemoBundle() });
   const dir = await mkdtemp(join(tmpdir(), 'diffid-readme-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await cp(join(ROOT, 'docs/examples'), join(dir, 'docs/examples'), { recursive: true });
@@ -25,6 +27,6 @@ t.test('the README curl examples work', { skip: !hasCurl && 'curl is not install
   const { stdout } = await run('bash', ['-c', script], { cwd: dir, timeout: 120_000 });
   t.match(stdout, /"status":"succeeded"/, 'the generate job succeeded');
   t.match(stdout, /"status":"canceled"/, 'the last job was canceled');
-  t.same(await imageInfo(await readFile(join(dir, 'generated-0.png'))), { format: 'png', width: 64, height: 64, channels: 3 });
-  t.same(await imageInfo(await readFile(join(dir, 'morph-1.png'))), { format: 'png', width: 64, height: 64, channels: 3 });
+  t.same(await imageInfo(await readFile(join(dir, 'generated-0.png'))), { format: 'png', width: 256, height: 256, channels: 3 });
+  t.same(await imageInfo(await readFile(join(dir, 'morph-1.png'))), { format: 'png', width: 256, height: 256, channels: 3 });
 });

@@ -98,12 +98,16 @@ export function templateOnCanvas(template: Point[], templateSize: number, size: 
   return template.map(([x, y]) => [x * s + offset, y * s + offset]);
 }
 
-/** The landmarks an aligned portrait would have: the template on the image's centred square. */
-export function portraitLandmarks(img: Rgb, template: Point[], templateSize: number): Point[] {
+/**
+ * The landmarks an aligned portrait would have: the template box spanning `fraction` of the
+ * image's centred square, centred on it.
+ */
+export function portraitLandmarks(img: Rgb, template: Point[], templateSize: number, fraction = 1): Point[] {
   const side = Math.min(img.width, img.height);
-  const left = (img.width - side) / 2;
-  const top = (img.height - side) / 2;
-  // Pixel-centre convention: a templateSize box maps onto [−0.5, side − 0.5].
-  const s = side / templateSize;
+  const box = side * fraction;
+  const left = (img.width - box) / 2;
+  const top = (img.height - box) / 2;
+  // Pixel-centre convention: a templateSize box maps onto [−0.5, box − 0.5].
+  const s = box / templateSize;
   return template.map(([x, y]) => [left + (x + 0.5) * s - 0.5, top + (y + 0.5) * s - 0.5]);
 }

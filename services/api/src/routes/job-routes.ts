@@ -31,7 +31,8 @@ async function accepted(app: FastifyInstance, request: FastifyRequest, reply: Fa
   if (wait === undefined) {
     return reply.code(202).send({ id, status: 'queued', links: { self: `/jobs/${id}`, events: `/jobs/${id}/events` } });
   }
-  const view = await app.jobs.waitFor(id, wait * 1000);
+  // With wait=0 the timer can beat the first read; then read the job once more.
+  const view = (await app.jobs.waitFor(id, wait * 1000)) ?? (await app.jobs.view(id));
   if (!view) throw notFound(id);
   return reply.code(isTerminal(view.status) ? 200 : 202).header('preference-applied', `wait=${wait}`).send(view);
 }

@@ -1,7 +1,9 @@
 // Finds the face an image is about and aligns it: with the bundle's detector, the largest face's
-// 5 landmarks; without one, the image is taken as an aligned portrait (the template placed on its
-// centred square). Either way the landmarks are mapped onto the embedder's template by a
-// similarity transform (Umeyama) and warped to its crop size.
+// 5 landmarks; without one, the image is taken as an aligned portrait — its centred square laid
+// out like the bundle's reference canvas, the template box spanning `face_fraction` of it (all of
+// it for bundles that use the photo itself). The bundle's own outputs have exactly that layout.
+// Either way the landmarks are mapped onto the embedder's template by a similarity transform
+// (Umeyama) and warped to its crop size.
 import { DiffIdError } from '@diffid/shared';
 import { portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../face-geometry.ts';
 import type { Rgb } from '../pixels.ts';
@@ -29,12 +31,8 @@ export async function findFace(ctx: StageContext, image: Rgb, label: string): Pr
   return found;
 }
 
-/**
- * The largest face, or null when the detector finds none. `layout: 'canvas'` says the image is
- * one of the bundle's own outputs: without a detector, its face is where the reference canvas
- * put it rather than filling the image.
- */
-export async function tryFindFace(ctx: StageContext, image: Rgb, layout: 'photo' | 'canvas' = 'photo'): Promise<FoundFace | null> {
+/** The largest face, or null when the detector finds none. */
+export async function tryFindFace(ctx: StageContext, image: Rgb): Promise<FoundFace | null> {
   const m = ctx.bundle.manifest;
   const pre = m.models.face_embedder.preprocess;
   const template = pre.template as Point[];
@@ -44,15 +42,12 @@ export async function tryFindFace(ctx: StageContext, image: Rgb, layout: 'photo'
     const largest = faces[0];
     if (!largest) return null;
     face = { landmarks: largest.landmarks, box: largest.box, score: largest.score, faces: faces.length };
-  } else if (layout === 'canvas' && m.reference?.kind === 'aligned_face') {
-    const landmarks = templateOnCanvas(template, pre.size, image.width, m.reference.face_fraction);
-    const margin = ((1 - m.reference.face_fraction) * image.width) / 2;
-    face = { landmarks, box: [margin, margin, image.width - margin, image.height - margin], score: 1, faces: 1 };
   } else {
-    const side = Math.min(image.width, image.height);
-    const left = (image.width - side) / 2;
-    const top = (image.height - side) / 2;
-    face = { landmarks: portraitLandmarks(image, template, pre.size), box: [left, top, left + side, top + side], score: 1, faces: 1 };
+    const fraction = m.reference?.kind === 'aligned_face' ? m.reference.face_fraction : 1;
+    const box = Math.min(image.width, image.height) * fraction;
+    const left = (image.width - box) / 2;
+    const top = (image.height - box) / 2;
+    face = { landmarks: portraitLandmarks(image, template, pre.size, fraction), box: [left, top, left + box, top + box], score: 1, faces: 1 };
   }
   const crop = warpSimilarity(image, similarityTransform(face.landmarks, template), pre.size, pre.size);
   return { crop, ...face };

@@ -8,7 +8,7 @@ import { tryFindFace } from './find-face.ts';
 
 /** For each image, its cosine similarity to each reference embedding (null: no face found). */
 export async function scoreIdentity(ctx: StageContext, images: Rgb[], references: Float32Array[]): Promise<Array<Array<number | null>>> {
-  const faces = await Promise.all(images.map((img) => tryFindFace(ctx, img, 'canvas')));
+  const faces = await Promise.all(images.map((img) => tryFindFace(ctx, img)));
   const found = faces.flatMap((f) => (f ? [f.crop] : []));
   const embeddings = found.length > 0 ? await embedFaces(ctx, found) : [];
   let next = 0;

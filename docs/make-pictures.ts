@@ -1,0 +1,64 @@
+// Makes the pictures in docs/images with the embedded default (demo) bundle — constructed face
+// models, no detector — from the two CC0 portraits in ../shared/faces/photos, cropped to the
+// face (boxes measured once with the SCRFD detector) so that the face spans about half of each
+// square, as the demo bundle's aligned portraits do.
+//   npx tsx docs/make-pictures.ts
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeRgb, encodePng } from '@diffid/shared/image';
+import { buildDemoBundle, loadBundle, writeBundle } from '@diffid/gpu-worker';
+import { centerCrop, type Rgb } from '../services/gpu-worker/src/pixels.ts';
+import { generate } from '../services/gpu-worker/src/pipelines/generate.ts';
+import { morph } from '../services/gpu-worker/src/pipelines/morph.ts';
+import { stageContext } from '../services/gpu-worker/src/stages/context.ts';
+
+const PHOTOS = join(import.meta.dirname, '../../shared/faces/photos');
+
+/** The square of side `side` centred on (cx, cy). */
+function squareAround(img: Rgb, cx: number, cy: number, side: number): Rgb {
+  const left = Math.round(cx - side / 2);
+  const top = Math.round(cy - side / 2);
+  const shifted = { width: img.width, height: img.height, data: img.data };
+  const cropped = centerCrop({ ...shifted }, img.width, img.height);
+  const data = new Uint8Array(side * side * 3);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) {
+      const sx = Math.min(img.width - 1, Math.max(0, left + x));
+      const sy = Math.min(img.height - 1, Math.max(0, top + y));
+      data.set(cropped.data.subarray((sy * img.width + sx) * 3, (sy * img.width + sx) * 3 + 3), (y * side + x) * 3);
+    }
+  }
+  return { data, width: side, height: side };
+}
+
+function row(images: Rgb[]): Rgb {
+  const h = images[0]!.height;
+  const w = images.reduce((s, i) => s + i.width, 0);
+  const data = new Uint8Array(w * h * 3);
+  let x0 = 0;
+  for (const img of images) {
+    for (let y = 0; y < h; y++) data.set(img.data.subarray(y * img.width * 3, (y + 1) * img.width * 3), (y * w + x0) * 3);
+    x0 += img.width;
+  }
+  return { data, width: w, height: h };
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'diffid-pictures-'));
+await writeBundle(dir, buildDemoBundle());
+const bundle = await loadBundle(dir);
+const ctx = stageContext(bundle);
+// Face boxes (x1, y1, x2, y2) from SCRFD: Luciano 137,45,267,222; Bryan 37,25,73,75.
+const luciano = squareAround(await decodeRgb(await readFile(join(PHOTOS, 'max_Luciano.png'))), 202, 138, 260);
+const bryan = squareAround(await decodeRgb(await readFile(join(PHOTOS, 'max_Bryan.png'))), 55, 52, 74);
+
+const gen = await generate(ctx, luciano, { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1 }, () => {});
+const m = await morph(ctx, luciano, bryan, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 50, seed: 0 }, 8, () => {});
+await writeFile(join(import.meta.dirname, 'images/generate.png'), await encodePng(row(gen.images.map((g) => g.image))));
+await writeFile(join(import.meta.dirname, 'images/morph-strip.png'), await encodePng(row(m.frames.map((f) => f.image))));
+process.stdout.write(
+  `generate similarities ${gen.images.map((g) => g.similarity?.toFixed(3)).join(', ')}\n` +
+    `morph A→B: ${m.frames.map((f) => `α ${f.alpha}: ${f.similarityA?.toFixed(3)}/${f.similarityB?.toFixed(3)}`).join('  ')}\n`,
+);
+await bundle.release();
+await rm(dir, { recursive: true, force: true });
