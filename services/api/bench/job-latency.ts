@@ -1,21 +1,23 @@
 // npm run bench: time per job through the whole path (HTTP → Redis → worker → inference thread →
-// PNGs → HTTP) on the tiny bundle, and how much of it is onnxruntime compute. All figures come
-// from one run on this machine, as ratios.
+// PNGs → HTTP) on the tiny and the demo bundle, and how much of it is onnxruntime compute. All
+// figures come from one run on this machine, as ratios.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { encodeImage } from '@diffid/shared/image';
 import { redisScope, TEST_REDIS_URL } from '@diffid/shared/testing';
-import { buildTinyBundle, startWorkerService, writeBundle } from '@diffid/gpu-worker';
+import { buildDemoBundle, buildTinyBundle, startWorkerService, writeBundle } from '@diffid/gpu-worker';
 import { buildApp } from '../src/app.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
+const out: string[] = [];
+for (const [bundleName, build] of [['tiny', () => buildTinyBundle()], ['demo', () => buildDemoBundle()]] as const) {
 const scope = await redisScope('bench');
 const bundleDir = await mkdtemp(join(tmpdir(), 'diffid-bench-'));
-await writeBundle(bundleDir, buildTinyBundle());
+await writeBundle(bundleDir, build());
 const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
 await apiRedis.connect();
 const app = await buildApp({ redis: apiRedis, prefix: scope.prefix, queueName: 'jobs', inputTtlSeconds: 600, resultTtlSeconds: 600, attempts: 1 }, { logger: false });
@@ -65,22 +67,23 @@ async function series(name: string, path: string, fields: Record<string, string 
 const a = await face(1);
 const b = await face(2);
 const rows = [
-  await series('generate, 4 images × 30 steps, guidance 5', '/generate', { image: a, prompt: 'a photo of a person', num_images: '4', steps: '30', seed: '1' }),
-  await series('generate, 1 image × 30 steps, guidance 5', '/generate', { image: a, prompt: 'a photo of a person', num_images: '1', steps: '30', seed: '1' }),
+  await series('generate, 4 images × 30 steps', '/generate', { image: a, prompt: 'a photo of a person', num_images: '4', steps: '30', seed: '1' }),
+  await series('generate, 1 image × 30 steps', '/generate', { image: a, prompt: 'a photo of a person', num_images: '1', steps: '30', seed: '1' }),
   await series('morph, frames = 5, 50 steps', '/morph', { image_a: a, image_b: b, frames: '5', steps: '50' }),
 ];
 
-const out = [
-  `Diff-ID Serve job latency, tiny bundle, ${RUNS} runs each (median), ${new Date().toISOString().slice(0, 10)}`,
+out.push(
+  `${bundleName} bundle, ${RUNS} runs each (median), ${new Date().toISOString().slice(0, 10)}`,
   '',
   '| job | end to end (ms) | in the worker (ms) | onnxruntime (ms) | onnxruntime / worker | worker / end to end |',
   '|---|---|---|---|---|---|',
   ...rows.map((r) => `| ${r.name} | ${r.e2e.toFixed(0)} | ${r.w.toFixed(0)} | ${r.inf.toFixed(0)} | ${(r.inf / r.w).toFixed(2)} | ${(r.w / r.e2e).toFixed(2)} |`),
-];
-process.stdout.write(`${out.join('\n')}\n`);
-
+  '',
+);
 await worker.close();
 await app.close();
 apiRedis.disconnect();
 await scope.cleanup();
 await rm(bundleDir, { recursive: true, force: true });
+}
+process.stdout.write(`${out.join('\n')}`);

@@ -26,6 +26,7 @@ t.test('the README curl examples work', { skip: !hasCurl && 'curl is not install
   const script = `set -euo pipefail\n${(block as string).replaceAll('localhost:8080', s.base.replace('http://', ''))}`;
   const { stdout } = await run('bash', ['-c', script], { cwd: dir, timeout: 120_000 });
   t.match(stdout, /"status":"succeeded"/, 'the generate job succeeded');
+  t.match(stdout, /"kind":"compare","status":"succeeded"[^\n]*"similarity":/, 'the compare answered in one request');
   t.match(stdout, /"status":"canceled"/, 'the last job was canceled');
   t.same(await imageInfo(await readFile(join(dir, 'generated-0.png'))), { format: 'png', width: 256, height: 256, channels: 3 });
   t.same(await imageInfo(await readFile(join(dir, 'morph-1.png'))), { format: 'png', width: 256, height: 256, channels: 3 });
