@@ -50,6 +50,22 @@ function moveToLevel(
   return out;
 }
 
+function checkedMove(
+  what: string,
+  z: Float32Array,
+  modelOutput: Float32Array,
+  from: [string, number],
+  to: [string, number],
+  prediction: PredictionType,
+  out: Float32Array,
+): Float32Array {
+  sameLength(z, modelOutput, what);
+  sameLength(z, out, `${what} output`);
+  assertAlpha(from[1], from[0]);
+  assertAlpha(to[1], to[0]);
+  return moveToLevel(z, modelOutput, from[1], to[1], prediction, out);
+}
+
 /**
  * One DDIM sampling step with η = 0 (Song et al., eq. 12 with σ_t = 0): from z_t at ᾱ_t to
  * z_prev at ᾱ_prev, given the model output at t. Writes into `out` when given (may alias z_t).
@@ -62,11 +78,7 @@ export function ddimStep(
   prediction: PredictionType,
   out: Float32Array = new Float32Array(zT.length),
 ): Float32Array {
-  sameLength(zT, modelOutput, 'ddimStep');
-  sameLength(zT, out, 'ddimStep output');
-  assertAlpha(alphaBarT, 'alphaBarT');
-  assertAlpha(alphaBarPrev, 'alphaBarPrev');
-  return moveToLevel(zT, modelOutput, alphaBarT, alphaBarPrev, prediction, out);
+  return checkedMove('ddimStep', zT, modelOutput, ['alphaBarT', alphaBarT], ['alphaBarPrev', alphaBarPrev], prediction, out);
 }
 
 /**
@@ -81,11 +93,7 @@ export function ddimInverseStep(
   prediction: PredictionType,
   out: Float32Array = new Float32Array(zS.length),
 ): Float32Array {
-  sameLength(zS, modelOutput, 'ddimInverseStep');
-  sameLength(zS, out, 'ddimInverseStep output');
-  assertAlpha(alphaBarS, 'alphaBarS');
-  assertAlpha(alphaBarT, 'alphaBarT');
-  return moveToLevel(zS, modelOutput, alphaBarS, alphaBarT, prediction, out);
+  return checkedMove('ddimInverseStep', zS, modelOutput, ['alphaBarS', alphaBarS], ['alphaBarT', alphaBarT], prediction, out);
 }
 
 /** Sample standard deviation with Bessel's correction, as torch.std, accumulated in float64. */

@@ -24,16 +24,7 @@ function assertSameLength(a: Float32Array, b: Float32Array): void {
 export function slerp(e1: Float32Array, e2: Float32Array, alpha: number): Float32Array {
   assertSameLength(e1, e2);
   assertAlphaUnit(alpha);
-  let dot = 0;
-  let n1 = 0;
-  let n2 = 0;
-  for (let i = 0; i < e1.length; i++) {
-    const a = e1[i] as number;
-    const b = e2[i] as number;
-    dot += a * b;
-    n1 += a * a;
-    n2 += b * b;
-  }
+  const { dot, n1, n2 } = dotAndNorms(e1, e2);
   if (n1 === 0 || n2 === 0) throw new RangeError('slerp of a zero vector is undefined');
   const cos = Math.min(COS_CLAMP, Math.max(-COS_CLAMP, dot / Math.sqrt(n1 * n2)));
   if (Math.abs(cos) > SLERP_PARALLEL_THRESHOLD) return lerp(e1, e2, alpha);
@@ -69,19 +60,25 @@ export function lerp(z1: Float32Array, z2: Float32Array, alpha: number, options:
   return out;
 }
 
-/** Cosine similarity in float64; a zero vector scores 0. */
-export function cosineSimilarity(a: Float32Array, b: Float32Array): number {
-  assertSameLength(a, b);
+/** a·b, ‖a‖² and ‖b‖², accumulated in float64. */
+function dotAndNorms(a: Float32Array, b: Float32Array): { dot: number; n1: number; n2: number } {
   let dot = 0;
-  let na = 0;
-  let nb = 0;
+  let n1 = 0;
+  let n2 = 0;
   for (let i = 0; i < a.length; i++) {
     const x = a[i] as number;
     const y = b[i] as number;
     dot += x * y;
-    na += x * x;
-    nb += y * y;
+    n1 += x * x;
+    n2 += y * y;
   }
-  if (na === 0 || nb === 0) return 0;
-  return Math.max(-1, Math.min(1, dot / Math.sqrt(na * nb)));
+  return { dot, n1, n2 };
+}
+
+/** Cosine similarity in float64; a zero vector scores 0. */
+export function cosineSimilarity(a: Float32Array, b: Float32Array): number {
+  assertSameLength(a, b);
+  const { dot, n1, n2 } = dotAndNorms(a, b);
+  if (n1 === 0 || n2 === 0) return 0;
+  return Math.max(-1, Math.min(1, dot / Math.sqrt(n1 * n2)));
 }
