@@ -1,7 +1,7 @@
 // The product's main path through real HTTP, real Redis, a real worker and onnxruntime sessions.
 import t from 'tap';
 import { imageInfo, decodeRgb } from '@diffid/shared/image';
-import { call } from './contract.ts';
+import { assertContract, call } from './contract.ts';
 import { finished, pollJob, postForm, startStack } from './harness.ts';
 import { faceFile } from './images.ts';
 
@@ -11,6 +11,7 @@ t.test('generate: 202, progress to succeeded, PNGs at the bundle size with finit
   const res = await postForm(s.base, '/generate', { image: { bytes: image }, prompt: 'a photo of a person smiling', num_images: 3, steps: 8, seed: 11 });
   t.equal(res.status, 202);
   const accepted = (await res.json()) as { id: string; status: string; links: { self: string } };
+  assertContract(t, 'POST', '/generate', 202, accepted);
   t.match(accepted.id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random (v4) UUID');
   t.equal(accepted.status, 'queued');
   t.equal(res.headers.get('location'), `/jobs/${accepted.id}`);
@@ -71,7 +72,9 @@ t.test('morph with alphas=0,0.5,1 returns three frames with both similarities', 
     prompt: 'a photo',
   });
   t.equal(res.status, 202);
-  const { id } = (await res.json()) as { id: string };
+  const receipt = (await res.json()) as { id: string };
+  assertContract(t, 'POST', '/morph', 202, receipt);
+  const { id } = receipt;
   const view = await pollJob(s.base, id, finished);
   t.equal(view.status, 'succeeded', JSON.stringify(view.error ?? ''));
   const checked = await call(t, s.base, 'GET', `/jobs/${id}`, '/jobs/{id}');
@@ -113,8 +116,9 @@ t.test('the event stream follows a job from its first state to succeeded', async
   t.equal(events.at(-1).status, 'succeeded');
   const steps = events.map((e) => e.progress.step as number);
   t.same(steps, [...steps].sort((a, b) => a - b), 'progress never goes backwards');
-  const missing = await fetch(`${s.base}/jobs/00000000-0000-4000-8000-000000000000/events`);
+  const missing = await call(t, s.base, 'GET', '/jobs/00000000-0000-4000-8000-000000000000/events', '/jobs/{id}/events');
   t.equal(missing.status, 404);
+  t.equal(missing.body.error.code, 'DIFFID_ERR_JOB_NOT_FOUND');
 });
 
 t.test('a queued job canceled with DELETE never runs and reports canceled', async (t) => {
