@@ -90,7 +90,9 @@ export function formReader(schemaName: string) {
       if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
         throw new DiffIdError('UNEXPECTED_FIELD', 'the form has more parts than this route takes');
       }
-      throw err;
+      if (err instanceof DiffIdError) throw err;
+      // Everything else here is the body's own fault: no boundary, a truncated or garbled part.
+      throw new DiffIdError('VALIDATION', `the multipart body is malformed (${(err as Error).message}); let your HTTP client build the form`);
     }
     for (const name of schema.requiredFiles) {
       if (!files[name]) throw new DiffIdError('MISSING_FILE', `the image file "${name}" is missing; attach it as a multipart file field`);

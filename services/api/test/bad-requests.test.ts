@@ -71,6 +71,21 @@ t.test('non-multipart bodies are 415 NOT_MULTIPART', async (t) => {
   t.equal(none.status, 415);
 });
 
+t.test('malformed multipart bodies are 400 VALIDATION, never a 500', async (t) => {
+  const s = await startStack(t, { worker: false });
+  const bodies: Array<[string, string, string]> = [
+    ['no boundary', 'multipart/form-data', 'abc'],
+    ['garbage', 'multipart/form-data; boundary=XYZ', 'garbage'],
+    ['truncated part', 'multipart/form-data; boundary=XYZ', '--XYZ\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nhello'],
+    ['part without a name', 'multipart/form-data; boundary=XYZ', '--XYZ\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XYZ--\r\n'],
+  ];
+  for (const [name, type, body] of bodies) {
+    const res = await call(t, s.base, 'POST', '/generate', '/generate', { body, headers: { 'content-type': type } });
+    t.ok(res.status >= 400 && res.status < 500, `${name}: ${res.status} ${res.body.error?.code}`);
+    t.not(res.body.error?.code, 'DIFFID_ERR_INTERNAL', `${name}: not an internal error`);
+  }
+});
+
 t.test('an upload over 20 MB is 413 FILE_TOO_LARGE', async (t) => {
   const s = await startStack(t, { worker: false });
   const big = new Uint8Array(21 * 1024 * 1024);
