@@ -8,25 +8,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeRgb, encodePng } from '@diffid/shared/image';
 import { buildDemoBundle, loadBundle, writeBundle } from '@diffid/gpu-worker';
-import { centerCrop, type Rgb } from '../services/gpu-worker/src/pixels.ts';
+import type { Rgb } from '../services/gpu-worker/src/pixels.ts';
 import { generate } from '../services/gpu-worker/src/pipelines/generate.ts';
 import { morph } from '../services/gpu-worker/src/pipelines/morph.ts';
 import { stageContext } from '../services/gpu-worker/src/stages/context.ts';
 
 const PHOTOS = join(import.meta.dirname, '../../shared/faces/photos');
 
-/** The square of side `side` centred on (cx, cy). */
+/** The square of side `side` centred on (cx, cy); edge pixels repeat where it leaves the image. */
 function squareAround(img: Rgb, cx: number, cy: number, side: number): Rgb {
   const left = Math.round(cx - side / 2);
   const top = Math.round(cy - side / 2);
-  const shifted = { width: img.width, height: img.height, data: img.data };
-  const cropped = centerCrop({ ...shifted }, img.width, img.height);
   const data = new Uint8Array(side * side * 3);
   for (let y = 0; y < side; y++) {
     for (let x = 0; x < side; x++) {
       const sx = Math.min(img.width - 1, Math.max(0, left + x));
       const sy = Math.min(img.height - 1, Math.max(0, top + y));
-      data.set(cropped.data.subarray((sy * img.width + sx) * 3, (sy * img.width + sx) * 3 + 3), (y * side + x) * 3);
+      data.set(img.data.subarray((sy * img.width + sx) * 3, (sy * img.width + sx) * 3 + 3), (y * side + x) * 3);
     }
   }
   return { data, width: side, height: side };
