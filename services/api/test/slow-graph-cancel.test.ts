@@ -78,3 +78,20 @@ t.test('a slow graph leaves the main thread free, keeps the lock, and stops at t
   t.equal(after.body.error.code, 'DIFFID_ERR_JOB_CANCELED');
   t.equal((await fetch(`${s.base}/jobs/${id}/images/0.png`)).status, 404, 'no image is served for a canceled job');
 });
+
+t.test('a job whose inference thread is replaced mid-run is retried and still succeeds: nothing accepted is lost', async (t) => {
+  const s = await startStack(t, { bundle: { burnMatmuls: 100 } });
+  const worker = s.worker!.worker;
+  const failures: string[] = [];
+  worker.on('failed', (_job, err) => failures.push(err.message));
+  const res = await postForm(s.base, '/generate', { image: { bytes: await faceFile(2) }, prompt: 'retry', steps: 8, guidance_scale: 1, seed: 4 });
+  const { id } = (await res.json()) as { id: string };
+  await pollJob(s.base, id, (v) => v.status === 'running' && v.progress.step >= 2);
+  await s.worker!.inference.restart();
+  const view = await pollJob(s.base, id, finished, 60_000);
+  t.equal(view.status, 'succeeded', 'the retry on the new thread finished the job');
+  t.equal(failures.length, 1, 'the first attempt failed once');
+  t.match(failures[0], /inference thread was replaced during the job/, 'as a lost thread, which is retryable');
+  t.equal(view.result.images.length, 1);
+  t.equal((await fetch(`${s.base}/jobs/${id}/images/0.png`)).status, 200);
+});

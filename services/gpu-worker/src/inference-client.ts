@@ -27,6 +27,11 @@ export interface RunHandle {
 export interface InferenceClient {
   readonly bundle: Extract<ThreadMessage, { type: 'ready' }>['bundle'];
   run(job: InferenceJob, onProgress: (step: number, total: number) => void): RunHandle;
+  /**
+   * Replaces the inference thread with a fresh one that loads the bundle again from disk. A job
+   * in flight fails as retryable (BullMQ runs it again); resolves once the new thread is ready.
+   */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -34,6 +39,11 @@ interface Pending {
   resolve: (o: InferenceOutput) => void;
   reject: (e: Error) => void;
   onProgress: (step: number, total: number) => void;
+  cancel: () => void;
+  /** Set when the thread is being replaced: a stop then means "retry", not "canceled". */
+  superseded: boolean;
+  /** Resolves once the job has ended, whichever way. */
+  settled: Promise<void>;
 }
 
 function spawn(options: ThreadOptions): Worker {
@@ -78,6 +88,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
   let closing = false;
   let worker = spawn(options);
   const bundle = await waitReady(worker);
+  let ready: Promise<unknown> = Promise.resolve();
 
   const attach = (w: Worker) => {
     w.on('message', (m: ThreadMessage) => {
@@ -87,6 +98,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       if (m.type === 'progress') return p.onProgress(m.step, m.total);
       pending.delete(m.requestId);
       if (m.type === 'done') p.resolve(m.output);
+      else if (m.type === 'canceled' && p.superseded) p.reject(new InferenceThreadLost('the inference thread was replaced during the job'));
       else if (m.type === 'canceled') p.reject(new InferenceCanceled());
       else p.reject(new DiffIdError(errorKeyOf(m.code), m.message));
     });
@@ -94,9 +106,10 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       for (const p of pending.values()) p.reject(new InferenceThreadLost(`the inference thread exited (code ${code}) during the job`));
       pending.clear();
       if (closing) return;
-      worker = spawn(options);
-      waitReady(worker).then(
-        () => attach(worker),
+      const next = spawn(options);
+      worker = next;
+      ready = waitReady(next).then(
+        () => attach(next),
         (err: Error) => {
           process.emitWarning(`the inference thread could not restart: ${err.message}`);
         },
@@ -111,12 +124,34 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       const requestId = nextId++;
       const cancel = new SharedArrayBuffer(4);
       const flag = new Int32Array(cancel);
+      const stop = () => Atomics.store(flag, 0, 1);
+      let entry: Pending | undefined;
       const result = new Promise<InferenceOutput>((resolve, reject) => {
-        pending.set(requestId, { resolve, reject, onProgress });
+        entry = { resolve, reject, onProgress, cancel: stop, superseded: false, settled: Promise.resolve() };
       });
+      (entry as Pending).settled = result.then(
+        () => undefined,
+        () => undefined,
+      );
+      pending.set(requestId, entry as Pending);
       const request: ThreadRequest = { requestId, job, cancel };
       worker.postMessage(request);
-      return { result, cancel: () => Atomics.store(flag, 0, 1) };
+      return { result, cancel: stop };
+    },
+    async restart() {
+      // Terminating a thread inside session.run aborts the whole process (onnxruntime's native
+      // code throws past N-API): stop the jobs at their next step first, then replace the thread.
+      const inFlight = [...pending.values()];
+      for (const p of inFlight) {
+        p.superseded = true;
+        p.cancel();
+      }
+      await Promise.all(inFlight.map((p) => p.settled));
+      const old = worker;
+      await old.terminate();
+      // The exit handler has spawned the replacement by now, or does so in this turn.
+      while (worker === old) await new Promise((r) => setImmediate(r));
+      await ready;
     },
     async close() {
       closing = true;

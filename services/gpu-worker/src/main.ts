@@ -57,6 +57,14 @@ try {
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
+  // SIGHUP reloads the bundle from DIFFID_MODEL_DIR on a fresh inference thread.
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reloading the bundle');
+    service.inference.restart().then(
+      () => logger.info('bundle reloaded'),
+      (err: Error) => logger.error({ err: err.message }, 'bundle reload failed'),
+    );
+  });
 } catch (err) {
   const e = err as Error & { code?: string };
   logger.fatal({ code: e.code }, e.message);
