@@ -1,19 +1,18 @@
 // Entry point of an API process: the only place that reads the environment. Listens, and exits
 // cleanly on signals.
 import { Redis } from 'ioredis';
+import { intFromEnv } from '@diffid/shared';
 import { buildApp } from './app.ts';
 
 const env = process.env;
 
-function intEnv(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    process.stderr.write(`${name} must be an integer in ${min}…${max}, got "${raw}"\n`);
+function intEnv(name: string, fallback: number, min: number, max?: number): number {
+  try {
+    return intFromEnv(env, name, fallback, min, max);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
     process.exit(2);
   }
-  return n;
 }
 
 const port = intEnv('PORT', 8080, 0, 65535);

@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
+import { intFromEnv } from '@diffid/shared';
 import { ensureDefaultBundle } from './bundles/default-bundle.ts';
 import type { ExecutionProvider } from './onnx.ts';
 import { startWorkerService } from './worker-service.ts';
@@ -10,14 +11,12 @@ const env = process.env;
 const logger = pino({ name: 'diffid-worker', level: env.LOG_LEVEL ?? 'info' });
 
 function intEnv(name: string, fallback: number, min: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    logger.fatal(`${name} must be an integer ≥ ${min}, got "${raw}"`);
+  try {
+    return intFromEnv(env, name, fallback, min);
+  } catch (err) {
+    logger.fatal((err as Error).message);
     process.exit(2);
   }
-  return n;
 }
 
 const provider = (env.DIFFID_EXECUTION_PROVIDER ?? 'cpu') as ExecutionProvider;
