@@ -21,8 +21,8 @@ import type { LinkedModel } from './link-models.ts';
 import type { FaceDetectorEntry, FaceEmbedderEntry } from '@diffid/shared';
 import { GraphBuilder } from './onnx-graph.ts';
 import { ARCFACE_NORMALIZATION, ARCFACE_TEMPLATE_112 } from './tiny-bundle.ts';
-import { tinyClipTokenizerFiles } from './tiny-tokenizer.ts';
-import type { GeneratedBundle } from './write-bundle.ts';
+import { tinyClipTokenizerFiles, tinyTokenizerBundlePart } from './tiny-tokenizer.ts';
+import { graphEntry, type GeneratedBundle } from './write-bundle.ts';
 
 export interface DemoOptions {
   /** Standard deviation of the latent distribution around the face, in [−1, 1] pixel units. */
@@ -151,7 +151,7 @@ export function buildDemoBundle(options: DemoOptions = {}): GeneratedBundle {
   const emptySum = new Float32Array(TEXT_WIDTH);
   for (let j = 0; j < TEXT_WIDTH; j++) emptySum[j] = (text.table[bos * TEXT_WIDTH + j] as number) + 76 * (text.table[eos * TEXT_WIDTH + j] as number);
   const faceWidth = options.embedder?.width ?? THUMB * THUMB;
-  const enc = new TextEncoder();
+  const tokenizer = tinyTokenizerBundlePart(tok, TEXT_LENGTH);
   const files = new Map<string, Uint8Array>([
     ['text_encoder.onnx', text.bytes],
     ['image_encoder.onnx', imageEncoder()],
@@ -160,11 +160,9 @@ export function buildDemoBundle(options: DemoOptions = {}): GeneratedBundle {
     ['unet.onnx', unet(sigma)],
     ['vae_encoder.onnx', vaeEncoder()],
     ['vae_decoder.onnx', vaeDecoder()],
-    ['tokenizer/vocab.json', enc.encode(tok.vocabJson)],
-    ['tokenizer/merges.txt', enc.encode(tok.mergesTxt)],
+    ...tokenizer.files,
   ]);
   if (options.detector) files.set(options.detector.file, options.detector.bytes);
-  const graph = (file: string, inputs: Record<string, string>, outputs: Record<string, string>) => ({ file, sha256: '', inputs, outputs });
   const signed = { channel_order: 'RGB' as const, divide_by: 255, mean: [0.5, 0.5, 0.5] as [number, number, number], std: [0.5, 0.5, 0.5] as [number, number, number] };
   const manifest: Manifest = {
     format: 'diffid-bundle',
@@ -176,14 +174,7 @@ export function buildDemoBundle(options: DemoOptions = {}): GeneratedBundle {
     image: { width: IMAGE, height: IMAGE },
     latent: { channels: CH, downscale: IMAGE / GRID, scaling_factor: 1 },
     scheduler: { ...SD15_SCHEDULER },
-    tokenizer: {
-      vocab: { file: 'tokenizer/vocab.json', sha256: '' },
-      merges: { file: 'tokenizer/merges.txt', sha256: '' },
-      max_length: TEXT_LENGTH,
-      bos_token: '<|startoftext|>',
-      eos_token: '<|endoftext|>',
-      pad_token: '<|endoftext|>',
-    },
+    tokenizer: tokenizer.spec,
     adapter: {
       architecture: 'analytic-demo',
       identity_tokens: TOKENS,
@@ -198,17 +189,17 @@ export function buildDemoBundle(options: DemoOptions = {}): GeneratedBundle {
     // contrast; this analytic model is exact at 1.
     defaults: { steps: 30, guidance_scale: 1 },
     models: {
-      text_encoder: graph('text_encoder.onnx', { input_ids: 'input_ids' }, { hidden_states: 'last_hidden_state' }),
-      image_encoder: { ...graph('image_encoder.onnx', { pixels: 'pixel_values' }, { embedding: 'image_embeds' }), preprocess: { ...signed, size: IMAGE, resize: 'shortest_side_center_crop' } },
+      text_encoder: graphEntry('text_encoder.onnx', { input_ids: 'input_ids' }, { hidden_states: 'last_hidden_state' }),
+      image_encoder: { ...graphEntry('image_encoder.onnx', { pixels: 'pixel_values' }, { embedding: 'image_embeds' }), preprocess: { ...signed, size: IMAGE, resize: 'shortest_side_center_crop' } },
       face_embedder: options.embedder?.entry ?? {
-        ...graph('face_embedder.onnx', { pixels: 'data' }, { embedding: 'fc1' }),
+        ...graphEntry('face_embedder.onnx', { pixels: 'data' }, { embedding: 'fc1' }),
         preprocess: { ...ARCFACE_NORMALIZATION, size: 112, template: ARCFACE_TEMPLATE_112 },
       },
       ...(options.detector ? { face_detector: options.detector.entry } : {}),
-      adapter: graph('adapter.onnx', { face_embedding: 'face_embedding', image_embedding: 'image_embedding', text_embedding: 'text_embedding' }, { conditioning: 'conditioning' }),
-      unet: graph('unet.onnx', { sample: 'sample', timestep: 'timestep', encoder_hidden_states: 'encoder_hidden_states' }, { noise: 'out_sample' }),
-      vae_encoder: { ...graph('vae_encoder.onnx', { pixels: 'sample' }, { latent: 'latent_sample' }), output_kind: 'latent' },
-      vae_decoder: graph('vae_decoder.onnx', { latent: 'latent_sample' }, { pixels: 'sample' }),
+      adapter: graphEntry('adapter.onnx', { face_embedding: 'face_embedding', image_embedding: 'image_embedding', text_embedding: 'text_embedding' }, { conditioning: 'conditioning' }),
+      unet: graphEntry('unet.onnx', { sample: 'sample', timestep: 'timestep', encoder_hidden_states: 'encoder_hidden_states' }, { noise: 'out_sample' }),
+      vae_encoder: { ...graphEntry('vae_encoder.onnx', { pixels: 'sample' }, { latent: 'latent_sample' }), output_kind: 'latent' },
+      vae_decoder: graphEntry('vae_decoder.onnx', { latent: 'latent_sample' }, { pixels: 'sample' }),
     },
   };
   return { files, manifest };

@@ -14,8 +14,8 @@ import {
   type ExportFlavor,
   type TinyDims,
 } from './tiny-graphs.ts';
-import { tinyClipTokenizerFiles } from './tiny-tokenizer.ts';
-import type { GeneratedBundle } from './write-bundle.ts';
+import { tinyClipTokenizerFiles, tinyTokenizerBundlePart } from './tiny-tokenizer.ts';
+import { graphEntry, type GeneratedBundle } from './write-bundle.ts';
 
 /** CLIP ViT-L/14 preprocessing (inference-facts.md). */
 export const CLIP_IMAGE_NORMALIZATION: Normalization = {
@@ -74,7 +74,7 @@ export function buildTinyBundle(options: TinyOptions = {}): GeneratedBundle {
   const d = tinyDims(tok.vocabSize, options.dims);
   const identityTokens = 4;
   const conditioningTokens = identityTokens + d.textLength;
-  const enc = new TextEncoder();
+  const tokenizer = tinyTokenizerBundlePart(tok, d.textLength);
   const files = new Map<string, Uint8Array>([
     ['text_encoder.onnx', textEncoderGraph(d, flavor, seed + 1)],
     ['image_encoder.onnx', imageEncoderGraph(d, seed + 2)],
@@ -83,10 +83,8 @@ export function buildTinyBundle(options: TinyOptions = {}): GeneratedBundle {
     ['unet.onnx', unetGraph(d, flavor, conditioningTokens, seed + 5, options.burnMatmuls ?? 0)],
     ['vae_encoder.onnx', vaeEncoderGraph(d, flavor, seed + 6)],
     ['vae_decoder.onnx', vaeDecoderGraph(d, seed + 7)],
-    ['tokenizer/vocab.json', enc.encode(tok.vocabJson)],
-    ['tokenizer/merges.txt', enc.encode(tok.mergesTxt)],
+    ...tokenizer.files,
   ]);
-  const graph = (file: string, inputs: Record<string, string>, outputs: Record<string, string>) => ({ file, sha256: '', inputs, outputs });
   const vaeOut = flavor.vaeEncoderOutput === 'mean_logvar' ? 'latent_parameters' : 'latent_sample';
   const manifest: Manifest = {
     format: 'diffid-bundle',
@@ -96,14 +94,7 @@ export function buildTinyBundle(options: TinyOptions = {}): GeneratedBundle {
     image: { width: d.image, height: d.image },
     latent: { channels: d.latentChannels, downscale: d.downscale, scaling_factor: 0.18215 },
     scheduler: { ...SD15_SCHEDULER },
-    tokenizer: {
-      vocab: { file: 'tokenizer/vocab.json', sha256: '' },
-      merges: { file: 'tokenizer/merges.txt', sha256: '' },
-      max_length: d.textLength,
-      bos_token: '<|startoftext|>',
-      eos_token: '<|endoftext|>',
-      pad_token: '<|endoftext|>',
-    },
+    tokenizer: tokenizer.spec,
     adapter: {
       architecture: 'diff-id',
       identity_tokens: identityTokens,
@@ -114,19 +105,19 @@ export function buildTinyBundle(options: TinyOptions = {}): GeneratedBundle {
       conditioning_width: d.conditioningWidth,
     },
     models: {
-      text_encoder: graph('text_encoder.onnx', { input_ids: 'input_ids' }, { hidden_states: 'last_hidden_state' }),
+      text_encoder: graphEntry('text_encoder.onnx', { input_ids: 'input_ids' }, { hidden_states: 'last_hidden_state' }),
       image_encoder: {
-        ...graph('image_encoder.onnx', { pixels: 'pixel_values' }, { embedding: 'image_embeds' }),
+        ...graphEntry('image_encoder.onnx', { pixels: 'pixel_values' }, { embedding: 'image_embeds' }),
         preprocess: { ...CLIP_IMAGE_NORMALIZATION, size: d.clipImageSize, resize: 'shortest_side_center_crop' },
       },
       face_embedder: {
-        ...graph('face_embedder.onnx', { pixels: 'data' }, { embedding: 'fc1' }),
+        ...graphEntry('face_embedder.onnx', { pixels: 'data' }, { embedding: 'fc1' }),
         preprocess: { ...ARCFACE_NORMALIZATION, size: d.faceSize, template: ARCFACE_TEMPLATE_112 },
       },
-      adapter: graph('adapter.onnx', { face_embedding: 'face_embedding', image_embedding: 'image_embedding', text_embedding: 'text_embedding' }, { conditioning: 'conditioning' }),
-      unet: graph('unet.onnx', { sample: 'sample', timestep: 'timestep', encoder_hidden_states: 'encoder_hidden_states' }, { noise: 'out_sample' }),
-      vae_encoder: { ...graph('vae_encoder.onnx', { pixels: 'sample' }, { latent: vaeOut }), output_kind: flavor.vaeEncoderOutput },
-      vae_decoder: graph('vae_decoder.onnx', { latent: 'latent_sample' }, { pixels: 'sample' }),
+      adapter: graphEntry('adapter.onnx', { face_embedding: 'face_embedding', image_embedding: 'image_embedding', text_embedding: 'text_embedding' }, { conditioning: 'conditioning' }),
+      unet: graphEntry('unet.onnx', { sample: 'sample', timestep: 'timestep', encoder_hidden_states: 'encoder_hidden_states' }, { noise: 'out_sample' }),
+      vae_encoder: { ...graphEntry('vae_encoder.onnx', { pixels: 'sample' }, { latent: vaeOut }), output_kind: flavor.vaeEncoderOutput },
+      vae_decoder: graphEntry('vae_decoder.onnx', { latent: 'latent_sample' }, { pixels: 'sample' }),
     },
   };
   return { files, manifest };

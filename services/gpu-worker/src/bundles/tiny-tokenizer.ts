@@ -2,6 +2,8 @@
 // end-of-word forms, merges for a few prompt words, then the special tokens — the same layout as
 // openai/clip-vit-large-patch14, so the same loader reads both.
 
+import type { TokenizerSpec } from '@diffid/shared';
+
 /** GPT-2/CLIP's reversible byte → printable character table, in the vocabulary's order. */
 function byteSymbols(): string[] {
   const printable: number[] = [];
@@ -58,5 +60,24 @@ export function tinyClipTokenizerFiles(words: readonly string[] = TINY_WORDS): T
     vocabJson: `${JSON.stringify(ids)}\n`,
     mergesTxt: `#version: 0.2\n${merges.join('\n')}\n`,
     vocabSize: vocab.length,
+  };
+}
+
+/** The tokenizer files as bundle entries, and the manifest's tokenizer section naming them. */
+export function tinyTokenizerBundlePart(files: TokenizerFiles, maxLength: number): { files: Array<[string, Uint8Array]>; spec: TokenizerSpec } {
+  const enc = new TextEncoder();
+  return {
+    files: [
+      ['tokenizer/vocab.json', enc.encode(files.vocabJson)],
+      ['tokenizer/merges.txt', enc.encode(files.mergesTxt)],
+    ],
+    spec: {
+      vocab: { file: 'tokenizer/vocab.json', sha256: '' },
+      merges: { file: 'tokenizer/merges.txt', sha256: '' },
+      max_length: maxLength,
+      bos_token: '<|startoftext|>',
+      eos_token: '<|endoftext|>',
+      pad_token: '<|endoftext|>',
+    },
   };
 }

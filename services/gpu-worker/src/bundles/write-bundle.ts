@@ -3,12 +3,17 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MANIFEST_FILE, validateManifest, type Manifest } from '@diffid/shared';
+import { MANIFEST_FILE, validateManifest, type GraphEntry, type Manifest } from '@diffid/shared';
 
 /** A bundle in memory: file bytes by relative path, and the manifest (sha256 fields filled in on write). */
 export interface GeneratedBundle {
   files: Map<string, Uint8Array>;
   manifest: Manifest;
+}
+
+/** A manifest graph entry whose sha256 `withChecksums` fills in. */
+export function graphEntry(file: string, inputs: Record<string, string>, outputs: Record<string, string>): GraphEntry {
+  return { file, sha256: '', inputs, outputs };
 }
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
