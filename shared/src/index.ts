@@ -5,4 +5,4 @@ export * from './noise.ts';
 export * from './errors.ts';
 export * from './bundle/manifest.ts';
 export * from './jobs.ts';
-export * from './env.ts';
+export * from './settings.ts';

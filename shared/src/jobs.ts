@@ -50,17 +50,65 @@ export interface MorphParams {
   seed: number;
 }
 
-/** compare takes no parameters beyond its two images. */
-export type CompareParams = Record<string, never>;
+/** compare takes no parameters beyond its two images (no index signature: `params.steps` does not compile). */
+export type CompareParams = Record<never, never>;
 
-/** Job data: parameters plus the Redis keys of the uploaded images. */
+/** Names of uploaded images, over all job kinds (their keys are jobKeys().input(name)). */
+export const INPUT_NAMES = ['image', 'image_a', 'image_b'] as const;
+export type InputName = (typeof INPUT_NAMES)[number];
+
+/** The images each job kind takes, in the order its pipeline reads them. */
+export const JOB_INPUTS = {
+  generate: ['image'],
+  morph: ['image_a', 'image_b'],
+  compare: ['image_a', 'image_b'],
+} as const satisfies Record<JobKind, readonly InputName[]>;
+
+/** Job data: the kind and its parameters. The images sit under jobKeys(prefix, id).input(name). */
 export type JobPayload =
-  | { kind: 'generate'; params: GenerateParams; inputs: { image: string } }
-  | { kind: 'morph'; params: MorphParams; inputs: { image_a: string; image_b: string } }
-  | { kind: 'compare'; params: CompareParams; inputs: { image_a: string; image_b: string } };
+  | { kind: 'generate'; params: GenerateParams }
+  | { kind: 'morph'; params: MorphParams }
+  | { kind: 'compare'; params: CompareParams };
 
 /** BullMQ priorities (1 is served first): compare is quick and interactive. */
 export const JOB_PRIORITY: Record<JobKind, number> = { compare: 1, generate: 10, morph: 10 };
+
+function unknownKind(payload: never): never {
+  throw new Error(`unknown job kind ${JSON.stringify((payload as { kind?: unknown }).kind)}`);
+}
+
+/**
+ * The U-Net evaluations a job plans: its progress total, the same number whether the API shows
+ * it queued or the worker counts it down. A morph inverts both faces in one run of `steps`, then
+ * samples its frames in batches of at most `maxBatch`, one run of `steps` per batch. compare
+ * runs no U-Net; its one step is the face comparison.
+ */
+export function plannedSteps(payload: JobPayload, maxBatch: number): number {
+  switch (payload.kind) {
+    case 'generate':
+      return payload.params.steps;
+    case 'morph':
+      return payload.params.steps * (1 + Math.ceil(payload.params.alphas.length / maxBatch));
+    case 'compare':
+      return 1;
+    default:
+      return unknownKind(payload);
+  }
+}
+
+/** How many result images a job writes (their keys are jobKeys().result(0 … n − 1)). */
+export function plannedImages(payload: JobPayload): number {
+  switch (payload.kind) {
+    case 'generate':
+      return payload.params.num_images;
+    case 'morph':
+      return payload.params.alphas.length;
+    case 'compare':
+      return 0;
+    default:
+      return unknownKind(payload);
+  }
+}
 
 /** The face a compare job found in one image. */
 export interface ComparedFace {
@@ -79,6 +127,8 @@ export interface BundleInfo {
   image: { width: number; height: number };
   defaults: { steps?: number; guidance_scale?: number };
   face_detector: boolean;
+  /** The publishing worker's DIFFID_MAX_BATCH: morph frames per U-Net batch, which sets a morph's step total. */
+  max_batch: number;
 }
 
 /** Redis key of the bundle info the workers publish. */
@@ -86,21 +136,26 @@ export const bundleInfoKey = (prefix: string) => `${prefix}:bundle`;
 
 export type PayloadOf<K extends JobKind> = Extract<JobPayload, { kind: K }>;
 
-/** One result image's metadata; the PNG itself is stored under `resultKey(prefix, id, index)`. */
-export interface ResultImage {
-  index: number;
-  width: number;
-  height: number;
+/** What a pipeline says of one output image besides its pixels. */
+export interface ImageFacts {
   seed: number;
-  /** null when no face was found in this output. */
+  /** generate: similarity to the input face; null when no face was found in this output. */
   arcface_similarity?: number | null;
+  /** morph: the frame's interpolation factor and its similarity to face A and to face B. */
   alpha?: number;
   arcface_similarity_a?: number | null;
   arcface_similarity_b?: number | null;
 }
 
-export interface JobResult {
-  images: ResultImage[];
+/** One result image's metadata; the PNG itself is stored under `jobKeys(prefix, id).result(index)`. */
+export interface ResultImage extends ImageFacts {
+  index: number;
+  width: number;
+  height: number;
+}
+
+/** What a pipeline says of the job as a whole; a job's result is these plus its images and timings. */
+export interface ResultFacts {
   /** compare only: cosine similarity of the two faces under the bundle's embedder. */
   similarity?: number;
   /** compare only: the face found in each image. */
@@ -109,6 +164,10 @@ export interface JobResult {
   arcface_similarity_ab?: number;
   /** True when the prompt was longer than the text encoder takes and was cut. */
   prompt_truncated?: boolean;
+}
+
+export interface JobResult extends ResultFacts {
+  images: ResultImage[];
   timings_ms: { total: number; inference: number };
 }
 
@@ -117,12 +176,9 @@ export interface JobProgress {
   total: number;
 }
 
-/** Names of uploaded images, over all job kinds (their keys are jobKeys().input(name)). */
-export const INPUT_NAMES = ['image', 'image_a', 'image_b'] as const;
-
 /** Redis keys of one job, under the deployment's key prefix. */
 export const jobKeys = (prefix: string, id: string) => ({
-  input: (name: string) => `${prefix}:job:${id}:input:${name}`,
+  input: (name: InputName) => `${prefix}:job:${id}:input:${name}`,
   result: (index: number) => `${prefix}:job:${id}:result:${index}`,
   /** Present once a cancel was asked for: the job's public view at that moment, as JSON. */
   canceled: `${prefix}:job:${id}:canceled`,

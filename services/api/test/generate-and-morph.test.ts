@@ -150,3 +150,36 @@ t.test('DELETE of a finished job is 409; its images stay', async (t) => {
   t.equal(del.body.error.code, 'DIFFID_ERR_JOB_FINISHED');
   t.equal((await fetch(`${s.base}/jobs/${id}/images/0.png`)).status, 200);
 });
+
+t.test('queued jobs of every kind answer with their planned steps, which the running job keeps', async (t) => {
+  const s = await startStack(t, { worker: false });
+  const a = { bytes: await faceFile(10) };
+  const b = { bytes: await faceFile(11) };
+  const submit = async (path: string, fields: Parameters<typeof postForm>[2]) => ((await (await postForm(s.base, path, fields)).json()) as { id: string }).id;
+  const compare = await submit('/compare', { image_a: a, image_b: b });
+  const morph = await submit('/morph', { image_a: a, image_b: b, frames: 5, steps: 3 });
+  const queued = async (id: string) => (await call(t, s.base, 'GET', `/jobs/${id}`, '/jobs/{id}')).body;
+  // Before any worker published its batch limit, the default (8) plans the morph: 3 × (1 + 1).
+  t.same((await queued(compare)).progress, { step: 0, total: 1 }, 'a queued compare is a job with one step (it was a 500)');
+  t.same((await queued(morph)).progress, { step: 0, total: 6 });
+  // A worker with DIFFID_MAX_BATCH=2 publishes it; the plan follows: 3 × (1 + ⌈5 / 2⌉).
+  await s.redis.set(`${s.prefix}:bundle`, JSON.stringify({ name: 'x', architecture: 'diff-id', image: { width: 64, height: 64 }, defaults: {}, face_detector: false, max_batch: 2 }));
+  await new Promise((r) => setTimeout(r, 5100)); // the API caches bundle info for 5 s
+  t.same((await queued(morph)).progress, { step: 0, total: 12 });
+  for (const id of [compare, morph]) t.equal((await call(t, s.base, 'DELETE', `/jobs/${id}`, '/jobs/{id}')).body.status, 'canceled');
+});
+
+t.test('a running morph counts to the total it showed while queued', async (t) => {
+  const s = await startStack(t);
+  const res = await postForm(s.base, '/morph', { image_a: { bytes: await faceFile(12) }, image_b: { bytes: await faceFile(13) }, frames: 10, steps: 4 });
+  const { id } = (await res.json()) as { id: string };
+  const totals = new Set<number>();
+  const view = await pollJob(s.base, id, (v) => {
+    totals.add(v.progress.total);
+    return finished(v);
+  });
+  t.equal(view.status, 'succeeded');
+  // The stack's worker batches 8 frames: 4 × (1 + ⌈10 / 8⌉) = 12, from the first view to the last.
+  t.same([...totals], [12], 'one total throughout');
+  t.same(view.progress, { step: 12, total: 12 });
+});

@@ -16,15 +16,18 @@ import {
   type Manifest,
   type Role,
 } from '@diffid/shared';
-import { checkSignatures, SignatureMismatch, type BundleDims, type ResolvedSignatures } from './bundle-signature.ts';
+import { checkSignatures, SignatureMismatch, type BundleDims, type BundlePorts, type ResolvedSignatures } from './bundle-signature.ts';
 import { openGraph, type ExecutionProvider, type Graph, type GraphSignature } from './onnx.ts';
 import { createPromptTokenizer, parseMerges, type PromptTokenizer, type TokenizerSource } from './tokenizer.ts';
+
+/** The opened graphs: every required role, and the detector when the bundle has one. */
+export type BundleGraphs = { [R in Exclude<Role, 'face_detector'>]: Graph } & { face_detector?: Graph };
 
 export interface LoadedBundle {
   dir: string;
   manifest: Manifest;
-  graphs: Partial<Record<Role, Graph>>;
-  ports: ResolvedSignatures['ports'];
+  graphs: BundleGraphs;
+  ports: BundlePorts;
   dims: BundleDims;
   tokenizer: PromptTokenizer;
   release(): Promise<void>;
@@ -143,7 +146,8 @@ export async function loadBundle(dirInput: string, options: LoadOptions = {}): P
       if (err instanceof SignatureMismatch) throw new DiffIdError('BUNDLE_GRAPH_MISMATCH', err.message, { cause: err });
       throw err;
     }
-    return { dir, manifest, graphs, ports: resolved.ports, dims: resolved.dims, tokenizer, release };
+    // checkSignatures refuses a bundle missing a required role's graph, so every one was opened.
+    return { dir, manifest, graphs: graphs as BundleGraphs, ports: resolved.ports, dims: resolved.dims, tokenizer, release };
   } catch (err) {
     await release();
     throw err;

@@ -1,8 +1,10 @@
-// Checks a manifest against the graphs' own metadata: names, dtypes, ranks and fixed dimensions.
-// Cross-graph widths (face embedding D, CLIP image embedding E, text width) are read from the
-// graph that produces them and required of the graphs that consume them.
+// Checks a manifest against the graphs' own metadata, in two passes: resolve every port the
+// contract declares (ROLE_PORTS) to its graph tensor, then check each against its rule — dtypes,
+// ranks and fixed sizes. Cross-graph widths (face embedding D, CLIP image embedding E, text width)
+// are read from the graph that produces them and required of the graphs that consume them. The
+// result is typed: a stage reads `ports.unet.inputs.sample` and the compiler knows it is there.
 
-import { ROLES, type Manifest, type Role } from '@diffid/shared';
+import { OPTIONAL_ROLES, ROLES, type Manifest, type ROLE_PORTS, type Role } from '@diffid/shared';
 import type { DType, GraphSignature, TensorSignature } from './onnx.ts';
 
 /** A port resolved against its graph: the tensor's name, dtype and shape. */
@@ -21,8 +23,18 @@ export interface BundleDims {
   latentWidth: number;
 }
 
+type RoleSpec<R extends Role> = (typeof ROLE_PORTS)[R];
+/** A role's ports by the contract's names. The detector's outputs are named per stride (score_8, …). */
+export type RolePorts<R extends Role> = {
+  inputs: Record<RoleSpec<R>['inputs'][number], ResolvedPort>;
+  outputs: R extends 'face_detector' ? Record<string, ResolvedPort> : Record<RoleSpec<R>['outputs'][number], ResolvedPort>;
+};
+type RequiredRole = Exclude<Role, 'face_detector'>;
+/** Every role's ports: the required roles always, the detector when the bundle has one. */
+export type BundlePorts = { [R in RequiredRole]: RolePorts<R> } & { face_detector?: RolePorts<'face_detector'> };
+
 export interface ResolvedSignatures {
-  ports: Partial<Record<Role, { inputs: Record<string, ResolvedPort>; outputs: Record<string, ResolvedPort> }>>;
+  ports: BundlePorts;
   dims: BundleDims;
 }
 
@@ -37,76 +49,56 @@ export class SignatureMismatch extends Error {
 }
 
 type Dim = number | null; // null: any size
+/** What a port must be: one of `dtypes`, one of `shapes` (a rank not listed is a mismatch). */
 interface Rule {
   dtypes: DType[];
-  /** Allowed shapes; a rank not listed is a mismatch. */
   shapes: Dim[][];
+  /** Why a fixed size is required, by axis, for the message. */
+  why?: Record<number, string>;
 }
+/** The rules of every port the contract declares; the compiler refuses a port without one. */
+type RoleRules = {
+  [R in Role]: {
+    inputs: Record<RoleSpec<R>['inputs'][number], Rule>;
+    outputs: R extends 'face_detector' ? Record<string, Rule> : Record<RoleSpec<R>['outputs'][number], Rule>;
+  };
+};
 
 const F32: DType[] = ['float32'];
+const SIDES = ['inputs', 'outputs'] as const;
+type Side = (typeof SIDES)[number];
 
-function fixedWidth(port: ResolvedPort | undefined, axis: number): number | null {
-  const d = port?.shape[axis];
-  return typeof d === 'number' ? d : null;
+/** The widths that flow from producer graphs to consumer graphs. */
+interface Widths {
+  D: number;
+  E: number;
+  Wt: number;
 }
 
-/** Resolves and checks every role's ports; throws SignatureMismatch listing all problems. */
-export function checkSignatures(manifest: Manifest, graphs: Partial<Record<Role, GraphSignature>>): ResolvedSignatures {
-  const problems: string[] = [];
-  const ports: ResolvedSignatures['ports'] = {};
-  const where = (role: Role) => `${role} (${manifest.models[role]?.file ?? '?'})`;
-
-  for (const role of ROLES) {
-    const entry = manifest.models[role];
-    const sig = graphs[role];
-    if (!entry || !sig) continue;
-    const resolve = (side: 'inputs' | 'outputs', list: TensorSignature[]) => {
-      const out: Record<string, ResolvedPort> = {};
-      for (const [port, name] of Object.entries(entry[side])) {
-        const found = list.find((t) => t.name === name);
-        if (!found) {
-          problems.push(`${where(role)}: ${side.slice(0, -1)} port "${port}" names "${name}", but the graph's ${side} are ${list.map((t) => `"${t.name}"`).join(', ')}`);
-        } else {
-          out[port] = found;
-        }
-      }
-      return out;
-    };
-    ports[role] = { inputs: resolve('inputs', sig.inputs), outputs: resolve('outputs', sig.outputs) };
-    const mapped = new Set(Object.values(entry.inputs));
-    for (const input of sig.inputs) {
-      if (!mapped.has(input.name)) problems.push(`${where(role)}: the graph needs input "${input.name}", which the manifest does not map to a port`);
-    }
-  }
-
-  const m = manifest;
+/** The rule of every port, from the manifest and the producers' widths. */
+function portRules(m: Manifest, w: Widths): RoleRules {
   const L = m.tokenizer.max_length;
-  const f = m.latent.downscale;
   const C = m.latent.channels;
-  const lh = m.image.height / f;
-  const lw = m.image.width / f;
-  const width = (role: Role, side: 'inputs' | 'outputs', port: string, axis: number, what: string): number => {
-    const p = ports[role]?.[side][port];
-    const w = fixedWidth(p, axis);
-    if (p && w === null) problems.push(`${where(role)}: ${what} "${p.name}" must have a fixed size on axis ${axis}, the graph has "${String(p.shape[axis])}"`);
-    return w ?? -1;
-  };
-  const D = width('face_embedder', 'outputs', 'embedding', 1, 'face embedding');
-  const E = width('image_encoder', 'outputs', 'embedding', 1, 'image embedding');
-  const Wt = width('text_encoder', 'outputs', 'hidden_states', 2, 'text hidden states');
+  const lh = m.image.height / m.latent.downscale;
+  const lw = m.image.width / m.latent.downscale;
   const N = m.adapter.conditioning_tokens;
   const Wc = m.adapter.conditioning_width;
   const vaeOutC = m.models.vae_encoder.output_kind === 'mean_logvar' ? 2 * C : C;
   const faceSize = m.models.face_embedder.preprocess.size;
   const clipSize = m.models.image_encoder.preprocess.size;
-
-  // Who produces a width, for messages about its consumers.
+  const detSize = m.models.face_detector?.preprocess.size ?? 0;
   const source = {
-    D: `face_embedder (${m.models.face_embedder.file}) emits ${D}`,
-    E: `image_encoder (${m.models.image_encoder.file}) emits ${E}`,
-    Wt: `text_encoder (${m.models.text_encoder.file}) emits ${Wt}`,
+    D: `face_embedder (${m.models.face_embedder.file}) emits ${w.D}`,
+    E: `image_encoder (${m.models.image_encoder.file}) emits ${w.E}`,
+    Wt: `text_encoder (${m.models.text_encoder.file}) emits ${w.Wt}`,
   };
-  const rules: Partial<Record<Role, { inputs: Record<string, Rule & { why?: Record<number, string> }>; outputs: Record<string, Rule & { why?: Record<number, string> }> }>> = {
+  const detectorOutputs: Record<string, Rule> = {};
+  for (const s of m.models.face_detector?.strides ?? []) {
+    detectorOutputs[`score_${s}`] = { dtypes: F32, shapes: [[null, null, 1], [null, 1]] };
+    detectorOutputs[`bbox_${s}`] = { dtypes: F32, shapes: [[null, null, 4], [null, 4]] };
+    detectorOutputs[`kps_${s}`] = { dtypes: F32, shapes: [[null, null, 10], [null, 10]] };
+  }
+  return {
     text_encoder: {
       inputs: { input_ids: { dtypes: ['int32', 'int64'], shapes: [[null, L]], why: { 1: `tokenizer.max_length is ${L}` } } },
       outputs: { hidden_states: { dtypes: F32, shapes: [[null, L, null]] } },
@@ -119,11 +111,15 @@ export function checkSignatures(manifest: Manifest, graphs: Partial<Record<Role,
       inputs: { pixels: { dtypes: F32, shapes: [[null, 3, faceSize, faceSize]], why: { 2: `preprocess.size is ${faceSize}`, 3: `preprocess.size is ${faceSize}` } } },
       outputs: { embedding: { dtypes: F32, shapes: [[null, null]] } },
     },
+    face_detector: {
+      inputs: { pixels: { dtypes: F32, shapes: [[null, 3, detSize, detSize]], why: { 2: `preprocess.size is ${detSize}` } } },
+      outputs: detectorOutputs,
+    },
     adapter: {
       inputs: {
-        face_embedding: { dtypes: F32, shapes: [[null, D]], why: { 1: source.D } },
-        image_embedding: { dtypes: F32, shapes: [[null, E]], why: { 1: source.E } },
-        text_embedding: { dtypes: F32, shapes: [[null, L, Wt]], why: { 1: `tokenizer.max_length is ${L}`, 2: source.Wt } },
+        face_embedding: { dtypes: F32, shapes: [[null, w.D]], why: { 1: source.D } },
+        image_embedding: { dtypes: F32, shapes: [[null, w.E]], why: { 1: source.E } },
+        text_embedding: { dtypes: F32, shapes: [[null, L, w.Wt]], why: { 1: `tokenizer.max_length is ${L}`, 2: source.Wt } },
       },
       outputs: {
         conditioning: { dtypes: F32, shapes: [[null, N, Wc]], why: { 1: `adapter.conditioning_tokens is ${N}`, 2: `adapter.conditioning_width is ${Wc}` } },
@@ -146,62 +142,106 @@ export function checkSignatures(manifest: Manifest, graphs: Partial<Record<Role,
       outputs: { pixels: { dtypes: F32, shapes: [[null, 3, m.image.height, m.image.width]] } },
     },
   };
-  const det = m.models.face_detector;
-  if (det) {
-    const outputs: Record<string, Rule> = {};
-    for (const s of det.strides) {
-      outputs[`score_${s}`] = { dtypes: F32, shapes: [[null, null, 1], [null, 1]] };
-      outputs[`bbox_${s}`] = { dtypes: F32, shapes: [[null, null, 4], [null, 4]] };
-      outputs[`kps_${s}`] = { dtypes: F32, shapes: [[null, null, 10], [null, 10]] };
-    }
-    rules.face_detector = {
-      inputs: { pixels: { dtypes: F32, shapes: [[null, 3, det.preprocess.size, det.preprocess.size]], why: { 2: `preprocess.size is ${det.preprocess.size}` } } },
-      outputs,
-    };
-  }
+}
 
+type Resolved = Partial<Record<Role, Record<Side, Record<string, ResolvedPort>>>>;
+
+/** Pass 1: every port the manifest maps, found among its graph's tensors by name. */
+function resolvePorts(m: Manifest, graphs: Partial<Record<Role, GraphSignature>>, problems: string[]): Resolved {
+  const resolved: Resolved = {};
   for (const role of ROLES) {
-    const r = rules[role];
-    const resolved = ports[role];
-    if (!r || !resolved) continue;
-    for (const side of ['inputs', 'outputs'] as const) {
-      for (const [port, rule] of Object.entries(r[side])) {
-        const p = resolved[side][port];
-        if (!p) continue;
-        const label = `${where(role)}: ${side.slice(0, -1)} "${p.name}" (port ${port})`;
-        if (!rule.dtypes.includes(p.dtype)) {
-          problems.push(`${label} has dtype ${p.dtype}, expected ${rule.dtypes.join(' or ')}`);
-          continue;
-        }
-        const shape = rule.shapes.find((s) => s.length === p.shape.length);
-        if (!shape) {
-          problems.push(`${label} has rank ${p.shape.length} [${p.shape.join(', ')}], expected rank ${rule.shapes.map((s) => s.length).join(' or ')}`);
-          continue;
-        }
-        shape.forEach((want, axis) => {
-          const got = p.shape[axis];
-          if (want === null || want < 0 || typeof got !== 'number') return;
-          if (got !== want) {
-            const why = rule.why?.[axis];
-            problems.push(`${label} has size ${got} on axis ${axis} [${p.shape.join(', ')}], expected ${want}${why ? ` (${why})` : ''}`);
-          }
-        });
+    const entry = m.models[role];
+    const sig = graphs[role];
+    if (!entry || !sig) {
+      if (!OPTIONAL_ROLES.has(role)) problems.push(`${role}: no graph was opened for this required role`);
+      continue;
+    }
+    const where = `${role} (${entry.file})`;
+    const sides = { inputs: {}, outputs: {} } as Record<Side, Record<string, ResolvedPort>>;
+    for (const side of SIDES) {
+      const list = sig[side];
+      for (const [port, name] of Object.entries(entry[side])) {
+        const found = list.find((t) => t.name === name);
+        if (found) sides[side][port] = found;
+        else problems.push(`${where}: ${side.slice(0, -1)} port "${port}" names "${name}", but the graph's ${side} are ${list.map((t) => `"${t.name}"`).join(', ')}`);
+      }
+    }
+    const mapped = new Set(Object.values(entry.inputs));
+    for (const input of sig.inputs) {
+      if (!mapped.has(input.name)) problems.push(`${where}: the graph needs input "${input.name}", which the manifest does not map to a port`);
+    }
+    resolved[role] = sides;
+  }
+  return resolved;
+}
+
+/** Pass 2: one port against its rule. */
+function checkPort(label: string, p: ResolvedPort, rule: Rule, problems: string[]): void {
+  if (!rule.dtypes.includes(p.dtype)) {
+    problems.push(`${label} has dtype ${p.dtype}, expected ${rule.dtypes.join(' or ')}`);
+    return;
+  }
+  const shape = rule.shapes.find((s) => s.length === p.shape.length);
+  if (!shape) {
+    problems.push(`${label} has rank ${p.shape.length} [${p.shape.join(', ')}], expected rank ${rule.shapes.map((s) => s.length).join(' or ')}`);
+    return;
+  }
+  shape.forEach((want, axis) => {
+    const got = p.shape[axis];
+    if (want === null || want < 0 || typeof got !== 'number' || got === want) return;
+    const why = rule.why?.[axis];
+    problems.push(`${label} has size ${got} on axis ${axis} [${p.shape.join(', ')}], expected ${want}${why ? ` (${why})` : ''}`);
+  });
+}
+
+/** Resolves and checks every role's ports; throws SignatureMismatch listing all problems. */
+export function checkSignatures(manifest: Manifest, graphs: Partial<Record<Role, GraphSignature>>): ResolvedSignatures {
+  const problems: string[] = [];
+  const resolved = resolvePorts(manifest, graphs, problems);
+  const where = (role: Role) => `${role} (${manifest.models[role]?.file ?? '?'})`;
+
+  const producerWidth = (role: Role, port: string, axis: number, what: string): number => {
+    const p = resolved[role]?.outputs[port];
+    const w = p?.shape[axis];
+    if (typeof w === 'number') return w;
+    if (p) problems.push(`${where(role)}: ${what} "${p.name}" must have a fixed size on axis ${axis}, the graph has "${String(w)}"`);
+    return -1;
+  };
+  const widths: Widths = {
+    D: producerWidth('face_embedder', 'embedding', 1, 'face embedding'),
+    E: producerWidth('image_encoder', 'embedding', 1, 'image embedding'),
+    Wt: producerWidth('text_encoder', 'hidden_states', 2, 'text hidden states'),
+  };
+
+  const rules = portRules(manifest, widths);
+  for (const role of ROLES) {
+    const ports = resolved[role];
+    if (!ports) continue;
+    for (const side of SIDES) {
+      const sideRules = rules[role][side] as Record<string, Rule>;
+      for (const [port, p] of Object.entries(ports[side])) {
+        const rule = sideRules[port];
+        if (rule) checkPort(`${where(role)}: ${side.slice(0, -1)} "${p.name}" (port ${port})`, p, rule, problems);
       }
     }
   }
   if (problems.length > 0) throw new SignatureMismatch(problems);
+
+  const m = manifest;
   return {
-    ports,
+    // The manifest validator requires every declared port of every present role, and each was
+    // resolved above without a problem: the table is complete.
+    ports: resolved as BundlePorts,
     dims: {
-      faceEmbedding: D,
-      imageEmbedding: E,
-      textLength: L,
-      textWidth: Wt,
-      conditioningTokens: N,
-      conditioningWidth: Wc,
-      latentChannels: C,
-      latentHeight: lh,
-      latentWidth: lw,
+      faceEmbedding: widths.D,
+      imageEmbedding: widths.E,
+      textLength: m.tokenizer.max_length,
+      textWidth: widths.Wt,
+      conditioningTokens: m.adapter.conditioning_tokens,
+      conditioningWidth: m.adapter.conditioning_width,
+      latentChannels: m.latent.channels,
+      latentHeight: m.image.height / m.latent.downscale,
+      latentWidth: m.image.width / m.latent.downscale,
     },
   };
 }

@@ -1,36 +1,41 @@
-// One handler per job kind. A handler reads the job's images from Redis, decodes them, runs the
-// pipeline on the inference thread, encodes and stores the PNGs, and returns the result.
+// Job handlers: a job's payload and a small context in, its result out; they know nothing of
+// BullMQ (worker-service.ts maps their errors and cancels onto it). Every kind runs the same way
+// — read and decode its images, run its pipeline on the inference thread, store the PNGs — because
+// every pipeline returns the same shape; the table still names a handler per kind.
 
-import { UnrecoverableError, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import {
   DiffIdError,
-  INPUT_NAMES,
+  JOB_INPUTS,
   JOB_KINDS,
-  formatFailure,
   jobKeys,
   type JobKind,
   type JobProgress,
   type JobResult,
   type PayloadOf,
-  type ResultImage,
 } from '@diffid/shared';
 import { decodeRgb, encodePng } from '@diffid/shared/image';
+import type { Redis } from 'ioredis';
 import { InferenceCanceled, type InferenceClient } from './inference-client.ts';
-import type { InferenceJob, InferenceOutput } from './inference-protocol.ts';
+import type { InferenceJob } from './inference-protocol.ts';
 import type { Rgb } from './pixels.ts';
+
+/** What a handler may know of the job it runs. */
+export interface JobContext {
+  id: string;
+  /** Aborted when the job is canceled. */
+  signal: AbortSignal;
+  progress(progress: JobProgress): void;
+}
+
+export type Handler<K extends JobKind> = (payload: PayloadOf<K>, ctx: JobContext) => Promise<JobResult>;
+export type HandlerTable = { [K in JobKind]: Handler<K> };
 
 export interface HandlerDeps {
   redis: Redis;
   prefix: string;
-  inference: InferenceClient;
+  inference: Pick<InferenceClient, 'run'>;
   resultTtlSeconds: number;
-  /** Lets the cancel subscription reach the job while it runs. */
-  onCancelable(jobId: string, cancel: (() => void) | null): void;
 }
-
-export type Handler<K extends JobKind> = (job: Job<PayloadOf<K>, JobResult>, deps: HandlerDeps) => Promise<JobResult>;
-export type HandlerTable = { [K in JobKind]: Handler<K> };
 
 /** Refuses a handler table that misses a job kind of the contract (the worker will not start). */
 export function assertHandlersComplete(table: Partial<Record<string, unknown>>): void {
@@ -38,114 +43,41 @@ export function assertHandlersComplete(table: Partial<Record<string, unknown>>):
   if (missing.length > 0) throw new Error(`the worker has no handler for job kind(s): ${missing.join(', ')}`);
 }
 
-/** Bad input and cancels are final; everything else is left to BullMQ's retries. */
-function finalFailure(err: unknown): UnrecoverableError | null {
-  if (err instanceof InferenceCanceled) return new UnrecoverableError(formatFailure('DIFFID_ERR_JOB_CANCELED', 'the job was canceled'));
-  if (err instanceof DiffIdError) return new UnrecoverableError(formatFailure(err.code, err.message));
-  return null;
-}
-
-async function loadInput(deps: HandlerDeps, jobId: string, name: string): Promise<Rgb> {
-  const bytes = await deps.redis.getBuffer(jobKeys(deps.prefix, jobId).input(name));
-  if (!bytes) throw new DiffIdError('INPUT_EXPIRED', `${name}: the uploaded image is no longer stored; submit the job again`);
-  return decodeRgb(bytes, name);
-}
-
-/** The part both handlers share: run the pipeline with progress and cancellation, store PNGs. */
-async function execute(
-  job: Job,
-  deps: HandlerDeps,
-  build: () => Promise<InferenceJob>,
-  describe: (output: InferenceOutput) => { images: Array<{ image: Rgb; meta: Omit<ResultImage, 'index' | 'width' | 'height'> }>; extra: Partial<JobResult> },
-): Promise<JobResult> {
-  const started = performance.now();
-  const id = job.id as string;
+/** The job's uploaded images, decoded, by name; INPUT_EXPIRED names the first one gone. */
+async function loadInputs(deps: HandlerDeps, id: string, kind: JobKind): Promise<Record<string, Rgb>> {
   const keys = jobKeys(deps.prefix, id);
-  try {
+  const images: Record<string, Rgb> = {};
+  for (const name of JOB_INPUTS[kind]) {
+    const bytes = await deps.redis.getBuffer(keys.input(name));
+    if (!bytes) throw new DiffIdError('INPUT_EXPIRED', `${name}: the uploaded image is no longer stored; submit the job again`);
+    images[name] = await decodeRgb(bytes, name);
+  }
+  return images;
+}
+
+/** The handler of every kind, over its dependencies. */
+export function createHandlers(deps: HandlerDeps): HandlerTable {
+  const run = async (payload: PayloadOf<JobKind>, ctx: JobContext): Promise<JobResult> => {
+    const started = performance.now();
+    const keys = jobKeys(deps.prefix, ctx.id);
+    // A cancel that came before this worker held the job left only its tombstone.
     if (await deps.redis.exists(keys.canceled)) throw new InferenceCanceled();
-    const handle = deps.inference.run(await build(), (step, total) => {
-      void job.updateProgress({ step, total } satisfies JobProgress);
+    const images = await loadInputs(deps, ctx.id, payload.kind);
+    const output = await deps.inference.run({ payload, images } as InferenceJob, {
+      signal: ctx.signal,
+      onProgress: (step, total) => ctx.progress({ step, total }),
     });
-    deps.onCancelable(id, handle.cancel);
-    // A cancel published before the subscription saw this job still lands here.
-    if (await deps.redis.exists(keys.canceled)) handle.cancel();
-    const output = await handle.result;
-    const { images, extra } = describe(output);
-    const pngs = await Promise.all(images.map((i) => encodePng(i.image)));
+    const pngs = await Promise.all(output.images.map((i) => encodePng(i.rgb)));
     const tx = deps.redis.multi();
     pngs.forEach((png, index) => tx.set(keys.result(index), png, 'EX', deps.resultTtlSeconds));
-    tx.del(...INPUT_NAMES.map((n) => keys.input(n)));
+    tx.del(...JOB_INPUTS[payload.kind].map((n) => keys.input(n)));
     await tx.exec();
-    await job.updateProgress({ step: output.total, total: output.total } satisfies JobProgress);
+    ctx.progress({ step: output.total, total: output.total });
     return {
-      images: images.map((i, index) => ({ index, width: i.image.width, height: i.image.height, ...i.meta })),
-      ...extra,
+      images: output.images.map((i, index) => ({ index, width: i.rgb.width, height: i.rgb.height, ...i.facts })),
+      ...output.facts,
       timings_ms: { total: Math.round(performance.now() - started), inference: Math.round(output.inferenceMs) },
     };
-  } catch (err) {
-    const final = finalFailure(err);
-    if (!final) throw err;
-    await deps.redis.del(...INPUT_NAMES.map((n) => keys.input(n)));
-    throw final;
-  } finally {
-    deps.onCancelable(id, null);
-  }
+  };
+  return { generate: run, morph: run, compare: run };
 }
-
-export const handleGenerate: Handler<'generate'> = (job, deps) =>
-  execute(
-    job,
-    deps,
-    async () => ({ kind: 'generate', params: job.data.params, image: await loadInput(deps, job.id as string, 'image') }),
-    (output) => {
-      if (output.kind !== 'generate') throw new Error('generate got another output');
-      return {
-        images: output.images.map((g) => ({ image: g.image, meta: { seed: g.seed, arcface_similarity: g.similarity } })),
-        extra: { prompt_truncated: output.promptTruncated },
-      };
-    },
-  );
-
-export const handleMorph: Handler<'morph'> = (job, deps) =>
-  execute(
-    job,
-    deps,
-    async () => ({
-      kind: 'morph',
-      params: job.data.params,
-      imageA: await loadInput(deps, job.id as string, 'image_a'),
-      imageB: await loadInput(deps, job.id as string, 'image_b'),
-    }),
-    (output) => {
-      if (output.kind !== 'morph') throw new Error('morph got another output');
-      return {
-        images: output.frames.map((f) => ({
-          image: f.image,
-          meta: { seed: job.data.params.seed, alpha: f.alpha, arcface_similarity_a: f.similarityA, arcface_similarity_b: f.similarityB },
-        })),
-        extra: { arcface_similarity_ab: output.similarityAB, prompt_truncated: output.promptTruncated },
-      };
-    },
-  );
-
-export const handleCompare: Handler<'compare'> = (job, deps) =>
-  execute(
-    job,
-    deps,
-    async () => ({
-      kind: 'compare',
-      imageA: await loadInput(deps, job.id as string, 'image_a'),
-      imageB: await loadInput(deps, job.id as string, 'image_b'),
-    }),
-    (output) => {
-      if (output.kind !== 'compare') throw new Error('compare got another output');
-      return { images: [], extra: { similarity: output.similarity, faces: output.faces } };
-    },
-  );
-
-/** The handler table: one entry per job kind, checked by the compiler and again at start-up. */
-export const HANDLERS: HandlerTable = {
-  generate: handleGenerate,
-  morph: handleMorph,
-  compare: handleCompare,
-};

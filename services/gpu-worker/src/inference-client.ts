@@ -5,8 +5,11 @@ import { Worker } from 'node:worker_threads';
 import { DiffIdError, errorKeyOf } from '@diffid/shared';
 import type { InferenceJob, InferenceOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
 
+// Built code (dist/*.js) starts the thread's module itself. Under tsx (development and tests) a
+// worker thread does not inherit tsx's loader, so a plain-JS shim registers it first.
+const BUILT = import.meta.url.endsWith('.js');
+const THREAD_ENTRY = new URL(BUILT ? './inference-thread.js' : './inference-thread.ts', import.meta.url);
 const THREAD_BOOT = new URL('./thread-boot.mjs', import.meta.url);
-const THREAD_ENTRY = new URL('./inference-thread.ts', import.meta.url).href;
 
 /** The job stopped because its cancel flag was set. */
 export class InferenceCanceled extends Error {
@@ -17,16 +20,22 @@ export class InferenceCanceled extends Error {
 }
 
 /** The thread died under the job: worth retrying elsewhere or later. */
-export class InferenceThreadLost extends Error {}
+export class InferenceThreadLost extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InferenceThreadLost';
+  }
+}
 
-export interface RunHandle {
-  result: Promise<InferenceOutput>;
-  cancel(): void;
+export interface RunOptions {
+  /** Aborting it stops the job at its next step; the run then rejects with InferenceCanceled. */
+  signal?: AbortSignal;
+  onProgress?: (step: number, total: number) => void;
 }
 
 export interface InferenceClient {
   readonly bundle: Extract<ThreadMessage, { type: 'ready' }>['bundle'];
-  run(job: InferenceJob, onProgress: (step: number, total: number) => void): RunHandle;
+  run(job: InferenceJob, options?: RunOptions): Promise<InferenceOutput>;
   /**
    * Replaces the inference thread with a fresh one that loads the bundle again from disk. A job
    * in flight fails as retryable (BullMQ runs it again); resolves once the new thread is ready.
@@ -47,7 +56,8 @@ interface Pending {
 }
 
 function spawn(options: ThreadOptions): Worker {
-  return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY, options } });
+  if (BUILT) return new Worker(THREAD_ENTRY, { workerData: { options } });
+  return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY.href, options } });
 }
 
 function waitReady(worker: Worker): Promise<InferenceClient['bundle']> {
@@ -120,11 +130,13 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
 
   return {
     bundle,
-    run(job, onProgress) {
+    run(job, { signal, onProgress = () => {} } = {}) {
+      if (signal?.aborted) return Promise.reject(new InferenceCanceled());
       const requestId = nextId++;
       const cancel = new SharedArrayBuffer(4);
       const flag = new Int32Array(cancel);
       const stop = () => Atomics.store(flag, 0, 1);
+      signal?.addEventListener('abort', stop, { once: true });
       let entry: Pending | undefined;
       const result = new Promise<InferenceOutput>((resolve, reject) => {
         entry = { resolve, reject, onProgress, cancel: stop, superseded: false, settled: Promise.resolve() };
@@ -133,10 +145,11 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
         () => undefined,
         () => undefined,
       );
+      void (entry as Pending).settled.then(() => signal?.removeEventListener('abort', stop));
       pending.set(requestId, entry as Pending);
       const request: ThreadRequest = { requestId, job, cancel };
       worker.postMessage(request);
-      return { result, cancel: stop };
+      return result;
     },
     async restart() {
       // Terminating a thread inside session.run aborts the whole process (onnxruntime's native

@@ -1,7 +1,7 @@
-// Messages between the worker's main thread and its inference thread.
-import type { BundleInfo, ComparedFace, GenerateParams, MorphParams } from '@diffid/shared';
+// Messages between the worker's main thread and its inference thread, and the one result shape
+// that pipelines return and handlers turn into a job's result.
+import type { BundleInfo, ExecutionProvider, ImageFacts, JOB_INPUTS, JobKind, PayloadOf, ResultFacts } from '@diffid/shared';
 import type { BundleDims } from './bundle-signature.ts';
-import type { ExecutionProvider } from './onnx.ts';
 import type { Rgb } from './pixels.ts';
 
 export interface ThreadOptions {
@@ -12,28 +12,25 @@ export interface ThreadOptions {
   maxBatch: number;
 }
 
-export type InferenceJob =
-  | { kind: 'generate'; params: GenerateParams; image: Rgb }
-  | { kind: 'morph'; params: MorphParams; imageA: Rgb; imageB: Rgb }
-  | { kind: 'compare'; imageA: Rgb; imageB: Rgb };
+/** A job kind's decoded input images, by the names its form uploads them under. */
+export type InputImages<K extends JobKind> = { [N in (typeof JOB_INPUTS)[K][number]]: Rgb };
 
-export type InferenceOutput =
-  | {
-      kind: 'generate';
-      images: Array<{ image: Rgb; seed: number; similarity: number | null }>;
-      promptTruncated: boolean;
-      inferenceMs: number;
-      total: number;
-    }
-  | {
-      kind: 'morph';
-      frames: Array<{ image: Rgb; alpha: number; similarityA: number | null; similarityB: number | null }>;
-      similarityAB: number;
-      promptTruncated: boolean;
-      inferenceMs: number;
-      total: number;
-    }
-  | { kind: 'compare'; similarity: number; faces: ComparedFace[]; inferenceMs: number; total: number };
+/** What the thread runs: the job's payload and its decoded images. */
+export type InferenceJobOf<K extends JobKind> = { payload: PayloadOf<K>; images: InputImages<K> };
+export type InferenceJob = { [K in JobKind]: InferenceJobOf<K> }[JobKind];
+
+/** What every pipeline returns: its images with what it says of each, and what it says of the job. */
+export interface PipelineOutput {
+  images: Array<{ rgb: Rgb; facts: ImageFacts }>;
+  facts: ResultFacts;
+}
+
+export interface InferenceOutput extends PipelineOutput {
+  /** Milliseconds spent inside onnxruntime. */
+  inferenceMs: number;
+  /** The job's planned steps (plannedSteps), all of them done. */
+  total: number;
+}
 
 /** Main → thread. `cancel` holds one Int32 that the main thread sets to 1 to stop the job. */
 export interface ThreadRequest {
@@ -44,7 +41,7 @@ export interface ThreadRequest {
 
 /** Thread → main. */
 export type ThreadMessage =
-  | { type: 'ready'; bundle: { name: string; dir: string; dims: BundleDims; info: BundleInfo } }
+  | { type: 'ready'; bundle: { name: string; dir: string; dims: BundleDims; info: Omit<BundleInfo, 'max_batch'> } }
   | { type: 'fatal'; code: string; message: string }
   | { type: 'progress'; requestId: number; step: number; total: number }
   | { type: 'done'; requestId: number; output: InferenceOutput }

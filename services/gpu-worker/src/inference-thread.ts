@@ -3,25 +3,36 @@
 // job locks there). Talks to the main thread only through messages and one shared cancel flag.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { DiffIdError } from '@diffid/shared';
+import { DiffIdError, JOB_KINDS, plannedSteps, type JobKind } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
-import type { InferenceJob, InferenceOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
+import type { InferenceJob, InferenceJobOf, InferenceOutput, PipelineOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
-import { morph, morphSteps } from './pipelines/morph.ts';
-import { inferenceMs, stageContext, type StageContext } from './stages/context.ts';
+import { morph } from './pipelines/morph.ts';
+import { inferenceMs, stageContext, type StageContext, type StepHook } from './stages/context.ts';
 
 const port = parentPort;
-if (!port) throw new Error('inference-thread.ts runs as a worker thread only');
+if (!port) throw new Error('inference-thread runs as a worker thread only');
 const options = (workerData as { options: ThreadOptions }).options;
 
 /** Thrown from the step hook when the job's cancel flag is set. */
 class Canceled extends Error {}
 
+type Pipeline<K extends JobKind> = (ctx: StageContext, job: InferenceJobOf<K>, onStep: StepHook) => Promise<PipelineOutput>;
+
+/** The pipeline of each job kind; the compiler and the check below both refuse a missing one. */
+const PIPELINES: { [K in JobKind]: Pipeline<K> } = {
+  generate: (ctx, job, onStep) => generate(ctx, job.images, job.payload.params, onStep),
+  morph: (ctx, job, onStep) => morph(ctx, job.images, job.payload.params, options.maxBatch, onStep),
+  compare: (ctx, job, onStep) => compare(ctx, job.images, onStep),
+};
+const missing = Object.values(JOB_KINDS).filter((kind) => typeof PIPELINES[kind] !== 'function');
+if (missing.length > 0) throw new Error(`the inference thread has no pipeline for job kind(s): ${missing.join(', ')}`);
+
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
 async function run(ctx: StageContext, job: InferenceJob, requestId: number, flag: Int32Array): Promise<InferenceOutput> {
-  const total = job.kind === 'generate' ? job.params.steps : job.kind === 'morph' ? morphSteps(job.params, options.maxBatch) : 1;
+  const total = plannedSteps(job.payload, options.maxBatch);
   let begun = 0;
   const onStep = () => {
     if (Atomics.load(flag, 0) !== 0) throw new Canceled();
@@ -29,29 +40,9 @@ async function run(ctx: StageContext, job: InferenceJob, requestId: number, flag
     begun++;
   };
   const before = inferenceMs(ctx.bundle);
-  if (job.kind === 'generate') {
-    const out = await generate(ctx, job.image, job.params, onStep);
-    return {
-      kind: 'generate',
-      images: out.images.map((g) => ({ image: g.image, seed: g.seed, similarity: g.similarity })),
-      promptTruncated: out.promptTruncated,
-      inferenceMs: inferenceMs(ctx.bundle) - before,
-      total,
-    };
-  }
-  if (job.kind === 'compare') {
-    const out = await compare(ctx, job.imageA, job.imageB, onStep);
-    return { kind: 'compare', ...out, inferenceMs: inferenceMs(ctx.bundle) - before, total };
-  }
-  const out = await morph(ctx, job.imageA, job.imageB, job.params, options.maxBatch, onStep);
-  return {
-    kind: 'morph',
-    frames: out.frames,
-    similarityAB: out.similarityAB,
-    promptTruncated: out.promptTruncated,
-    inferenceMs: inferenceMs(ctx.bundle) - before,
-    total,
-  };
+  const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
+  const output = await pipeline(ctx, job as InferenceJobOf<JobKind>, onStep);
+  return { ...output, inferenceMs: inferenceMs(ctx.bundle) - before, total };
 }
 
 try {
@@ -70,11 +61,7 @@ try {
   port.on('message', (request: ThreadRequest) => {
     const flag = new Int32Array(request.cancel);
     run(ctx, request.job, request.requestId, flag).then(
-      (output) => {
-        const images = output.kind === 'generate' ? output.images : output.kind === 'morph' ? output.frames : [];
-        const buffers = images.map((f) => f.image.data.buffer as ArrayBuffer);
-        post({ type: 'done', requestId: request.requestId, output }, buffers);
-      },
+      (output) => post({ type: 'done', requestId: request.requestId, output }, output.images.map((i) => i.rgb.data.buffer as ArrayBuffer)),
       (err: unknown) => {
         if (err instanceof Canceled) return post({ type: 'canceled', requestId: request.requestId });
         const e = err instanceof DiffIdError ? err : new DiffIdError('INFERENCE_FAILED', (err as Error).message ?? String(err));

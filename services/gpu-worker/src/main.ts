@@ -1,50 +1,39 @@
-// Entry point of a worker process: reads the environment, starts the service, stops on signals.
-import { join } from 'node:path';
+// Entry point of a worker process: reads the settings, starts the service, stops on signals.
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { intFromEnv } from '@diffid/shared';
+import { readSettings, type Settings } from '@diffid/shared';
 import { ensureDefaultBundle } from './bundles/default-bundle.ts';
-import type { ExecutionProvider } from './onnx.ts';
 import { startWorkerService } from './worker-service.ts';
 
-const env = process.env;
-const logger = pino({ name: 'diffid-worker', level: env.LOG_LEVEL ?? 'info' });
-
-function intEnv(name: string, fallback: number, min: number): number {
-  try {
-    return intFromEnv(env, name, fallback, min);
-  } catch (err) {
-    logger.fatal((err as Error).message);
-    process.exit(2);
-  }
-}
-
-const provider = (env.DIFFID_EXECUTION_PROVIDER ?? 'cpu') as ExecutionProvider;
-if (provider !== 'cpu' && provider !== 'cuda') {
-  logger.fatal(`DIFFID_EXECUTION_PROVIDER must be "cpu" or "cuda", got "${provider}"`);
+let settings: Settings;
+try {
+  settings = readSettings(process.env);
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n`);
   process.exit(2);
 }
-const dataDir = env.DIFFID_DATA_DIR ?? join(import.meta.dirname, '../../../var');
-let modelDir = env.DIFFID_MODEL_DIR;
+const logger = pino({ name: 'diffid-worker', level: settings.logLevel });
+
+let modelDir = settings.modelDir;
 if (!modelDir) {
-  const made = await ensureDefaultBundle(dataDir);
+  const made = await ensureDefaultBundle(settings.dataDir);
   modelDir = made.dir;
   logger.info({ dir: made.dir, generated: made.generated }, 'DIFFID_MODEL_DIR is not set: using the embedded default bundle');
 }
 
-const redis = new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: null });
 redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
 
 try {
   const service = await startWorkerService({
     redis,
-    prefix: env.DIFFID_REDIS_PREFIX ?? 'diffid',
-    queueName: env.DIFFID_QUEUE ?? 'jobs',
-    resultTtlSeconds: intEnv('DIFFID_RESULT_TTL_SECONDS', 86_400, 60),
+    prefix: settings.redisPrefix,
+    queueName: settings.queueName,
+    resultTtlSeconds: settings.resultTtlSeconds,
     modelDir,
-    executionProvider: provider,
-    intraOpThreads: intEnv('DIFFID_INTRA_OP_THREADS', 0, 0),
-    maxBatch: intEnv('DIFFID_MAX_BATCH', 8, 1),
+    executionProvider: settings.executionProvider,
+    intraOpThreads: settings.intraOpThreads,
+    maxBatch: settings.maxBatch,
     log: (event, fields) => logger.info(fields, event),
   });
   logger.info({ bundle: service.inference.bundle.name }, 'worker ready');

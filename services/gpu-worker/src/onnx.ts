@@ -5,7 +5,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DiffIdError } from '@diffid/shared';
+import { DiffIdError, type ExecutionProvider } from '@diffid/shared';
 
 /** Element types the pipeline can feed or read. */
 export type DType = 'float32' | 'float16' | 'int32' | 'int64' | 'uint8' | 'bool' | 'string' | 'other';
@@ -31,7 +31,7 @@ export interface Tensor {
   dims: number[];
 }
 
-export type ExecutionProvider = 'cpu' | 'cuda';
+export type { ExecutionProvider };
 
 export interface SessionOptions {
   executionProvider: ExecutionProvider;

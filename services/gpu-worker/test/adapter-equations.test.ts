@@ -44,7 +44,7 @@ t.test('the adapter graph equals eqs. 5–15 evaluated in float64', async (t) =>
   const eI = gaussianNoise(12, E);
   const eT = gaussianNoise(13, L * Wt);
 
-  const out = await bundle.graphs.adapter!.run({
+  const out = await bundle.graphs.adapter.run({
     face_embedding: { dtype: 'float32', data: eArc, dims: [1, D] },
     image_embedding: { dtype: 'float32', data: eI, dims: [1, E] },
     text_embedding: { dtype: 'float32', data: eT, dims: [1, L, Wt] },

@@ -44,18 +44,18 @@ t.test('a complete tiny bundle loads, with dimensions read from the graphs', asy
     faceEmbedding: 16, imageEmbedding: 24, textLength: 77, textWidth: 32,
     conditioningTokens: 81, conditioningWidth: 32, latentChannels: 4, latentHeight: 8, latentWidth: 8,
   });
-  t.equal(b.ports.text_encoder?.inputs.input_ids?.dtype, 'int32');
-  t.same(b.ports.unet?.inputs.timestep?.shape, ['batch']);
+  t.equal(b.ports.text_encoder.inputs.input_ids.dtype, 'int32');
+  t.same(b.ports.unet.inputs.timestep.shape, ['batch']);
   t.equal(b.tokenizer.maxLength, 77);
 });
 
 t.test('the optimum flavour loads too, and the ports say how it differs', async (t) => {
   const b = await loadBundle(await tinyBundleDir(t, { flavor: OPTIMUM_FLAVOR }));
   t.teardown(() => b.release());
-  t.equal(b.ports.text_encoder?.inputs.input_ids?.dtype, 'int64');
-  t.equal(b.ports.unet?.inputs.timestep?.dtype, 'int64');
-  t.equal(b.ports.vae_encoder?.outputs.latent?.name, 'latent_parameters');
-  t.same(b.ports.vae_encoder?.outputs.latent?.shape, ['batch', 8, 'latent_height', 'latent_width'], 'mean ‖ logvar: 8 channels');
+  t.equal(b.ports.text_encoder.inputs.input_ids.dtype, 'int64');
+  t.equal(b.ports.unet.inputs.timestep.dtype, 'int64');
+  t.equal(b.ports.vae_encoder.outputs.latent.name, 'latent_parameters');
+  t.same(b.ports.vae_encoder.outputs.latent.shape, ['batch', 8, 'latent_height', 'latent_width'], 'mean ‖ logvar: 8 channels');
   t.equal(b.manifest.models.vae_encoder.output_kind, 'mean_logvar');
 });
 
@@ -195,7 +195,7 @@ t.test('real face models from ../shared/faces load as a bundle\'s embedder and d
   const b = await loadBundle(dir);
   t.teardown(() => b.release());
   t.equal(b.dims.faceEmbedding, 128, 'the real recognizer is 128-d, read from its graph');
-  t.same(b.ports.face_embedder?.inputs.pixels?.shape, [1, 3, 112, 112], 'its batch is fixed at 1');
+  t.same(b.ports.face_embedder.inputs.pixels.shape, [1, 3, 112, 112], 'its batch is fixed at 1');
   t.same(b.ports.face_detector?.outputs.score_8?.shape, [1, 12800, 1]);
   t.same(b.ports.face_detector?.outputs.kps_32?.shape, [1, 800, 10]);
 

@@ -43,7 +43,7 @@ t.test('the demo U-Net computes the closed-form ε* with ᾱ_t from the schedule
   const z = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
   const mu = Float32Array.from({ length: n }, (_, i) => Math.cos(i / 7) * 0.5);
   for (const step of [981, 501, 1]) {
-    const out = await ctx.bundle.graphs.unet!.run({
+    const out = await ctx.bundle.graphs.unet.run({
       sample: { dtype: 'float32', data: z, dims: [1, 3, 128, 128] },
       timestep: { dtype: 'float32', data: new Float32Array([step]), dims: [1] },
       encoder_hidden_states: { dtype: 'float32', data: mu, dims: [1, 64, 768] },
@@ -62,20 +62,20 @@ t.test('the demo U-Net computes the closed-form ε* with ᾱ_t from the schedule
 t.test('generate: outputs vary with the seed around the face, and the prompt reaches them', async (t) => {
   const ctx = await demo(t);
   const face = facePattern(3, 300, 300);
-  const out = await generate(ctx, face, params, () => {});
+  const out = await generate(ctx, { image: face }, params, () => {});
   const ref = referenceImage(ctx, face, await findFace(ctx, face, 'image'));
   const diffs: number[] = [];
-  for (let i = 0; i < 4; i++) for (let j = i + 1; j < 4; j++) diffs.push(meanAbs(out.images[i]!.image, out.images[j]!.image));
-  const toRef = out.images.map((g) => meanAbs(g.image, ref));
+  for (let i = 0; i < 4; i++) for (let j = i + 1; j < 4; j++) diffs.push(meanAbs(out.images[i]!.rgb, out.images[j]!.rgb));
+  const toRef = out.images.map((g) => meanAbs(g.rgb, ref));
   t.comment(`mean |Δ| between outputs ${Math.min(...diffs).toFixed(1)}–${Math.max(...diffs).toFixed(1)} levels; to the aligned input ${Math.min(...toRef).toFixed(1)}–${Math.max(...toRef).toFixed(1)}`);
   t.ok(Math.min(...diffs) > 8, 'every pair of outputs differs by more than 8 grey levels on average');
-  t.ok(out.images.every((g) => (g.similarity as number) > 0.9), `constructed-embedder similarities ${out.images.map((g) => g.similarity?.toFixed(3)).join(', ')}`);
-  const other = await generate(ctx, face, { ...params, num_images: 1, prompt: 'red hat, blue light' }, () => {});
-  const same = await generate(ctx, face, { ...params, num_images: 1 }, () => {});
-  const promptShift = meanAbs(other.images[0]!.image, same.images[0]!.image);
+  t.ok(out.images.every((g) => (g.facts.arcface_similarity as number) > 0.9), `constructed-embedder similarities ${out.images.map((g) => g.facts.arcface_similarity?.toFixed(3)).join(', ')}`);
+  const other = await generate(ctx, { image: face }, { ...params, num_images: 1, prompt: 'red hat, blue light' }, () => {});
+  const same = await generate(ctx, { image: face }, { ...params, num_images: 1 }, () => {});
+  const promptShift = meanAbs(other.images[0]!.rgb, same.images[0]!.rgb);
   t.comment(`another prompt, same seed: mean |Δ| ${promptShift.toFixed(1)} levels`);
   t.ok(promptShift > 5, 'a different prompt gives a different image');
-  t.same(Array.from(same.images[0]!.image.data), Array.from(out.images[0]!.image.data), 'the same seed and prompt give the same image');
+  t.same(Array.from(same.images[0]!.rgb.data), Array.from(out.images[0]!.rgb.data), 'the same seed and prompt give the same image');
 });
 
 t.test('inversion then sampling reconstructs the input: morph at α = 0 against A\'s VAE round trip', async (t) => {
@@ -87,10 +87,10 @@ t.test('inversion then sampling reconstructs the input: morph at α = 0 against 
   // Measured: 2.04 grey levels on average at 10 steps, 0.83 at 50; bounds ~20 % above.
   const bounds: Record<number, number> = { 10: 2.5, 50: 1.0 };
   for (const steps of [10, 50]) {
-    const m = await morph(ctx, a, b, { alphas: [0, 1], interpolation: 'slerp', prompt: '', steps, seed: 0 }, 8, () => {});
-    const err = meanAbs(m.frames[0]!.image, vaeRoundTrip);
+    const m = await morph(ctx, { image_a: a, image_b: b }, { alphas: [0, 1], interpolation: 'slerp', prompt: '', steps, seed: 0 }, 8, () => {});
+    const err = meanAbs(m.images[0]!.rgb, vaeRoundTrip);
     let worst = 0;
-    m.frames[0]!.image.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - (vaeRoundTrip.data[i] as number)))));
+    m.images[0]!.rgb.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - (vaeRoundTrip.data[i] as number)))));
     t.comment(`${steps} steps: α = 0 differs from A's VAE round trip by ${err.toFixed(3)} grey levels on average, ${worst} at most`);
     t.ok(err < (bounds[steps] as number), `${steps} steps: mean |Δ| ${err.toFixed(3)} < ${bounds[steps]}`);
   }

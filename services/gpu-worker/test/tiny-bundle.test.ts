@@ -52,27 +52,27 @@ t.test('the CLI refuses unknown kinds and flavors with a usage line', async (t) 
 
 type Case = { role: keyof LoadedBundle['graphs']; feeds: (b: LoadedBundle) => Record<string, Tensor> };
 const CASES: Case[] = [
-  { role: 'text_encoder', feeds: (b) => ({ input_ids: feedFor(b.ports.text_encoder!.inputs.input_ids!, 1) }) },
-  { role: 'image_encoder', feeds: (b) => ({ pixel_values: feedFor(b.ports.image_encoder!.inputs.pixels!, 2) }) },
-  { role: 'face_embedder', feeds: (b) => ({ data: feedFor(b.ports.face_embedder!.inputs.pixels!, 3) }) },
+  { role: 'text_encoder', feeds: (b) => ({ input_ids: feedFor(b.ports.text_encoder.inputs.input_ids, 1) }) },
+  { role: 'image_encoder', feeds: (b) => ({ pixel_values: feedFor(b.ports.image_encoder.inputs.pixels, 2) }) },
+  { role: 'face_embedder', feeds: (b) => ({ data: feedFor(b.ports.face_embedder.inputs.pixels, 3) }) },
   {
     role: 'adapter',
     feeds: (b) => ({
-      face_embedding: feedFor(b.ports.adapter!.inputs.face_embedding!, 4),
-      image_embedding: feedFor(b.ports.adapter!.inputs.image_embedding!, 5),
-      text_embedding: feedFor(b.ports.adapter!.inputs.text_embedding!, 6),
+      face_embedding: feedFor(b.ports.adapter.inputs.face_embedding, 4),
+      image_embedding: feedFor(b.ports.adapter.inputs.image_embedding, 5),
+      text_embedding: feedFor(b.ports.adapter.inputs.text_embedding, 6),
     }),
   },
   {
     role: 'unet',
     feeds: (b) => ({
-      sample: feedFor(b.ports.unet!.inputs.sample!, 7, { height: 8, width: 8 }),
+      sample: feedFor(b.ports.unet.inputs.sample, 7, { height: 8, width: 8 }),
       timestep: { dtype: 'float32', data: new Float32Array([981, 1]), dims: [2] },
-      encoder_hidden_states: feedFor(b.ports.unet!.inputs.encoder_hidden_states!, 8),
+      encoder_hidden_states: feedFor(b.ports.unet.inputs.encoder_hidden_states, 8),
     }),
   },
-  { role: 'vae_encoder', feeds: (b) => ({ sample: feedFor(b.ports.vae_encoder!.inputs.pixels!, 9, { height: 64, width: 64 }) }) },
-  { role: 'vae_decoder', feeds: (b) => ({ latent_sample: feedFor(b.ports.vae_decoder!.inputs.latent!, 10, { latent_height: 8, latent_width: 8 }) }) },
+  { role: 'vae_encoder', feeds: (b) => ({ sample: feedFor(b.ports.vae_encoder.inputs.pixels, 9, { height: 64, width: 64 }) }) },
+  { role: 'vae_decoder', feeds: (b) => ({ latent_sample: feedFor(b.ports.vae_decoder.inputs.latent, 10, { latent_height: 8, latent_width: 8 }) }) },
 ];
 
 // Pinned statistics of each output on the feeds above: a change to the generator that alters

@@ -1,12 +1,15 @@
 import t from 'tap';
 import { redisScope } from '@diffid/shared/testing';
-import { HANDLERS, assertHandlersComplete, type HandlerTable } from '../src/handlers.ts';
+import { assertHandlersComplete, type HandlerTable } from '../src/handlers.ts';
 import { startWorkerService } from '../src/worker-service.ts';
 import { tinyBundleDir } from './helpers.ts';
 
+const handler = async () => ({ images: [], timings_ms: { total: 0, inference: 0 } });
+
 t.test('every job kind of the contract has a handler', async (t) => {
-  t.doesNotThrow(() => assertHandlersComplete(HANDLERS));
-  t.throws(() => assertHandlersComplete({ generate: HANDLERS.generate }), /no handler for job kind\(s\): morph/);
+  t.doesNotThrow(() => assertHandlersComplete({ generate: handler, morph: handler, compare: handler }));
+  t.throws(() => assertHandlersComplete({ generate: handler }), /no handler for job kind\(s\): morph, compare/);
+  t.throws(() => assertHandlersComplete({ generate: handler, morph: handler, compare: 'no' }), /no handler for job kind\(s\): compare/);
 });
 
 t.test('the worker refuses to start with a handler missing', async (t) => {
@@ -21,7 +24,7 @@ t.test('the worker refuses to start with a handler missing', async (t) => {
     executionProvider: 'cpu',
     intraOpThreads: 0,
     maxBatch: 4,
-    handlers: { generate: HANDLERS.generate } as unknown as HandlerTable,
+    handlers: () => ({ generate: handler }) as unknown as HandlerTable,
   }).catch((e: unknown) => e as Error);
   t.match(err, { message: /no handler for job kind\(s\): morph/ });
 });

@@ -2,7 +2,7 @@
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams } from '@diffid/shared';
-import { isTerminal } from '../job-service.ts';
+import { isTerminal, jobLinks } from '../job-view.ts';
 import { formReader, morphAlphas } from '../forms.ts';
 import { componentSchema } from '../openapi.ts';
 
@@ -26,10 +26,10 @@ export function preferWait(header: string | string[] | undefined): number | unde
  * is after N seconds (202).
  */
 async function accepted(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, id: string) {
-  reply.header('location', `/jobs/${id}`);
+  reply.header('location', jobLinks(id).self);
   const wait = preferWait(request.headers.prefer);
   if (wait === undefined) {
-    return reply.code(202).send({ id, status: 'queued', links: { self: `/jobs/${id}`, events: `/jobs/${id}/events` } });
+    return reply.code(202).send({ id, status: 'queued', links: jobLinks(id) });
   }
   // With wait=0 the timer can beat the first read; then read the job once more.
   const view = (await app.jobs.waitFor(id, wait * 1000)) ?? (await app.jobs.view(id));

@@ -1,6 +1,6 @@
 // generate: one face photo and a prompt → num_images new images of that identity.
 import { gaussianNoise, type GenerateParams } from '@diffid/shared';
-import type { Rgb } from '../pixels.ts';
+import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
 import { condition, zeroIdentity } from '../stages/condition.ts';
 import type { StageContext, StepHook } from '../stages/context.ts';
 import { decodeLatents } from '../stages/decode.ts';
@@ -11,13 +11,7 @@ import { encodePrompts } from '../stages/encode-prompt.ts';
 import { findFace, referenceImage } from '../stages/find-face.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
-export interface GeneratedImage {
-  image: Rgb;
-  seed: number;
-  similarity: number | null;
-}
-
-export async function generate(ctx: StageContext, input: Rgb, params: GenerateParams, onStep: StepHook): Promise<{ images: GeneratedImage[]; promptTruncated: boolean }> {
+export async function generate(ctx: StageContext, { image: input }: InputImages<'generate'>, params: GenerateParams, onStep: StepHook): Promise<PipelineOutput> {
   const d = ctx.bundle.dims;
   const face = await findFace(ctx, input, 'image');
   const [eArc] = await embedFaces(ctx, [face.crop]);
@@ -39,7 +33,7 @@ export async function generate(ctx: StageContext, input: Rgb, params: GeneratePa
   const images = await decodeLatents(ctx, latents);
   const scores = await scoreIdentity(ctx, images, [eArc as Float32Array]);
   return {
-    images: images.map((image, i) => ({ image, seed: seeds[i] as number, similarity: scores[i]?.[0] ?? null })),
-    promptTruncated: text.truncated[0] === true,
+    images: images.map((rgb, i) => ({ rgb, facts: { seed: seeds[i] as number, arcface_similarity: scores[i]?.[0] ?? null } })),
+    facts: { prompt_truncated: text.truncated[0] === true },
   };
 }

@@ -2,7 +2,7 @@
 // identity embeddings (SLERP by default, each embedding on its own sphere) and the inverted
 // latents (LERP, eq. 24), condition, and sample with DDIM.
 import { cosineSimilarity, lerp, slerp, type MorphParams } from '@diffid/shared';
-import type { Rgb } from '../pixels.ts';
+import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
 import { condition } from '../stages/condition.ts';
 import type { StageContext, StepHook } from '../stages/context.ts';
 import { decodeLatents } from '../stages/decode.ts';
@@ -15,19 +15,8 @@ import { findFace, referenceImage, type FoundFace } from '../stages/find-face.ts
 import { invert } from '../stages/invert.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
-export interface MorphFrame {
-  image: Rgb;
-  alpha: number;
-  similarityA: number | null;
-  similarityB: number | null;
-}
-
-/** U-Net evaluations of a morph: one inversion run, then one sampling run per batch of alphas. */
-export function morphSteps(params: MorphParams, maxBatch: number): number {
-  return params.steps * (1 + Math.ceil(params.alphas.length / maxBatch));
-}
-
-export async function morph(ctx: StageContext, a: Rgb, b: Rgb, params: MorphParams, maxBatch: number, onStep: StepHook): Promise<{ frames: MorphFrame[]; similarityAB: number; promptTruncated: boolean }> {
+/** One inversion run of both faces, then one sampling run per batch of at most `maxBatch` alphas (plannedSteps counts them). */
+export async function morph(ctx: StageContext, { image_a: a, image_b: b }: InputImages<'morph'>, params: MorphParams, maxBatch: number, onStep: StepHook): Promise<PipelineOutput> {
   const faces = [await findFace(ctx, a, 'image_a'), await findFace(ctx, b, 'image_b')];
   const [arcA, arcB] = (await embedFaces(ctx, faces.map((f) => f.crop))) as [Float32Array, Float32Array];
   const references = [referenceImage(ctx, a, faces[0] as FoundFace), referenceImage(ctx, b, faces[1] as FoundFace)];
@@ -40,7 +29,7 @@ export async function morph(ctx: StageContext, a: Rgb, b: Rgb, params: MorphPara
   ]);
   const [zA, zB] = (await invert(ctx, await encodeLatents(ctx, references), ownConditioning, params.steps, onStep)) as [Float32Array, Float32Array];
   const mix = params.interpolation === 'slerp' ? slerp : lerp;
-  const frames: MorphFrame[] = [];
+  const frames: PipelineOutput['images'] = [];
   for (let start = 0; start < params.alphas.length; start += maxBatch) {
     const alphas = params.alphas.slice(start, start + maxBatch);
     const conditioning = await condition(ctx, alphas.map((alpha) => ({ face: mix(arcA, arcB, alpha), image: mix(clipA, clipB, alpha), text: prompt })));
@@ -53,7 +42,13 @@ export async function morph(ctx: StageContext, a: Rgb, b: Rgb, params: MorphPara
     });
     const images = await decodeLatents(ctx, latents);
     const scores = await scoreIdentity(ctx, images, [arcA, arcB]);
-    images.forEach((image, i) => frames.push({ image, alpha: alphas[i] as number, similarityA: scores[i]?.[0] ?? null, similarityB: scores[i]?.[1] ?? null }));
+    images.forEach((rgb, i) =>
+      frames.push({
+        rgb,
+        // Morphing is deterministic; the seed is recorded only.
+        facts: { seed: params.seed, alpha: alphas[i] as number, arcface_similarity_a: scores[i]?.[0] ?? null, arcface_similarity_b: scores[i]?.[1] ?? null },
+      }),
+    );
   }
-  return { frames, similarityAB: cosineSimilarity(arcA, arcB), promptTruncated: text.truncated[0] === true };
+  return { images: frames, facts: { arcface_similarity_ab: cosineSimilarity(arcA, arcB), prompt_truncated: text.truncated[0] === true } };
 }

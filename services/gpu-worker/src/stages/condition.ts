@@ -11,15 +11,15 @@ export interface AdapterInput {
 export async function condition(ctx: StageContext, items: AdapterInput[]): Promise<Float32Array[]> {
   const { bundle } = ctx;
   const d = bundle.dims;
-  const ports = bundle.ports.adapter!;
+  const ports = bundle.ports.adapter;
   const [tokens] = await runRows(
-    bundle.graphs.adapter!,
+    bundle.graphs.adapter,
     [
-      { port: ports.inputs.face_embedding!, rows: items.map((i) => i.face), rowDims: [d.faceEmbedding] },
-      { port: ports.inputs.image_embedding!, rows: items.map((i) => i.image), rowDims: [d.imageEmbedding] },
-      { port: ports.inputs.text_embedding!, rows: items.map((i) => i.text), rowDims: [d.textLength, d.textWidth] },
+      { port: ports.inputs.face_embedding, rows: items.map((i) => i.face), rowDims: [d.faceEmbedding] },
+      { port: ports.inputs.image_embedding, rows: items.map((i) => i.image), rowDims: [d.imageEmbedding] },
+      { port: ports.inputs.text_embedding, rows: items.map((i) => i.text), rowDims: [d.textLength, d.textWidth] },
     ],
-    [ports.outputs.conditioning!],
+    [ports.outputs.conditioning],
   );
   return tokens as Float32Array[];
 }

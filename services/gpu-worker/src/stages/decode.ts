@@ -7,10 +7,10 @@ export async function decodeLatents(ctx: StageContext, latents: Float32Array[]):
   const { bundle } = ctx;
   const m = bundle.manifest;
   const d = bundle.dims;
-  const ports = bundle.ports.vae_decoder!;
+  const ports = bundle.ports.vae_decoder;
   const rows = latents.map((z) => z.map((v) => v / m.latent.scaling_factor));
-  const [pixels] = await runRows(bundle.graphs.vae_decoder!, [{ port: ports.inputs.latent!, rows, rowDims: [d.latentChannels, d.latentHeight, d.latentWidth] }], [
-    ports.outputs.pixels!,
+  const [pixels] = await runRows(bundle.graphs.vae_decoder, [{ port: ports.inputs.latent, rows, rowDims: [d.latentChannels, d.latentHeight, d.latentWidth] }], [
+    ports.outputs.pixels,
   ]);
   return (pixels as Float32Array[]).map((p) => signedToRgb(p, m.image.width, m.image.height));
 }

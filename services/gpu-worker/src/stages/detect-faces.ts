@@ -51,12 +51,13 @@ export async function detectFaces(ctx: StageContext, img: Rgb): Promise<Detected
   if (!det || !ports || !graph) throw new Error('the bundle has no face detector');
   const size = det.preprocess.size;
   const { canvas, scale } = letterbox(img, size);
-  const input = ports.inputs.pixels!;
+  const input = ports.inputs.pixels;
   const out = await graph.run({ [input.name]: { dtype: 'float32', data: normalizeToChw(canvas, det.preprocess), dims: [1, 3, size, size] } });
   const found: DetectedFace[] = [];
   for (const stride of det.strides) {
     const get = (kind: string) => {
-      const t = out[ports.outputs[`${kind}_${stride}`]!.name];
+      const port = ports.outputs[`${kind}_${stride}`];
+      const t = port && out[port.name];
       if (!t || !(t.data instanceof Float32Array)) throw new DiffIdError('INFERENCE_FAILED', `face detector: no ${kind}_${stride} output`);
       return t.data;
     };

@@ -8,9 +8,9 @@ export async function encodeLatents(ctx: StageContext, images: Rgb[]): Promise<F
   const { bundle } = ctx;
   const m = bundle.manifest;
   if (m.image.width !== m.image.height) throw new Error('non-square bundles are not supported by encodeLatents');
-  const ports = bundle.ports.vae_encoder!;
+  const ports = bundle.ports.vae_encoder;
   const rows = images.map((img) => rgbToSigned(squarePortrait(img, m.image.width)));
-  const [raw] = await runRows(bundle.graphs.vae_encoder!, [{ port: ports.inputs.pixels!, rows, rowDims: [3, m.image.height, m.image.width] }], [ports.outputs.latent!]);
+  const [raw] = await runRows(bundle.graphs.vae_encoder, [{ port: ports.inputs.pixels, rows, rowDims: [3, m.image.height, m.image.width] }], [ports.outputs.latent]);
   const size = m.latent.channels * bundle.dims.latentHeight * bundle.dims.latentWidth;
   // mean‖logvar: the first C channels are the mean, so the first `size` values of each row.
   return (raw as Float32Array[]).map((r) => {

@@ -10,11 +10,11 @@ export interface EncodedPrompts {
 export async function encodePrompts(ctx: StageContext, prompts: string[]): Promise<EncodedPrompts> {
   const { bundle } = ctx;
   const tokens = prompts.map((p) => bundle.tokenizer.encode(p));
-  const ports = bundle.ports.text_encoder!;
+  const ports = bundle.ports.text_encoder;
   const [hidden] = await runRows(
-    bundle.graphs.text_encoder!,
-    [{ port: ports.inputs.input_ids!, rows: tokens.map((t) => t.ids), rowDims: [bundle.tokenizer.maxLength] }],
-    [ports.outputs.hidden_states!],
+    bundle.graphs.text_encoder,
+    [{ port: ports.inputs.input_ids, rows: tokens.map((t) => t.ids), rowDims: [bundle.tokenizer.maxLength] }],
+    [ports.outputs.hidden_states],
   );
   return { hidden: hidden as Float32Array[], truncated: tokens.map((t) => t.truncated) };
 }

@@ -6,12 +6,12 @@ import type { StageContext } from './context.ts';
 export async function predictNoise(ctx: StageContext, latents: Float32Array[], conditioning: Float32Array[], t: number): Promise<Float32Array[]> {
   const { bundle } = ctx;
   const d = bundle.dims;
-  const ports = bundle.ports.unet!;
-  const tPort = ports.inputs.timestep!;
+  const ports = bundle.ports.unet;
+  const tPort = ports.inputs.timestep;
   const fixed: FixedFeed[] = [];
   const rows = [
-    { port: ports.inputs.sample!, rows: latents, rowDims: [d.latentChannels, d.latentHeight, d.latentWidth] },
-    { port: ports.inputs.encoder_hidden_states!, rows: conditioning, rowDims: [d.conditioningTokens, d.conditioningWidth] },
+    { port: ports.inputs.sample, rows: latents, rowDims: [d.latentChannels, d.latentHeight, d.latentWidth] },
+    { port: ports.inputs.encoder_hidden_states, rows: conditioning, rowDims: [d.conditioningTokens, d.conditioningWidth] },
   ];
   if (tPort.shape.length === 0) {
     fixed.push({
@@ -21,6 +21,6 @@ export async function predictNoise(ctx: StageContext, latents: Float32Array[], c
   } else {
     rows.push({ port: tPort, rows: latents.map(() => new Float32Array([t])), rowDims: [] });
   }
-  const [noise] = await runRows(bundle.graphs.unet!, rows, [ports.outputs.noise!], fixed);
+  const [noise] = await runRows(bundle.graphs.unet, rows, [ports.outputs.noise], fixed);
   return noise as Float32Array[];
 }

@@ -1,0 +1,121 @@
+// The public view of a job (openapi.yaml, schema Job) from what the queue holds: a pure mapping
+// with no Redis in it, so that every state is tested by a table (test/job-view.test.ts).
+
+import { catalogueEntry, parseFailure, plannedSteps, type JobKind, type JobPayload, type JobProgress, type JobResult } from '@diffid/shared';
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+
+/** The public shape of a job (openapi.yaml, schema Job). */
+export interface JobView {
+  id: string;
+  kind: JobKind;
+  status: JobStatus;
+  progress: JobProgress;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  params: JobPayload['params'];
+  error?: { code: string; message: string };
+  result?: Omit<JobResult, 'images'> & { images: Array<JobResult['images'][number] & { url: string }> };
+  links: { self: string; events: string };
+}
+
+/** What the queue holds of a job: BullMQ's fields that the view reads, and its state. */
+export interface JobSnapshot {
+  id: string;
+  /** BullMQ's state name: waiting, prioritized, delayed, active, completed, failed, … */
+  state: string;
+  data: JobPayload;
+  /** What the worker last reported (a JobProgress), or BullMQ's initial 0. */
+  progress: unknown;
+  timestamp: number;
+  processedOn?: number;
+  finishedOn?: number;
+  failedReason?: string;
+  returnvalue?: JobResult | null;
+}
+
+const TERMINAL: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'canceled']);
+
+export function isTerminal(status: JobStatus): boolean {
+  return TERMINAL.has(status);
+}
+
+/** A job's links, as the POST receipts and the view both give them. */
+export const jobLinks = (id: string) => ({ self: `/jobs/${id}`, events: `/jobs/${id}/events` });
+
+/** The public status of a BullMQ state; null for states a client never sees (unknown, removed). */
+export function statusOf(state: string): JobStatus | null {
+  switch (state) {
+    case 'active':
+      return 'running';
+    case 'completed':
+      return 'succeeded';
+    case 'failed':
+      return 'failed';
+    case 'waiting':
+    case 'delayed':
+    case 'prioritized':
+    case 'waiting-children':
+      return 'queued';
+    default:
+      return null;
+  }
+}
+
+/** A failed job's public error: catalogue 4xx codes as the worker said them, 5xx as their title. */
+export function publicError(reason: string | undefined): { code: string; message: string } {
+  const parsed = parseFailure(reason);
+  const entry = parsed ? catalogueEntry(parsed.code) : undefined;
+  if (parsed && entry && entry.status < 500) return parsed;
+  const fallback = catalogueEntry('DIFFID_ERR_INFERENCE_FAILED');
+  return { code: 'DIFFID_ERR_INFERENCE_FAILED', message: fallback?.title ?? 'inference failed' };
+}
+
+/** The progress to show: the worker's report, or 0 of the job's planned steps before it has one. */
+export function progressOf(snapshot: Pick<JobSnapshot, 'progress' | 'data'>, maxBatch: number): JobProgress {
+  const planned = plannedSteps(snapshot.data, maxBatch);
+  const raw = snapshot.progress;
+  if (typeof raw !== 'object' || raw === null) return { step: 0, total: planned };
+  const p = raw as Partial<JobProgress>;
+  return { step: typeof p.step === 'number' ? p.step : 0, total: typeof p.total === 'number' ? p.total : planned };
+}
+
+const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
+
+/**
+ * The public view of a queued job, or null for a state clients never see. `maxBatch` is the
+ * workers' batch limit, which sets a morph's planned steps.
+ */
+export function jobView(snapshot: JobSnapshot, maxBatch: number): JobView | null {
+  const status = statusOf(snapshot.state);
+  if (!status) return null;
+  const { id } = snapshot;
+  const view: JobView = {
+    id,
+    kind: snapshot.data.kind,
+    status,
+    progress: progressOf(snapshot, maxBatch),
+    created_at: iso(snapshot.timestamp) as string,
+    started_at: iso(snapshot.processedOn),
+    finished_at: status === 'succeeded' || status === 'failed' ? iso(snapshot.finishedOn) : null,
+    params: snapshot.data.params,
+    links: jobLinks(id),
+  };
+  if (status === 'failed') view.error = publicError(snapshot.failedReason);
+  if (status === 'succeeded' && snapshot.returnvalue) {
+    const result = snapshot.returnvalue;
+    view.result = { ...result, images: result.images.map((img) => ({ ...img, url: `/jobs/${id}/images/${img.index}.png` })) };
+  }
+  return view;
+}
+
+/** The view a cancel leaves behind (kept as the job's tombstone). */
+export function canceledView(current: JobView, at: Date): JobView {
+  return {
+    ...current,
+    status: 'canceled',
+    finished_at: at.toISOString(),
+    error: { code: 'DIFFID_ERR_JOB_CANCELED', message: 'the job was canceled by a DELETE request' },
+  };
+}

@@ -1,0 +1,100 @@
+// Handlers without BullMQ: a payload and a context in, a result out, over real Redis and real
+// image codecs, with the inference thread replaced by a recorder that returns fixed pixels.
+import t from 'tap';
+import { DiffIdError, jobKeys, type JobProgress, type PayloadOf } from '@diffid/shared';
+import { decodeRgb, encodeImage } from '@diffid/shared/image';
+import { facePattern, redisScope } from '@diffid/shared/testing';
+import { createHandlers, type JobContext } from '../src/handlers.ts';
+import { InferenceCanceled, type RunOptions } from '../src/inference-client.ts';
+import type { InferenceJob, InferenceJobOf, InferenceOutput } from '../src/inference-protocol.ts';
+
+const ID = '0b7e3f9a-1c2d-4e5f-8a9b-0c1d2e3f4a5b';
+
+function fakeInference(output: InferenceOutput) {
+  const calls: Array<{ job: InferenceJob; options: RunOptions | undefined }> = [];
+  return {
+    calls,
+    inference: {
+      async run(job: InferenceJob, options?: RunOptions) {
+        calls.push({ job, options });
+        options?.onProgress?.(0, output.total);
+        return output;
+      },
+    },
+  };
+}
+
+function context(): JobContext & { reported: JobProgress[]; controller: AbortController } {
+  const controller = new AbortController();
+  const reported: JobProgress[] = [];
+  return { id: ID, signal: controller.signal, progress: (p) => reported.push(p), reported, controller };
+}
+
+const rgb = (seed: number) => ({ ...facePattern(seed, 24, 16) });
+
+t.test('a morph job: its two images read and decoded, PNGs stored, inputs deleted, one result shape back', async (t) => {
+  const scope = await redisScope('handlers');
+  t.teardown(() => scope.cleanup());
+  const keys = jobKeys(scope.prefix, ID);
+  await scope.redis.set(keys.input('image_a'), await encodeImage(facePattern(1, 40, 30), 'png'));
+  await scope.redis.set(keys.input('image_b'), await encodeImage(facePattern(2, 50, 20), 'png'));
+  const { calls, inference } = fakeInference({
+    images: [
+      { rgb: rgb(3), facts: { seed: 9, alpha: 0, arcface_similarity_a: 1, arcface_similarity_b: 0.1 } },
+      { rgb: rgb(4), facts: { seed: 9, alpha: 1, arcface_similarity_a: 0.1, arcface_similarity_b: null } },
+    ],
+    facts: { arcface_similarity_ab: 0.1, prompt_truncated: false },
+    inferenceMs: 12.4,
+    total: 40,
+  });
+  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 9 } };
+  const ctx = context();
+  const result = await handlers.morph(payload, ctx);
+
+  t.equal(calls.length, 1);
+  const job = calls[0]!.job as InferenceJobOf<'morph'>;
+  t.same(job.payload, payload, 'the payload reaches the thread as it is');
+  t.same([job.images.image_a.width, job.images.image_a.height, job.images.image_b.width, job.images.image_b.height], [40, 30, 50, 20], 'both uploads decoded by name');
+  t.equal(calls[0]!.options?.signal, ctx.signal, "the job's signal reaches the thread");
+  t.same(ctx.reported, [{ step: 0, total: 40 }, { step: 40, total: 40 }], 'progress relayed, then marked complete');
+
+  t.same(
+    result.images,
+    [
+      { index: 0, width: 24, height: 16, seed: 9, alpha: 0, arcface_similarity_a: 1, arcface_similarity_b: 0.1 },
+      { index: 1, width: 24, height: 16, seed: 9, alpha: 1, arcface_similarity_a: 0.1, arcface_similarity_b: null },
+    ],
+  );
+  t.equal(result.arcface_similarity_ab, 0.1);
+  t.equal(result.prompt_truncated, false);
+  t.equal(result.timings_ms.inference, 12);
+  const stored = await scope.redis.getBuffer(keys.result(1));
+  t.same((await decodeRgb(stored!, 'result')).data, rgb(4).data, 'result 1 is the PNG of the second image, lossless');
+  t.ok((await scope.redis.ttl(keys.result(0))) > 100, 'results carry the result TTL');
+  t.equal(await scope.redis.exists(keys.input('image_a'), keys.input('image_b')), 0, 'uploads deleted');
+});
+
+t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t) => {
+  const scope = await redisScope('handlers');
+  t.teardown(() => scope.cleanup());
+  await scope.redis.set(jobKeys(scope.prefix, ID).input('image_a'), await encodeImage(facePattern(1), 'png'));
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, total: 1 });
+  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const err = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  t.ok(err instanceof DiffIdError);
+  t.equal((err as DiffIdError).code, 'DIFFID_ERR_INPUT_EXPIRED');
+  t.match((err as Error).message, /^image_b: the uploaded image is no longer stored/);
+  t.equal(calls.length, 0);
+});
+
+t.test('a job canceled before it started stops before reading anything', async (t) => {
+  const scope = await redisScope('handlers');
+  t.teardown(() => scope.cleanup());
+  await scope.redis.set(jobKeys(scope.prefix, ID).canceled, '{}');
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, total: 1 });
+  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const err = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0 } }, context()).catch((e: unknown) => e);
+  t.ok(err instanceof InferenceCanceled);
+  t.equal(calls.length, 0);
+});

@@ -1,0 +1,90 @@
+// The service's settings: every environment variable the API, the worker and `npm start` read,
+// with its default and its check, in one table. Only the entry points call `readSettings`; the
+// rest of the code takes plain options.
+import { fileURLToPath } from 'node:url';
+
+/** Where the repository's own writable data goes by default (`var/`, git-ignored). */
+const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../var', import.meta.url));
+
+/** The onnxruntime execution providers a worker may ask for. */
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+interface Setting<T> {
+  env: string;
+  default: T;
+  /** Turns the variable's text into the value, or says what is wrong with it. */
+  parse(raw: string): T | { error: string };
+  doc: string;
+}
+
+function int(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (raw: string): number | { error: string } => {
+    // Number() also takes "0x10", "1e3" and " 8 "; a setting is plain decimal digits.
+    const n = /^[0-9]{1,15}$/.test(raw) ? Number(raw) : Number.NaN;
+    return Number.isInteger(n) && n >= min && n <= max ? n : { error: `an integer in ${min}…${max}` };
+  };
+}
+
+function oneOf<const T extends readonly string[]>(values: T) {
+  return (raw: string): T[number] | { error: string } =>
+    (values as readonly string[]).includes(raw) ? (raw as T[number]) : { error: `one of ${values.join(', ')}` };
+}
+
+const text = (raw: string): string => raw;
+const optionalText = (raw: string): string | undefined => raw;
+
+/** Every setting: its variable, default, check and meaning (the README's table is this one). */
+export const SETTINGS = {
+  redisUrl: { env: 'REDIS_URL', default: 'redis://127.0.0.1:6379', parse: text, doc: 'Redis that the API and the workers share' },
+  redisPrefix: { env: 'DIFFID_REDIS_PREFIX', default: 'diffid', parse: text, doc: 'prefix of every Redis key, BullMQ’s included' },
+  queueName: { env: 'DIFFID_QUEUE', default: 'jobs', parse: text, doc: 'BullMQ queue name' },
+  resultTtlSeconds: { env: 'DIFFID_RESULT_TTL_SECONDS', default: 86_400, parse: int(60), doc: 'how long results and finished jobs are kept' },
+  logLevel: { env: 'LOG_LEVEL', default: 'info', parse: oneOf(LOG_LEVELS), doc: 'pino log level' },
+  port: { env: 'PORT', default: 8080, parse: int(0, 65_535), doc: 'API port' },
+  host: { env: 'HOST', default: '0.0.0.0', parse: text, doc: 'API listen address' },
+  inputTtlSeconds: { env: 'DIFFID_INPUT_TTL_SECONDS', default: 7 * 86_400, parse: int(60), doc: 'how long uploads wait for a worker' },
+  jobAttempts: { env: 'DIFFID_JOB_ATTEMPTS', default: 3, parse: int(1, 20), doc: 'tries of a job whose failure is transient' },
+  modelDir: { env: 'DIFFID_MODEL_DIR', default: undefined, parse: optionalText, doc: 'model bundle directory; unset: the embedded default bundle' },
+  dataDir: { env: 'DIFFID_DATA_DIR', default: DEFAULT_DATA_DIR, parse: text, doc: 'where the embedded default bundle is generated' },
+  executionProvider: { env: 'DIFFID_EXECUTION_PROVIDER', default: 'cpu', parse: oneOf(EXECUTION_PROVIDERS), doc: 'onnxruntime execution provider' },
+  intraOpThreads: { env: 'DIFFID_INTRA_OP_THREADS', default: 0, parse: int(0, 1024), doc: 'onnxruntime threads per operator; 0 lets it choose' },
+  maxBatch: { env: 'DIFFID_MAX_BATCH', default: 8, parse: int(1, 64), doc: 'most morph frames in one U-Net batch' },
+} as const satisfies Record<string, Setting<unknown>>;
+
+type Table = typeof SETTINGS;
+/** The settings as the entry points use them. */
+export type Settings = { -readonly [K in keyof Table]: Table[K]['default'] | Exclude<ReturnType<Table[K]['parse']>, { error: string }> };
+
+/** Every bad variable at once, each with what it must be. */
+export class SettingsError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid settings:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'SettingsError';
+    this.problems = problems;
+  }
+}
+
+/** The settings a process runs with: defaults for unset or empty variables, every value checked. */
+export function readSettings(env: Record<string, string | undefined>): Settings {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, setting] of Object.entries(SETTINGS) as Array<[keyof Table, Setting<unknown>]>) {
+    const raw = env[setting.env];
+    if (raw === undefined || raw === '') {
+      out[key] = setting.default;
+      continue;
+    }
+    const value = setting.parse(raw);
+    if (typeof value === 'object' && value !== null && 'error' in value) problems.push(`${setting.env} must be ${value.error}, got ${JSON.stringify(raw)}`);
+    else out[key] = value;
+  }
+  if (problems.length > 0) throw new SettingsError(problems);
+  return out as Settings;
+}
+
+/** The default settings (what an empty environment gives). */
+export const DEFAULT_SETTINGS: Readonly<Settings> = readSettings({});

@@ -1,0 +1,37 @@
+import t from 'tap';
+import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, plannedImages, plannedSteps, type JobPayload } from '../src/index.ts';
+
+const generate: JobPayload = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1 } };
+const morph = (frames: number, steps: number): JobPayload => ({
+  kind: 'morph',
+  params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), interpolation: 'slerp', prompt: '', steps, seed: 1 },
+});
+const compare: JobPayload = { kind: 'compare', params: {} };
+
+t.test('planned steps: generate = steps, compare = 1, morph = steps × (1 inversion + ⌈frames / max batch⌉)', async (t) => {
+  t.equal(plannedSteps(generate, 8), 25);
+  t.equal(plannedSteps(generate, 1), 25, 'generate runs its images in one batch whatever the limit');
+  t.equal(plannedSteps(compare, 8), 1);
+  const table: Array<[number, number, number, number]> = [
+    // frames, steps, max batch, planned
+    [1, 50, 8, 100],
+    [8, 50, 8, 100],
+    [9, 50, 8, 150],
+    [64, 10, 8, 90],
+    [3, 20, 1, 80],
+  ];
+  for (const [frames, steps, maxBatch, planned] of table) t.equal(plannedSteps(morph(frames, steps), maxBatch), planned, `${frames} frames × ${steps} steps, batch ${maxBatch}`);
+});
+
+t.test('planned images and inputs per kind', async (t) => {
+  t.equal(plannedImages(generate), 3);
+  t.equal(plannedImages(morph(5, 10)), 5);
+  t.equal(plannedImages(compare), 0);
+  t.same(JOB_INPUTS.generate, ['image']);
+  t.same(JOB_INPUTS.morph, ['image_a', 'image_b']);
+  for (const kind of Object.values(JOB_KINDS)) {
+    t.ok(JOB_INPUTS[kind].length > 0, `${kind} takes images`);
+    t.ok(JOB_PRIORITY[kind] >= 1, `${kind} has a priority`);
+  }
+  t.throws(() => plannedSteps({ kind: 'paint' } as unknown as JobPayload, 8), /unknown job kind "paint"/);
+});
