@@ -1,16 +1,30 @@
-# The API: no models, no GPU. Build from the repository root:
+# The API: no models, no GPU, no onnxruntime-node. Build from the repository root:
 #   docker build -f deploy/docker/api.Dockerfile -t diffid-api .
-FROM node:20-bookworm-slim
+# Node 24 is an LTS line in support; the code also runs on Node 20 and 22.
+
+# Stage 1: install everything and compile TypeScript (npm ci runs the root's `prepare`: tsc -b).
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json .npmrc tsconfig.base.json tsconfig.build.json ./
+COPY shared shared
+COPY services services
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+
+# Stage 2: the API's production dependencies only, and the compiled JavaScript.
+FROM node:24-bookworm-slim
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 COPY shared/package.json shared/
 COPY services/api/package.json services/api/
-COPY services/gpu-worker/package.json services/gpu-worker/
-RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --no-audit --no-fund
-COPY tsconfig.base.json openapi.yaml ./
-COPY shared shared
-COPY services services
+COPY deploy/docker/only-workspace.mjs /tmp/
+RUN node /tmp/only-workspace.mjs services/api \
+ && npm install --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+COPY --from=build /app/shared/dist shared/dist
+COPY --from=build /app/shared/src/bundle/manifest.schema.json shared/src/bundle/
+COPY --from=build /app/services/api/dist services/api/dist
+COPY openapi.yaml ./
 ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
 EXPOSE 8080
 USER node
-CMD ["node", "--import", "tsx", "services/api/src/server.ts"]
+CMD ["node", "services/api/dist/server.js"]

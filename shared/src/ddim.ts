@@ -1,7 +1,7 @@
 // Deterministic DDIM (η = 0) steps and classifier-free guidance, elementwise over Float32Array.
 // Paper: eq. 17 defines the forward process z_t = √ᾱ_t·z_0 + √(1−ᾱ_t)·ε; eq. 22 is the inversion
 // Φ⁻¹ and eq. 25 the sampling that these steps make up. Formulas follow diffusers' DDIMScheduler
-// and DDIMInverseScheduler (see inference-facts.md).
+// and DDIMInverseScheduler (docs/reference-values.md).
 
 import type { PredictionType } from './schedule.ts';
 

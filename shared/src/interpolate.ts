@@ -44,6 +44,12 @@ export interface LerpOptions {
    * approximately that), plain LERP has variance (1−α)² + α², 0.5 at α = 0.5: the norm shrinks to
    * ≈0.707× and the decoded image goes flat. The division restores unit variance exactly for
    * independent Gaussians and is the identity at α = 0 and α = 1.
+   *
+   * Morph does not use it: it follows the paper's eq. 24 (plain LERP), and the division's
+   * premise — two independent latents — does not hold for the inversions of two faces aligned
+   * on the same canvas, whose latents share their layout (correlation ρ > 0 makes the variance
+   * (1−α)² + α² + 2α(1−α)ρ, which the division would over-correct). It is for interpolating
+   * independent noise, such as two seeds' starting latents.
    */
   preserveNorm?: boolean;
 }

@@ -88,3 +88,16 @@ export function readSettings(env: Record<string, string | undefined>): Settings 
 
 /** The default settings (what an empty environment gives). */
 export const DEFAULT_SETTINGS: Readonly<Settings> = readSettings({});
+
+/**
+ * The settings of an entry point (`server.ts`, `main.ts`, `npm start`): on a bad value it prints
+ * every problem and exits with status 2, before anything starts.
+ */
+export function settingsOrExit(env: Record<string, string | undefined> = process.env): Settings {
+  try {
+    return readSettings(env);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}

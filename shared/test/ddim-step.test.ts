@@ -9,8 +9,8 @@ import {
   samplingStepAlphas,
 } from '../src/index.ts';
 
-// Expected outputs: torch 1.13 float32, the DDIMScheduler / DDIMInverseScheduler formulas of
-// inference-facts.md on these exact inputs.
+// Expected outputs: torch 1.13 float32, the DDIMScheduler / DDIMInverseScheduler formulas on these
+// exact inputs (docs/reference-values.md says how they were computed).
 const x = new Float32Array([0.5, -1.25, 2.0, 0.0, -0.3125, 1.5]);
 const e = new Float32Array([0.1, 0.7, -0.4, 1.2, -2.0, 0.05]);
 const s = makeSchedule(SD15_SCHEDULER);

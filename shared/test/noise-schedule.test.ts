@@ -12,7 +12,7 @@ import {
 } from '../src/index.ts';
 
 // Reference values: torch 1.13 float32, linspace(√β_start, √β_end, 1000)² then cumprod, which is
-// what diffusers' scaled_linear does; acp[0] and acp[999] also appear in inference-facts.md.
+// what diffusers' scaled_linear does; docs/reference-values.md has the script.
 const TORCH_ACP: Array<[number, number]> = [
   [0, 0.9991499781608582],
   [1, 0.9982960224151611],
@@ -35,8 +35,8 @@ t.test('alphas_cumprod matches the float32 reference at spot values', async (t) 
     const got = s.alphasCumprod[i] as number;
     t.ok(Math.abs(got - want) <= 2e-7 * want, `acp[${i}] = ${got}, reference ${want}`);
   }
-  t.equal(Math.round((s.alphasCumprod[0] as number) * 1e5) / 1e5, 0.99915, 'acp[0] = 0.99915 (inference-facts)');
-  t.equal(Math.round((s.alphasCumprod[999] as number) * 1e7) / 1e7, 0.0046601, 'acp[999] ≈ 0.0046601 (inference-facts)');
+  t.equal(Math.round((s.alphasCumprod[0] as number) * 1e5) / 1e5, 0.99915, 'acp[0] = 0.99915 (docs/reference-values.md)');
+  t.equal(Math.round((s.alphasCumprod[999] as number) * 1e7) / 1e7, 0.0046601, 'acp[999] ≈ 0.0046601 (docs/reference-values.md)');
   t.equal(s.finalAlphaCumprod, s.alphasCumprod[0], 'set_alpha_to_one = false: final ᾱ is ᾱ_0');
 });
 

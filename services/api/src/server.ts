@@ -1,16 +1,10 @@
 // Entry point of an API process: the only place that reads the environment (through the shared
 // settings table). Listens, and exits cleanly on signals.
 import { Redis } from 'ioredis';
-import { readSettings, type Settings } from '@diffid/shared';
+import { settingsOrExit } from '@diffid/shared';
 import { buildApp } from './app.ts';
 
-let settings: Settings;
-try {
-  settings = readSettings(process.env);
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n`);
-  process.exit(2);
-}
+const settings = settingsOrExit();
 
 // Fail fast while Redis is away (requests get 503) instead of queueing commands in memory.
 const redis = new Redis(settings.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 5000 });

@@ -1,15 +1,20 @@
 // `npm start`: the API and one worker in one command, for a first run or a single machine.
 // Uses Redis at REDIS_URL; when none answers there, starts a private redis-server if one is
 // installed. The worker generates the embedded default bundle when DIFFID_MODEL_DIR is unset.
-// Real deployments run `npm run start:api` and `npm run start:worker` separately.
+// Real deployments run `npm run start:api` and `npm run start:worker` separately. Run built
+// (dist/*.js, `npm start`) it starts the built entry points; run from source (`npm run dev`),
+// the source ones under tsx.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { settingsOrExit } from '@diffid/shared';
+import { freePort } from './free-port.ts';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
+const BUILT = import.meta.url.endsWith('.js');
 const env = { ...process.env };
+const settings = settingsOrExit(env);
 const children: ChildProcess[] = [];
 let stopping = false;
 
@@ -24,17 +29,6 @@ async function redisAnswers(url: string): Promise<boolean> {
   } finally {
     probe.disconnect();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 function stopAll(code: number): void {
@@ -57,7 +51,7 @@ function run(name: string, command: string, args: string[], quiet = false): Chil
   return child;
 }
 
-env.REDIS_URL ??= 'redis://127.0.0.1:6379';
+env.REDIS_URL = settings.redisUrl;
 if (!(await redisAnswers(env.REDIS_URL))) {
   const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
   const server = which.stdout.trim();
@@ -83,12 +77,13 @@ if (!(await redisAnswers(env.REDIS_URL))) {
   }
 }
 
-const tsx = ['--import', 'tsx'];
-run('worker', process.execPath, [...tsx, 'services/gpu-worker/src/main.ts']);
-run('api', process.execPath, [...tsx, 'services/api/src/server.ts']);
+const entry = (service: string, name: string) =>
+  BUILT ? [`services/${service}/dist/${name}.js`] : ['--conditions=diffid-source', '--import', 'tsx', `services/${service}/src/${name}.ts`];
+run('worker', process.execPath, entry('gpu-worker', 'main'));
+run('api', process.execPath, entry('api', 'server'));
 process.stdout.write(
-  `[start] Diff-ID Serve: API on http://localhost:${env.PORT ?? 8080} (docs at /docs), one worker, Redis at ${env.REDIS_URL}` +
-    `${env.DIFFID_MODEL_DIR ? `, bundle ${env.DIFFID_MODEL_DIR}` : ', the embedded default bundle'}\n`,
+  `[start] Diff-ID Serve: API on http://localhost:${settings.port} (docs at /docs), one worker, Redis at ${env.REDIS_URL}` +
+    `${settings.modelDir ? `, bundle ${settings.modelDir}` : ', the embedded default bundle'}\n`,
 );
 process.once('SIGINT', () => stopAll(0));
 process.once('SIGTERM', () => stopAll(0));

@@ -1,17 +1,11 @@
 // Entry point of a worker process: reads the settings, starts the service, stops on signals.
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { readSettings, type Settings } from '@diffid/shared';
+import { settingsOrExit } from '@diffid/shared';
 import { ensureDefaultBundle } from './bundles/default-bundle.ts';
 import { startWorkerService } from './worker-service.ts';
 
-let settings: Settings;
-try {
-  settings = readSettings(process.env);
-} catch (err) {
-  process.stderr.write(`${(err as Error).message}\n`);
-  process.exit(2);
-}
+const settings = settingsOrExit();
 const logger = pino({ name: 'diffid-worker', level: settings.logLevel });
 
 let modelDir = settings.modelDir;

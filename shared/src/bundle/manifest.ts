@@ -152,9 +152,12 @@ export class ManifestError extends Error {
   }
 }
 
-/** The manifest's JSON Schema (draft-07), as shipped in this package. */
+/**
+ * The manifest's JSON Schema (draft-07), as shipped in this package. Read from the package's src/
+ * both from source and from the build (dist/bundle/ sits as deep as src/bundle/).
+ */
 export const manifestSchema: Record<string, unknown> = JSON.parse(
-  readFileSync(new URL('./manifest.schema.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('../../src/bundle/manifest.schema.json', import.meta.url), 'utf8'),
 ) as Record<string, unknown>;
 
 const validateShape = new Ajv({ allErrors: true, strict: true }).compile(manifestSchema);

@@ -1,5 +1,5 @@
 // The tiny bundle: every role at small widths with seeded weights and real-export signatures.
-// It proves shapes and plumbing, not behaviour (issue 4's demo bundle does behaviour).
+// It proves shapes and plumbing, not behaviour (the demo bundle does behaviour).
 
 import { SD15_SCHEDULER, type Manifest, type Normalization } from '@diffid/shared';
 import {
@@ -17,7 +17,7 @@ import {
 import { tinyClipTokenizerFiles, tinyTokenizerBundlePart } from './tiny-tokenizer.ts';
 import { graphEntry, type GeneratedBundle } from './write-bundle.ts';
 
-/** CLIP ViT-L/14 preprocessing (inference-facts.md). */
+/** CLIP ViT-L/14 preprocessing (docs/reference-values.md). */
 export const CLIP_IMAGE_NORMALIZATION: Normalization = {
   channel_order: 'RGB',
   divide_by: 255,

@@ -1,5 +1,5 @@
 // The tiny bundle's graphs: small widths, seeded weights, and the input/output signatures of real
-// exports (see inference-facts.md). The adapter is the paper's architecture (§3.2, eqs. 5–15).
+// exports (docs/reference-values.md). The adapter is the paper's architecture (§3.2, eqs. 5–15).
 
 import { SeededRandom, fillGaussian } from '@diffid/shared';
 import { GraphBuilder, type ElemType } from './onnx-graph.ts';
@@ -22,7 +22,7 @@ export interface TinyDims {
   unetChannels: number;
 }
 
-/** Export-format differences the pipeline must adapt to (inference-facts.md, "ONNX exports"). */
+/** Export-format differences the pipeline must adapt to (docs/reference-values.md, "ONNX exports"). */
 export interface ExportFlavor {
   inputIds: 'int32' | 'int64';
   timestep: 'float32_batch' | 'int64_batch' | 'float32_scalar';
