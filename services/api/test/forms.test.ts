@@ -1,0 +1,97 @@
+// The form reader and the parsers behind the job routes, without Redis or a queue: a bare Fastify
+// app with only the multipart plugin and one route that returns what the reader made of a form.
+import t, { type Test } from 'tap';
+import multipart from '@fastify/multipart';
+import Fastify from 'fastify';
+import { DiffIdError } from '@diffid/shared';
+import { MAX_FILE_BYTES, formReader, morphAlphas } from '../src/forms.ts';
+import { preferWait } from '../src/routes/job-routes.ts';
+import { faceFile } from './images.ts';
+
+t.test('morph factors: exactly one of alpha, alphas or frames', async (t) => {
+  const ok: Array<[Record<string, unknown>, number[]]> = [
+    [{ alpha: 0.25 }, [0.25]],
+    [{ frames: 5 }, [0, 0.25, 0.5, 0.75, 1]],
+    [{ frames: 2 }, [0, 1]],
+    [{ alphas: '0, 0.5 ,1' }, [0, 0.5, 1]],
+    [{ alphas: '1' }, [1]],
+  ];
+  for (const [fields, want] of ok) t.same(morphAlphas(fields), want, JSON.stringify(fields));
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{}, /one of alpha, alphas or frames/],
+    [{ alpha: 0.1, frames: 3 }, /not alpha and frames/],
+    [{ alphas: '0,,1' }, /"" is not/],
+    [{ alphas: '0,1.5' }, /"1.5" is not/],
+    [{ alphas: '0,x' }, /"x" is not/],
+    [{ alphas: Array.from({ length: 65 }, () => '0.5').join(',') }, /at most 64 values \(got 65\)/],
+  ];
+  for (const [fields, message] of bad) {
+    t.throws(() => morphAlphas(fields), message, JSON.stringify(fields).slice(0, 60));
+    t.throws(() => morphAlphas(fields), DiffIdError);
+  }
+});
+
+t.test('Prefer: wait=N is read as RFC 7240 says, capped at 60 s', async (t) => {
+  const table: Array<[string | string[] | undefined, number | undefined]> = [
+    [undefined, undefined],
+    ['', undefined],
+    ['wait=5', 5],
+    ['respond-async, wait=10', 10],
+    ['WAIT = "7"', 7],
+    ['wait=600', 60],
+    [['handling=lenient', 'wait=3'], 3],
+    ['return=minimal', undefined],
+    ['nowait=3', undefined],
+  ];
+  for (const [header, want] of table) t.equal(preferWait(header), want, JSON.stringify(header));
+});
+
+async function formApp(t: Test, schema: string) {
+  const app = Fastify({ logger: false });
+  await app.register(multipart, { limits: { fileSize: MAX_FILE_BYTES } });
+  const read = formReader(schema);
+  app.post('/form', async (request, reply) => {
+    try {
+      const form = await read(request);
+      return { fields: form.fields, files: Object.fromEntries(Object.entries(form.files).map(([k, v]) => [k, v.length])) };
+    } catch (err) {
+      const e = err as DiffIdError;
+      return reply.code(e.status ?? 500).send({ code: e.code, message: e.message });
+    }
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const address = app.server.address();
+  return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/form`;
+}
+
+t.test('the generate form: numbers coerced from text, files by name, every problem named', async (t) => {
+  const url = await formApp(t, 'GenerateForm');
+  const jpeg = await faceFile(1);
+  const post = async (fields: Record<string, string>, files: Record<string, Uint8Array> = { image: jpeg }) => {
+    const form = new FormData();
+    for (const [k, v] of Object.entries(files)) form.append(k, new Blob([v]), `${k}.jpg`);
+    for (const [k, v] of Object.entries(fields)) form.append(k, v);
+    const res = await fetch(url, { method: 'POST', body: form });
+    return { status: res.status, body: (await res.json()) as Record<string, any> };
+  };
+  const good = await post({ prompt: 'a photo', num_images: '3', steps: '12', guidance_scale: '4.5', seed: '9' });
+  t.equal(good.status, 200);
+  t.same(good.body.fields, { prompt: 'a photo', num_images: 3, steps: 12, guidance_scale: 4.5, seed: 9 });
+  t.same(good.body.files, { image: jpeg.length });
+
+  const cases: Array<[Record<string, string>, Record<string, Uint8Array> | undefined, string, RegExp]> = [
+    [{ prompt: 'x', num_images: '9' }, undefined, 'DIFFID_ERR_VALIDATION', /"num_images" must be ≤ 8 \(got 9\)/],
+    [{ prompt: 'x', steps: 'many' }, undefined, 'DIFFID_ERR_VALIDATION', /"steps" must be a whole number/],
+    [{ prompt: 'x'.repeat(1001) }, undefined, 'DIFFID_ERR_PROMPT_TOO_LONG', /longer than 1000 characters/],
+    [{ prompt: 'x', color: 'red' }, undefined, 'DIFFID_ERR_UNEXPECTED_FIELD', /"color" is not a field/],
+    [{ prompt: 'x' }, {}, 'DIFFID_ERR_MISSING_FILE', /"image" is missing/],
+    [{ prompt: 'x' }, { image: new TextEncoder().encode('GIF89a not really') }, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /not a JPEG, PNG or WebP/],
+  ];
+  for (const [fields, files, code, message] of cases) {
+    const res = await post(fields, files);
+    t.equal(res.body.code, code, `${JSON.stringify(fields).slice(0, 40)} → ${code}`);
+    t.match(res.body.message, message);
+    t.ok(res.status >= 400 && res.status < 500, 'a 4xx');
+  }
+});
