@@ -70,6 +70,12 @@ export type JobPayload =
   | { kind: 'morph'; params: MorphParams }
   | { kind: 'compare'; params: CompareParams };
 
+/** Refuses a per-kind table (handlers, pipelines) that misses a job kind of the contract. */
+export function assertEveryKind(table: Partial<Record<string, unknown>>, what: string): void {
+  const missing = Object.values(JOB_KINDS).filter((kind) => typeof table[kind] !== 'function');
+  if (missing.length > 0) throw new Error(`${what} has no handler for job kind(s): ${missing.join(', ')}`);
+}
+
 /** BullMQ priorities (1 is served first): compare is quick and interactive. */
 export const JOB_PRIORITY: Record<JobKind, number> = { compare: 1, generate: 10, morph: 10 };
 
@@ -177,12 +183,17 @@ export interface JobProgress {
 }
 
 /** Redis keys of one job, under the deployment's key prefix. */
-export const jobKeys = (prefix: string, id: string) => ({
-  input: (name: InputName) => `${prefix}:job:${id}:input:${name}`,
-  result: (index: number) => `${prefix}:job:${id}:result:${index}`,
-  /** Present once a cancel was asked for: the job's public view at that moment, as JSON. */
-  canceled: `${prefix}:job:${id}:canceled`,
-});
+export const jobKeys = (prefix: string, id: string) => {
+  const input = (name: InputName) => `${prefix}:job:${id}:input:${name}`;
+  return {
+    input,
+    /** The keys of every upload a job of `kind` has. */
+    inputs: (kind: JobKind) => JOB_INPUTS[kind].map(input),
+    result: (index: number) => `${prefix}:job:${id}:result:${index}`,
+    /** Present once a cancel was asked for: the job's public view at that moment, as JSON. */
+    canceled: `${prefix}:job:${id}:canceled`,
+  };
+};
 
 /** Pub/sub channel on which the API announces cancels to running workers. */
 export const cancelChannel = (prefix: string) => `${prefix}:cancel`;

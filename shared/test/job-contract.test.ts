@@ -1,5 +1,5 @@
 import t from 'tap';
-import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, plannedImages, plannedSteps, type JobPayload } from '../src/index.ts';
+import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, jobKeys, plannedImages, plannedSteps, type JobPayload } from '../src/index.ts';
 
 const generate: JobPayload = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1 } };
 const morph = (frames: number, steps: number): JobPayload => ({
@@ -34,4 +34,12 @@ t.test('planned images and inputs per kind', async (t) => {
     t.ok(JOB_PRIORITY[kind] >= 1, `${kind} has a priority`);
   }
   t.throws(() => plannedSteps({ kind: 'paint' } as unknown as JobPayload, 8), /unknown job kind "paint"/);
+});
+
+t.test("a job's input keys are its kind's uploads, under its own prefix and id", async (t) => {
+  const keys = jobKeys('p', 'id1');
+  t.same(keys.inputs('generate'), ['p:job:id1:input:image']);
+  t.same(keys.inputs('morph'), [keys.input('image_a'), keys.input('image_b')]);
+  t.throws(() => assertEveryKind({ generate: () => 0, morph: () => 0 }, 'the table'), /^the table has no handler for job kind\(s\): compare$/);
+  t.doesNotThrow(() => assertEveryKind({ generate: () => 0, morph: () => 0, compare: () => 0 }, 'the table'));
 });

@@ -108,10 +108,9 @@ export function createJobService(options: JobServiceOptions): JobService {
     async submit(kind, params, files) {
       const id = randomUUID();
       const keys = jobKeys(prefix, id);
-      const names = JOB_INPUTS[kind];
       await redisCall(async () => {
         const tx = redis.multi();
-        for (const name of names) tx.set(keys.input(name), (files as Record<string, Buffer>)[name] as Buffer, 'EX', options.inputTtlSeconds);
+        for (const name of JOB_INPUTS[kind]) tx.set(keys.input(name), (files as Record<string, Buffer>)[name] as Buffer, 'EX', options.inputTtlSeconds);
         await tx.exec();
         try {
           await queue.add(kind, { kind, params } as JobPayload, {
@@ -123,7 +122,7 @@ export function createJobService(options: JobServiceOptions): JobService {
             removeOnFail: { age: options.resultTtlSeconds },
           });
         } catch (err) {
-          await redis.del(...names.map((n) => keys.input(n))).catch(() => undefined);
+          await redis.del(...keys.inputs(kind)).catch(() => undefined);
           throw err;
         }
       });
@@ -146,7 +145,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
         const results = Array.from({ length: plannedImages(payload) }, (_, i) => keys.result(i));
-        await redis.del(...JOB_INPUTS[payload.kind].map((n) => keys.input(n)), ...results);
+        await redis.del(...keys.inputs(payload.kind), ...results);
       });
       watcher.notify(id);
       return canceled;

@@ -24,11 +24,13 @@ export interface BundleDims {
 }
 
 type RoleSpec<R extends Role> = (typeof ROLE_PORTS)[R];
-/** A role's ports by the contract's names. The detector's outputs are named per stride (score_8, …). */
-export type RolePorts<R extends Role> = {
-  inputs: Record<RoleSpec<R>['inputs'][number], ResolvedPort>;
-  outputs: R extends 'face_detector' ? Record<string, ResolvedPort> : Record<RoleSpec<R>['outputs'][number], ResolvedPort>;
+/** One T per port of a role, by the contract's names. The detector's outputs are named per stride (score_8, …). */
+type PerPort<R extends Role, T> = {
+  inputs: Record<RoleSpec<R>['inputs'][number], T>;
+  outputs: R extends 'face_detector' ? Record<string, T> : Record<RoleSpec<R>['outputs'][number], T>;
 };
+/** A role's ports, resolved against its graph. */
+export type RolePorts<R extends Role> = PerPort<R, ResolvedPort>;
 type RequiredRole = Exclude<Role, 'face_detector'>;
 /** Every role's ports: the required roles always, the detector when the bundle has one. */
 export type BundlePorts = { [R in RequiredRole]: RolePorts<R> } & { face_detector?: RolePorts<'face_detector'> };
@@ -57,12 +59,7 @@ interface Rule {
   why?: Record<number, string>;
 }
 /** The rules of every port the contract declares; the compiler refuses a port without one. */
-type RoleRules = {
-  [R in Role]: {
-    inputs: Record<RoleSpec<R>['inputs'][number], Rule>;
-    outputs: R extends 'face_detector' ? Record<string, Rule> : Record<RoleSpec<R>['outputs'][number], Rule>;
-  };
-};
+type RoleRules = { [R in Role]: PerPort<R, Rule> };
 
 const F32: DType[] = ['float32'];
 const SIDES = ['inputs', 'outputs'] as const;

@@ -6,7 +6,7 @@
 import {
   DiffIdError,
   JOB_INPUTS,
-  JOB_KINDS,
+  assertEveryKind,
   jobKeys,
   type JobKind,
   type JobProgress,
@@ -39,8 +39,7 @@ export interface HandlerDeps {
 
 /** Refuses a handler table that misses a job kind of the contract (the worker will not start). */
 export function assertHandlersComplete(table: Partial<Record<string, unknown>>): void {
-  const missing = Object.values(JOB_KINDS).filter((kind) => typeof table[kind] !== 'function');
-  if (missing.length > 0) throw new Error(`the worker has no handler for job kind(s): ${missing.join(', ')}`);
+  assertEveryKind(table, 'the worker');
 }
 
 /** The job's uploaded images, decoded, by name; INPUT_EXPIRED names the first one gone. */
@@ -70,7 +69,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     const pngs = await Promise.all(output.images.map((i) => encodePng(i.rgb)));
     const tx = deps.redis.multi();
     pngs.forEach((png, index) => tx.set(keys.result(index), png, 'EX', deps.resultTtlSeconds));
-    tx.del(...JOB_INPUTS[payload.kind].map((n) => keys.input(n)));
+    tx.del(...keys.inputs(payload.kind));
     await tx.exec();
     ctx.progress({ step: output.total, total: output.total });
     return {

@@ -3,7 +3,7 @@
 // job locks there). Talks to the main thread only through messages and one shared cancel flag.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { DiffIdError, JOB_KINDS, plannedSteps, type JobKind } from '@diffid/shared';
+import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
 import type { InferenceJob, InferenceJobOf, InferenceOutput, PipelineOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
 import { compare } from './pipelines/compare.ts';
@@ -26,8 +26,7 @@ const PIPELINES: { [K in JobKind]: Pipeline<K> } = {
   morph: (ctx, job, onStep) => morph(ctx, job.images, job.payload.params, options.maxBatch, onStep),
   compare: (ctx, job, onStep) => compare(ctx, job.images, onStep),
 };
-const missing = Object.values(JOB_KINDS).filter((kind) => typeof PIPELINES[kind] !== 'function');
-if (missing.length > 0) throw new Error(`the inference thread has no pipeline for job kind(s): ${missing.join(', ')}`);
+assertEveryKind(PIPELINES, 'the inference thread');
 
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 

@@ -7,7 +7,6 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   DiffIdError,
-  JOB_INPUTS,
   bundleInfoKey,
   cancelChannel,
   formatFailure,
@@ -87,8 +86,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       } catch (err) {
         const final = finalFailure(err);
         if (!final) throw err;
-        const keys = jobKeys(options.prefix, id);
-        await options.redis.del(...JOB_INPUTS[job.data.kind].map((n) => keys.input(n))).catch(() => undefined);
+        await options.redis.del(...jobKeys(options.prefix, id).inputs(job.data.kind)).catch(() => undefined);
         throw final;
       }
     },
