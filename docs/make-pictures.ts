@@ -50,7 +50,7 @@ const ctx = stageContext(bundle);
 const luciano = squareAround(await decodeRgb(await readFile(join(PHOTOS, 'max_Luciano.png'))), 202, 138, 260);
 const bryan = squareAround(await decodeRgb(await readFile(join(PHOTOS, 'max_Bryan.png'))), 55, 52, 74);
 
-const gen = await generate(ctx, { image: luciano }, { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1 }, () => {});
+const gen = await generate(ctx, { image: [luciano] }, { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
 const m = await morph(ctx, { image_a: luciano, image_b: bryan }, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 50, seed: 0 }, 8, () => {});
 await writeFile(join(import.meta.dirname, 'images/generate.png'), await encodePng(row(gen.images.map((g) => g.rgb))));
 await writeFile(join(import.meta.dirname, 'images/morph-strip.png'), await encodePng(row(m.images.map((f) => f.rgb))));

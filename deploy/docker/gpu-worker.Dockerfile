@@ -31,5 +31,8 @@ RUN node /tmp/only-workspace.mjs services/gpu-worker \
 COPY --from=build /app/shared/dist shared/dist
 COPY --from=build /app/shared/src/bundle/manifest.schema.json shared/src/bundle/
 COPY --from=build /app/services/gpu-worker/dist services/gpu-worker/dist
+# The shipped face models (fetched by npm ci in the build stage) and their provenance table.
+COPY --from=build /app/services/gpu-worker/models services/gpu-worker/models
+COPY --from=build /app/services/gpu-worker/shipped-models.json services/gpu-worker/
 ENV NODE_ENV=production DIFFID_EXECUTION_PROVIDER=cuda DIFFID_MODEL_DIR=/models
 CMD ["node", "services/gpu-worker/dist/main.js"]

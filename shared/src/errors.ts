@@ -18,6 +18,7 @@ export const ERROR_CATALOGUE = {
   INTERNAL: { code: 'DIFFID_ERR_INTERNAL', status: 500, title: 'Internal error' },
   // Jobs (reported in a failed job's `error`; status is what a synchronous request would get)
   NO_FACE_DETECTED: { code: 'DIFFID_ERR_NO_FACE_DETECTED', status: 422, title: 'No usable face was found in an input image' },
+  FACE_INDEX_OUT_OF_RANGE: { code: 'DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE', status: 422, title: 'A face_index names a face the image does not have' },
   INPUT_EXPIRED: { code: 'DIFFID_ERR_INPUT_EXPIRED', status: 410, title: "The job's uploaded images expired before a worker ran it" },
   JOB_CANCELED: { code: 'DIFFID_ERR_JOB_CANCELED', status: 409, title: 'The job was canceled' },
   INFERENCE_FAILED: { code: 'DIFFID_ERR_INFERENCE_FAILED', status: 500, title: 'The worker failed while running the models' },

@@ -1,5 +1,6 @@
-// Morph interpolation (paper §3.4, appendix A.1.5): SLERP of identity embeddings (eq. 23) and
-// LERP of inverted latents (eq. 24). Pure functions over Float32Array, accumulated in float64.
+// Embedding and latent mixing: morph interpolation (paper §3.4, appendix A.1.5) — SLERP of
+// identity embeddings (eq. 23), LERP of inverted latents (eq. 24) — and the averages that join
+// several photos of one person. Pure functions over Float32Array, accumulated in float64.
 
 /** |cos ω| above which SLERP falls back to LERP: sin ω is too small to divide by safely. */
 export const SLERP_PARALLEL_THRESHOLD = 0.9995;
@@ -87,4 +88,40 @@ export function cosineSimilarity(a: Float32Array, b: Float32Array): number {
   const { dot, n1, n2 } = dotAndNorms(a, b);
   if (n1 === 0 || n2 === 0) return 0;
   return Math.max(-1, Math.min(1, dot / Math.sqrt(n1 * n2)));
+}
+
+function assertSome(vectors: Float32Array[]): Float32Array {
+  const first = vectors[0];
+  if (!first) throw new RangeError('no vectors to average');
+  for (const v of vectors) assertSameLength(first, v);
+  return first;
+}
+
+/**
+ * The identity of several photos of one person: each embedding normalised to unit length,
+ * averaged, and the mean normalised again (a recognizer's identity is a direction; a photo's
+ * norm says how confident the network was, not who it is).
+ */
+export function averageIdentity(embeddings: Float32Array[]): Float32Array {
+  const first = assertSome(embeddings);
+  const sum = new Float64Array(first.length);
+  for (const e of embeddings) {
+    const { n1 } = dotAndNorms(e, e);
+    if (n1 === 0) throw new RangeError('a zero identity embedding has no direction');
+    const inv = 1 / Math.sqrt(n1);
+    for (let i = 0; i < sum.length; i++) sum[i] = (sum[i] as number) + (e[i] as number) * inv;
+  }
+  let norm = 0;
+  for (const v of sum) norm += v * v;
+  if (norm === 0) throw new RangeError('the identity embeddings cancel out');
+  const inv = 1 / Math.sqrt(norm);
+  return Float32Array.from(sum, (v) => v * inv);
+}
+
+/** The element-wise mean of embeddings (image embeddings, whose norms carry content). */
+export function averageEmbedding(embeddings: Float32Array[]): Float32Array {
+  const first = assertSome(embeddings);
+  const sum = new Float64Array(first.length);
+  for (const e of embeddings) for (let i = 0; i < sum.length; i++) sum[i] = (sum[i] as number) + (e[i] as number);
+  return Float32Array.from(sum, (v) => v / embeddings.length);
 }

@@ -13,6 +13,10 @@ export type JobKind = (typeof JOB_KINDS)[keyof typeof JOB_KINDS];
 /** Limits shared by the API's validation and the worker's defence in depth. */
 export const LIMITS = {
   maxImages: 8,
+  /** Photos of one person that /generate takes (the `image` field, repeated). */
+  maxPhotos: 4,
+  /** Highest face_index a request may name. */
+  maxFaceIndex: 63,
   minSteps: 1,
   maxSteps: 150,
   maxGuidance: 30,
@@ -27,7 +31,11 @@ export const DEFAULTS = {
   guidanceScale: 5,
   morphSteps: 50,
   interpolation: 'slerp',
+  onMissingFace: 'fail',
 } as const;
+
+/** What /generate does with a photo in which no usable face is found. */
+export type OnMissingFace = 'fail' | 'skip';
 
 export interface GenerateParams {
   prompt: string;
@@ -37,6 +45,11 @@ export interface GenerateParams {
   guidance_scale: number;
   /** Image i uses seed + i. */
   seed: number;
+  /** Photos of the person given (the `image` field, 1 … LIMITS.maxPhotos of them). */
+  photos: number;
+  /** Per photo, the face to use (left to right, from 0); left out: the largest face. */
+  face_index?: number[];
+  on_missing_face: OnMissingFace;
 }
 
 export type Interpolation = 'slerp' | 'lerp';
@@ -48,23 +61,34 @@ export interface MorphParams {
   steps: number;
   /** Morphing is deterministic (DDIM inversion then DDIM sampling); the seed is recorded only. */
   seed: number;
+  face_index_a?: number;
+  face_index_b?: number;
 }
 
-/** compare takes no parameters beyond its two images (no index signature: `params.steps` does not compile). */
-export type CompareParams = Record<never, never>;
+/** compare takes only the choice of face in each image (no steps: `params.steps` does not compile). */
+export interface CompareParams {
+  face_index_a?: number;
+  face_index_b?: number;
+}
 
-/** Names of uploaded images, over all job kinds (their keys are jobKeys().input(name)). */
+/** Names of uploaded images, over all job kinds (their keys are jobKeys().input(name, i)). */
 export const INPUT_NAMES = ['image', 'image_a', 'image_b'] as const;
 export type InputName = (typeof INPUT_NAMES)[number];
 
-/** The images each job kind takes, in the order its pipeline reads them. */
+/**
+ * The images each job kind takes, in the order its pipeline reads them, with how many files each
+ * field may carry (generate's `image` is repeated for several photos of one person).
+ */
 export const JOB_INPUTS = {
-  generate: ['image'],
-  morph: ['image_a', 'image_b'],
-  compare: ['image_a', 'image_b'],
-} as const satisfies Record<JobKind, readonly InputName[]>;
+  generate: { image: LIMITS.maxPhotos },
+  morph: { image_a: 1, image_b: 1 },
+  compare: { image_a: 1, image_b: 1 },
+} as const satisfies Record<JobKind, Partial<Record<InputName, number>>>;
 
-/** Job data: the kind and its parameters. The images sit under jobKeys(prefix, id).input(name). */
+/** The input fields of a job kind, in order. */
+export const inputNames = <K extends JobKind>(kind: K) => Object.keys(JOB_INPUTS[kind]) as Array<keyof (typeof JOB_INPUTS)[K] & InputName>;
+
+/** Job data: the kind and its parameters. The images sit under jobKeys(prefix, id).input(name, i). */
 export type JobPayload =
   | { kind: 'generate'; params: GenerateParams }
   | { kind: 'morph'; params: MorphParams }
@@ -102,6 +126,16 @@ export function plannedSteps(payload: JobPayload, maxBatch: number): number {
   }
 }
 
+/** How many files a job has under an input name: generate's photos, one image otherwise. */
+export function uploadCount(payload: JobPayload, name: InputName): number {
+  return payload.kind === 'generate' && name === 'image' ? payload.params.photos : 1;
+}
+
+/** How an input image is named in results and messages: its field, and its place when repeated. */
+export function inputLabel(name: InputName, index: number, count: number): string {
+  return count > 1 ? `${name}[${index}]` : name;
+}
+
 /** How many result images a job writes (their keys are jobKeys().result(0 … n − 1)). */
 export function plannedImages(payload: JobPayload): number {
   switch (payload.kind) {
@@ -116,14 +150,28 @@ export function plannedImages(payload: JobPayload): number {
   }
 }
 
-/** The face a compare job found in one image. */
-export interface ComparedFace {
-  image: 'image_a' | 'image_b';
-  /** x1, y1, x2, y2 in the image's pixels (after EXIF orientation). */
+/** One face a detector found: box and landmarks in the image's pixels (after EXIF orientation). */
+export interface SeenFace {
   box: [number, number, number, number];
   score: number;
-  /** Faces seen in the image; the largest is compared. */
-  faces: number;
+  /** By name, as seen in the image (left_eye is the eye on the image's left). */
+  landmarks: Record<string, [number, number]>;
+}
+
+/** The faces found in one input image, left to right, and the one used. */
+export interface InputFaces {
+  /** The input's field, with its place when the field is repeated: image, image[1], image_a. */
+  input: string;
+  faces: SeenFace[];
+  /** The face used (an index into `faces`); null when the photo was skipped. */
+  face_index: number | null;
+}
+
+/** Something the caller should know about a result that did not stop the job. */
+export interface ResultWarning {
+  code: 'AMBIGUOUS_FACE' | 'SMALL_FACE' | 'FACE_SKIPPED';
+  input: string;
+  message: string;
 }
 
 /** What a worker publishes about its bundle, for the API to apply its defaults. */
@@ -164,8 +212,9 @@ export interface ResultImage extends ImageFacts {
 export interface ResultFacts {
   /** compare only: cosine similarity of the two faces under the bundle's embedder. */
   similarity?: number;
-  /** compare only: the face found in each image. */
-  faces?: ComparedFace[];
+  /** Every input image's faces and the one used. */
+  inputs?: InputFaces[];
+  warnings?: ResultWarning[];
   /** Morph only: cosine similarity of face A to face B. */
   arcface_similarity_ab?: number;
   /** True when the prompt was longer than the text encoder takes and was cut. */
@@ -174,7 +223,11 @@ export interface ResultFacts {
 
 export interface JobResult extends ResultFacts {
   images: ResultImage[];
-  timings_ms: { total: number; inference: number };
+  /**
+   * Wall-clock milliseconds: the whole job in the worker, the inference thread's run, and each
+   * pipeline stage within it (stages that ran concurrently are counted once).
+   */
+  timings_ms: { total: number; inference: number; stages: Record<string, number> };
 }
 
 export interface JobProgress {
@@ -184,11 +237,12 @@ export interface JobProgress {
 
 /** Redis keys of one job, under the deployment's key prefix. */
 export const jobKeys = (prefix: string, id: string) => {
-  const input = (name: InputName) => `${prefix}:job:${id}:input:${name}`;
+  const input = (name: InputName, index = 0) => `${prefix}:job:${id}:input:${name}${index > 0 ? `:${index}` : ''}`;
   return {
     input,
-    /** The keys of every upload a job of `kind` has. */
-    inputs: (kind: JobKind) => JOB_INPUTS[kind].map(input),
+    /** The keys of every upload a job may have (the most photos each of its fields takes). */
+    inputs: (kind: JobKind) =>
+      Object.entries(JOB_INPUTS[kind]).flatMap(([name, most]) => Array.from({ length: most }, (_, i) => input(name as InputName, i))),
     result: (index: number) => `${prefix}:job:${id}:result:${index}`,
     /** Present once a cancel was asked for: the job's public view at that moment, as JSON. */
     canceled: `${prefix}:job:${id}:canceled`,

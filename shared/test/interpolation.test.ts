@@ -1,5 +1,5 @@
 import t from 'tap';
-import { SLERP_PARALLEL_THRESHOLD, cosineSimilarity, gaussianNoise, lerp, slerp } from '../src/index.ts';
+import { SLERP_PARALLEL_THRESHOLD, averageEmbedding, averageIdentity, cosineSimilarity, gaussianNoise, lerp, slerp } from '../src/index.ts';
 
 const f32 = (a: number[]) => new Float32Array(a);
 const maxDiff = (a: Float32Array, b: number[]) => Math.max(...b.map((v, i) => Math.abs((a[i] as number) - v)));
@@ -64,4 +64,16 @@ t.test('seeded noise is reproducible, independent per seed and standard normal',
   t.ok(Math.abs(v - 1) < 0.01, `variance ${v}`);
   t.throws(() => gaussianNoise(-1, 4), /seed/);
   t.throws(() => gaussianNoise(1.5, 4), /seed/);
+});
+
+t.test('several photos of one person: identities by mean direction, image embeddings by mean', async (t) => {
+  const a = new Float32Array([3, 0]);
+  const b = new Float32Array([0, 0.5]);
+  const id = averageIdentity([a, b]);
+  t.ok(Math.abs((id[0] as number) - Math.SQRT1_2) < 1e-6 && Math.abs((id[1] as number) - Math.SQRT1_2) < 1e-6, 'each normalised first, so a large norm does not pull the mean: (1/√2, 1/√2)');
+  t.same(Array.from(averageEmbedding([a, b])), [1.5, 0.25]);
+  t.same(Array.from(averageIdentity([a])), [1, 0], 'one photo: its direction');
+  t.throws(() => averageIdentity([]), /no vectors/);
+  t.throws(() => averageIdentity([a, new Float32Array([-3, 0])]), /cancel out/);
+  t.throws(() => averageIdentity([new Float32Array(2)]), /zero identity/);
 });

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, jobKeys, plannedImages, plannedSteps, type JobPayload } from '../src/index.ts';
+import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, inputLabel, inputNames, jobKeys, plannedImages, plannedSteps, uploadCount, type JobPayload } from '../src/index.ts';
 
-const generate: JobPayload = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1 } };
+const generate: JobPayload = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip' } };
 const morph = (frames: number, steps: number): JobPayload => ({
   kind: 'morph',
   params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), interpolation: 'slerp', prompt: '', steps, seed: 1 },
@@ -27,10 +27,15 @@ t.test('planned images and inputs per kind', async (t) => {
   t.equal(plannedImages(generate), 3);
   t.equal(plannedImages(morph(5, 10)), 5);
   t.equal(plannedImages(compare), 0);
-  t.same(JOB_INPUTS.generate, ['image']);
-  t.same(JOB_INPUTS.morph, ['image_a', 'image_b']);
+  t.same(inputNames('generate'), ['image']);
+  t.same(inputNames('morph'), ['image_a', 'image_b']);
+  t.same(JOB_INPUTS.generate, { image: 4 }, 'generate takes up to 4 photos of one person');
+  t.equal(uploadCount(generate, 'image'), 2, "generate's photo count comes from its params");
+  t.equal(uploadCount(compare, 'image_a'), 1);
+  t.equal(inputLabel('image', 1, 2), 'image[1]');
+  t.equal(inputLabel('image_a', 0, 1), 'image_a', 'a single upload is named by its field');
   for (const kind of Object.values(JOB_KINDS)) {
-    t.ok(JOB_INPUTS[kind].length > 0, `${kind} takes images`);
+    t.ok(inputNames(kind).length > 0, `${kind} takes images`);
     t.ok(JOB_PRIORITY[kind] >= 1, `${kind} has a priority`);
   }
   t.throws(() => plannedSteps({ kind: 'paint' } as unknown as JobPayload, 8), /unknown job kind "paint"/);
@@ -38,7 +43,7 @@ t.test('planned images and inputs per kind', async (t) => {
 
 t.test("a job's input keys are its kind's uploads, under its own prefix and id", async (t) => {
   const keys = jobKeys('p', 'id1');
-  t.same(keys.inputs('generate'), ['p:job:id1:input:image']);
+  t.same(keys.inputs('generate'), ['p:job:id1:input:image', 'p:job:id1:input:image:1', 'p:job:id1:input:image:2', 'p:job:id1:input:image:3'], 'every photo generate may take');
   t.same(keys.inputs('morph'), [keys.input('image_a'), keys.input('image_b')]);
   t.throws(() => assertEveryKind({ generate: () => 0, morph: () => 0 }, 'the table'), /^the table has no handler for job kind\(s\): compare$/);
   t.doesNotThrow(() => assertEveryKind({ generate: () => 0, morph: () => 0, compare: () => 0 }, 'the table'));

@@ -5,7 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import addFormats from 'ajv-formats';
 import type {} from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
-import { DiffIdError, LIMITS } from '@diffid/shared';
+import { DiffIdError, LIMITS, inputLabel, type InputName } from '@diffid/shared';
 import { decodeRgb, sniffImageFormat } from '@diffid/shared/image';
 import { formSchema } from './openapi.ts';
 
@@ -14,7 +14,8 @@ export const MAX_FILE_BYTES = 20 * 1024 * 1024;
 
 export interface ParsedForm {
   fields: Record<string, unknown>;
-  files: Record<string, Buffer>;
+  /** Each file field's uploads, in the order they came. */
+  files: Record<string, Buffer[]>;
 }
 
 // Defaults are the route's to apply (some come from the workers' bundle), not the validator's.
@@ -63,7 +64,7 @@ export function formReader(schemaName: string) {
       throw new DiffIdError('NOT_MULTIPART', 'send the request as multipart/form-data (for example curl -F image=@face.jpg -F prompt=...)');
     }
     const fields: Record<string, unknown> = {};
-    const files: Record<string, Buffer> = {};
+    const files: Record<string, Buffer[]> = {};
     try {
       for await (const part of request.parts({ limits: { fileSize: MAX_FILE_BYTES } })) {
         const name = part.fieldname;
@@ -72,8 +73,13 @@ export function formReader(schemaName: string) {
             await part.toBuffer().catch(() => undefined);
             throw new DiffIdError('UNEXPECTED_FIELD', `this route takes no file "${name}"; its files are ${schema.files.join(', ')}`);
           }
-          if (name in files) throw new DiffIdError('UNEXPECTED_FIELD', `the file "${name}" is given twice`);
-          files[name] = await part.toBuffer();
+          const list = (files[name] ??= []);
+          const most = schema.maxFiles[name] ?? 1;
+          if (list.length >= most) {
+            await part.toBuffer().catch(() => undefined);
+            throw new DiffIdError('UNEXPECTED_FIELD', most === 1 ? `the file "${name}" is given twice` : `the file "${name}" is given more than ${most} times`);
+          }
+          list.push(await part.toBuffer());
         } else {
           if (schema.files.includes(name)) throw new DiffIdError('VALIDATION', `"${name}" must be a file upload, not a text field`);
           if (!fieldNames.has(name)) throw new DiffIdError('UNEXPECTED_FIELD', `"${name}" is not a field of this route; its fields are ${[...fieldNames].join(', ')}`);
@@ -98,11 +104,14 @@ export function formReader(schemaName: string) {
       if (!files[name]) throw new DiffIdError('MISSING_FILE', `the image file "${name}" is missing; attach it as a multipart file field`);
     }
     if (!validate(fields)) throw fieldError((validate.errors ?? [])[0] as ErrorObject, fields);
-    for (const [name, bytes] of Object.entries(files)) {
-      if (bytes.length === 0) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is an empty file`);
-      if (!sniffImageFormat(bytes)) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is not a JPEG, PNG or WebP image (checked by its bytes, whatever its declared type)`);
-      // A full decode here keeps truncated or corrupt images out of the queue.
-      await decodeRgb(bytes, name);
+    for (const [field, list] of Object.entries(files)) {
+      for (const [i, bytes] of list.entries()) {
+        const name = inputLabel(field as InputName, i, list.length);
+        if (bytes.length === 0) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is an empty file`);
+        if (!sniffImageFormat(bytes)) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is not a JPEG, PNG or WebP image (checked by its bytes, whatever its declared type)`);
+        // A full decode here keeps truncated or corrupt images out of the queue.
+        await decodeRgb(bytes, name);
+      }
     }
     return { fields, files };
   };
@@ -128,4 +137,18 @@ export function morphAlphas(fields: Record<string, unknown>): number[] {
     return values;
   }
   throw new DiffIdError('VALIDATION', 'give the morph factor: one of alpha, alphas or frames');
+}
+
+/**
+ * Parses face_index for /generate: one index per photo, comma-separated ("1" or "0,2,1");
+ * undefined when not given.
+ */
+export function faceIndexes(fields: Record<string, unknown>, photos: number): number[] | undefined {
+  if (fields.face_index === undefined) return undefined;
+  const values = String(fields.face_index).split(',').map((p) => Number(p.trim()));
+  if (values.length !== photos) {
+    throw new DiffIdError('VALIDATION', `"face_index" needs one index per photo: ${photos} photo(s), ${values.length} index(es) given`);
+  }
+  if (values.some((v) => v > LIMITS.maxFaceIndex)) throw new DiffIdError('VALIDATION', `"face_index" values must be ≤ ${LIMITS.maxFaceIndex}`);
+  return values;
 }

@@ -9,6 +9,7 @@ import {
   DiffIdError,
   JOB_INPUTS,
   JOB_PRIORITY,
+  inputNames,
   bundleInfoKey,
   cancelChannel,
   jobKeys,
@@ -33,8 +34,8 @@ export interface JobServiceOptions {
   attempts: number;
 }
 
-/** A job kind's uploaded files, by the names its form takes them under. */
-export type InputFiles<K extends JobKind> = { [N in (typeof JOB_INPUTS)[K][number]]: Buffer };
+/** A job kind's uploaded files, by the names its form takes them under (several for a repeated field). */
+export type InputFiles<K extends JobKind> = { [N in keyof (typeof JOB_INPUTS)[K]]: Buffer[] };
 
 export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
   submit<K extends JobKind>(kind: K, params: PayloadOf<K>['params'], files: InputFiles<K>): Promise<string>;
@@ -110,7 +111,9 @@ export function createJobService(options: JobServiceOptions): JobService {
       const keys = jobKeys(prefix, id);
       await redisCall(async () => {
         const tx = redis.multi();
-        for (const name of JOB_INPUTS[kind]) tx.set(keys.input(name), (files as Record<string, Buffer>)[name] as Buffer, 'EX', options.inputTtlSeconds);
+        for (const name of inputNames(kind)) {
+          ((files as Record<string, Buffer[]>)[name] ?? []).forEach((bytes, i) => tx.set(keys.input(name, i), bytes, 'EX', options.inputTtlSeconds));
+        }
         await tx.exec();
         try {
           await queue.add(kind, { kind, params } as JobPayload, {

@@ -39,13 +39,24 @@ export function componentSchema(name: string): Record<string, unknown> {
   return resolveRefs(schema);
 }
 
-/** A multipart form schema split into its file fields and a schema for the text fields. */
-export function formSchema(name: string): { files: string[]; requiredFiles: string[]; fields: Record<string, unknown> } {
-  const schema = componentSchema(name) as { properties: Record<string, { format?: string }>; required?: string[] };
-  const files = Object.entries(schema.properties).filter(([, p]) => p.format === 'binary').map(([k]) => k);
+type PropertySchema = { format?: string; type?: string; maxItems?: number; items?: { format?: string } };
+
+/**
+ * A multipart form schema split into its file fields — with how many files each takes (an array
+ * of binaries is a repeated field) — and a schema for the text fields.
+ */
+export function formSchema(name: string): { files: string[]; maxFiles: Record<string, number>; requiredFiles: string[]; fields: Record<string, unknown> } {
+  const schema = componentSchema(name) as { properties: Record<string, PropertySchema>; required?: string[] };
+  const maxFiles: Record<string, number> = {};
+  for (const [k, p] of Object.entries(schema.properties)) {
+    if (p.format === 'binary') maxFiles[k] = 1;
+    else if (p.type === 'array' && p.items?.format === 'binary') maxFiles[k] = p.maxItems ?? 1;
+  }
+  const files = Object.keys(maxFiles);
   const properties = Object.fromEntries(Object.entries(schema.properties).filter(([k]) => !files.includes(k)));
   return {
     files,
+    maxFiles,
     requiredFiles: (schema.required ?? []).filter((k) => files.includes(k)),
     fields: { ...schema, properties, required: (schema.required ?? []).filter((k) => !files.includes(k)) },
   };

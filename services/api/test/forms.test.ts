@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import multipart from '@fastify/multipart';
 import Fastify from 'fastify';
 import { DiffIdError } from '@diffid/shared';
-import { MAX_FILE_BYTES, formReader, morphAlphas } from '../src/forms.ts';
+import { MAX_FILE_BYTES, faceIndexes, formReader, morphAlphas } from '../src/forms.ts';
 import { preferWait } from '../src/routes/job-routes.ts';
 import { faceFile } from './images.ts';
 
@@ -31,6 +31,14 @@ t.test('morph factors: exactly one of alpha, alphas or frames', async (t) => {
   }
 });
 
+t.test('face_index for /generate: one per photo, each at most the limit', async (t) => {
+  t.equal(faceIndexes({}, 2), undefined, 'left out: the largest face of each photo');
+  t.same(faceIndexes({ face_index: '1' }, 1), [1]);
+  t.same(faceIndexes({ face_index: '0,2,1' }, 3), [0, 2, 1]);
+  t.throws(() => faceIndexes({ face_index: '1' }, 2), /one index per photo: 2 photo\(s\), 1 index\(es\) given/);
+  t.throws(() => faceIndexes({ face_index: '64' }, 1), /must be ≤ 63/);
+});
+
 t.test('Prefer: wait=N is read as RFC 7240 says, capped at 60 s', async (t) => {
   const table: Array<[string | string[] | undefined, number | undefined]> = [
     [undefined, undefined],
@@ -53,7 +61,7 @@ async function formApp(t: Test, schema: string) {
   app.post('/form', async (request, reply) => {
     try {
       const form = await read(request);
-      return { fields: form.fields, files: Object.fromEntries(Object.entries(form.files).map(([k, v]) => [k, v.length])) };
+      return { fields: form.fields, files: Object.fromEntries(Object.entries(form.files).map(([k, v]) => [k, v.map((b) => b.length)])) };
     } catch (err) {
       const e = err as DiffIdError;
       return reply.code(e.status ?? 500).send({ code: e.code, message: e.message });
@@ -68,9 +76,9 @@ async function formApp(t: Test, schema: string) {
 t.test('the generate form: numbers coerced from text, files by name, every problem named', async (t) => {
   const url = await formApp(t, 'GenerateForm');
   const jpeg = await faceFile(1);
-  const post = async (fields: Record<string, string>, files: Record<string, Uint8Array> = { image: jpeg }) => {
+  const post = async (fields: Record<string, string>, files: Record<string, Uint8Array | Uint8Array[]> = { image: jpeg }) => {
     const form = new FormData();
-    for (const [k, v] of Object.entries(files)) form.append(k, new Blob([v]), `${k}.jpg`);
+    for (const [k, v] of Object.entries(files)) for (const bytes of [v].flat()) form.append(k, new Blob([bytes]), `${k}.jpg`);
     for (const [k, v] of Object.entries(fields)) form.append(k, v);
     const res = await fetch(url, { method: 'POST', body: form });
     return { status: res.status, body: (await res.json()) as Record<string, any> };
@@ -78,9 +86,18 @@ t.test('the generate form: numbers coerced from text, files by name, every probl
   const good = await post({ prompt: 'a photo', num_images: '3', steps: '12', guidance_scale: '4.5', seed: '9' });
   t.equal(good.status, 200);
   t.same(good.body.fields, { prompt: 'a photo', num_images: 3, steps: 12, guidance_scale: 4.5, seed: 9 });
-  t.same(good.body.files, { image: jpeg.length });
+  t.same(good.body.files, { image: [jpeg.length] });
+  const other = await faceFile(2);
+  const several = await post({ prompt: 'a photo', face_index: '0,1', on_missing_face: 'skip' }, { image: [jpeg, other] });
+  t.equal(several.status, 200);
+  t.same(several.body.files, { image: [jpeg.length, other.length] }, 'the image field repeated: both photos, in order');
+  t.same(several.body.fields, { prompt: 'a photo', face_index: '0,1', on_missing_face: 'skip' });
 
-  const cases: Array<[Record<string, string>, Record<string, Uint8Array> | undefined, string, RegExp]> = [
+  const cases: Array<[Record<string, string>, Record<string, Uint8Array | Uint8Array[]> | undefined, string, RegExp]> = [
+    [{ prompt: 'x' }, { image: [jpeg, jpeg, jpeg, jpeg, jpeg] }, 'DIFFID_ERR_UNEXPECTED_FIELD', /"image" is given more than 4 times/],
+    [{ prompt: 'x', face_index: '0,1,2,3,4' }, undefined, 'DIFFID_ERR_VALIDATION', /"face_index" is not in the expected form/],
+    [{ prompt: 'x', face_index: '-1' }, undefined, 'DIFFID_ERR_VALIDATION', /"face_index" is not in the expected form/],
+    [{ prompt: 'x', on_missing_face: 'ignore' }, undefined, 'DIFFID_ERR_VALIDATION', /"on_missing_face" must be one of fail, skip/],
     [{ prompt: 'x', num_images: '9' }, undefined, 'DIFFID_ERR_VALIDATION', /"num_images" must be ≤ 8 \(got 9\)/],
     [{ prompt: 'x', steps: 'many' }, undefined, 'DIFFID_ERR_VALIDATION', /"steps" must be a whole number/],
     [{ prompt: 'x'.repeat(1001) }, undefined, 'DIFFID_ERR_PROMPT_TOO_LONG', /longer than 1000 characters/],

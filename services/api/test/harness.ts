@@ -23,7 +23,7 @@ export interface Stack {
 export interface StackOptions {
   bundle?: TinyOptions;
   /** Builds another bundle instead of the tiny one. */
-  build?: () => GeneratedBundle;
+  build?: () => GeneratedBundle | Promise<GeneratedBundle>;
   worker?: boolean;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
@@ -33,7 +33,7 @@ export interface StackOptions {
 export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
   const scope = await redisScope('api');
   const bundleDir = await mkdtemp(join(tmpdir(), 'diffid-api-bundle-'));
-  await writeBundle(bundleDir, options.build ? options.build() : buildTinyBundle(options.bundle));
+  await writeBundle(bundleDir, options.build ? await options.build() : buildTinyBundle(options.bundle));
   const queueName = 'jobs';
   // The API's connection fails fast, as server.ts configures it.
   const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });

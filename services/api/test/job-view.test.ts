@@ -7,7 +7,7 @@ import { assertContract } from './contract.ts';
 
 const ID = '3f1c2a4e-8b7d-4c1e-9a2b-0d1e2f3a4b5c';
 const PAYLOADS: Record<JobPayload['kind'], JobPayload> = {
-  generate: { kind: 'generate', params: { prompt: 'a photo', negative_prompt: '', num_images: 2, steps: 30, guidance_scale: 5, seed: 7 } },
+  generate: { kind: 'generate', params: { prompt: 'a photo', negative_prompt: '', num_images: 2, steps: 30, guidance_scale: 5, seed: 7, photos: 1, on_missing_face: 'fail' } },
   morph: { kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 7 } },
   compare: { kind: 'compare', params: {} },
 };
@@ -15,22 +15,23 @@ const RESULTS: Record<JobPayload['kind'], JobResult> = {
   generate: {
     images: [0, 1].map((index) => ({ index, width: 64, height: 64, seed: 7 + index, arcface_similarity: 0.8 })),
     prompt_truncated: false,
-    timings_ms: { total: 12, inference: 5 },
+    timings_ms: { total: 12, inference: 5, stages: { denoise: 4 } },
   },
   morph: {
     images: [0, 0.25, 0.5, 0.75, 1].map((alpha, index) => ({ index, width: 64, height: 64, seed: 7, alpha, arcface_similarity_a: 1 - alpha, arcface_similarity_b: alpha })),
     arcface_similarity_ab: 0.1,
     prompt_truncated: false,
-    timings_ms: { total: 12, inference: 5 },
+    timings_ms: { total: 12, inference: 5, stages: { denoise: 4 } },
   },
   compare: {
     images: [],
     similarity: 0.7,
-    faces: [
-      { image: 'image_a', box: [1, 2, 3, 4], score: 0.9, faces: 1 },
-      { image: 'image_b', box: [1, 2, 3, 4], score: 0.8, faces: 2 },
+    inputs: [
+      { input: 'image_a', faces: [{ box: [1, 2, 3, 4], score: 0.9, landmarks: { left_eye: [1.5, 2.5], right_eye: [2.5, 2.5] } }], face_index: 0 },
+      { input: 'image_b', faces: [], face_index: null },
     ],
-    timings_ms: { total: 3, inference: 1 },
+    warnings: [{ code: 'AMBIGUOUS_FACE', input: 'image_a', message: 'two faces of one size' }],
+    timings_ms: { total: 3, inference: 1, stages: { find_faces: 1, embed: 1 } },
   },
 };
 const T0 = Date.parse('2026-11-28T10:00:00Z');

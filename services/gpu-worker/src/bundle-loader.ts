@@ -17,6 +17,7 @@ import {
   type Role,
 } from '@diffid/shared';
 import { checkSignatures, SignatureMismatch, type BundleDims, type BundlePorts, type ResolvedSignatures } from './bundle-signature.ts';
+import { probeDetector } from './stages/detect-faces.ts';
 import { openGraph, type ExecutionProvider, type Graph, type GraphSignature } from './onnx.ts';
 import { createPromptTokenizer, parseMerges, type PromptTokenizer, type TokenizerSource } from './tokenizer.ts';
 
@@ -145,6 +146,10 @@ export async function loadBundle(dirInput: string, options: LoadOptions = {}): P
     } catch (err) {
       if (err instanceof SignatureMismatch) throw new DiffIdError('BUNDLE_GRAPH_MISMATCH', err.message, { cause: err });
       throw err;
+    }
+    const det = manifest.models.face_detector;
+    if (det && graphs.face_detector && resolved.ports.face_detector) {
+      await probeDetector({ det, graph: graphs.face_detector, ports: resolved.ports.face_detector });
     }
     // checkSignatures refuses a bundle missing a required role's graph, so every one was opened.
     return { dir, manifest, graphs: graphs as BundleGraphs, ports: resolved.ports, dims: resolved.dims, tokenizer, release };

@@ -4,7 +4,7 @@
 // are read from the graph that produces them and required of the graphs that consume them. The
 // result is typed: a stage reads `ports.unet.inputs.sample` and the compiler knows it is there.
 
-import { OPTIONAL_ROLES, ROLES, type Manifest, type ROLE_PORTS, type Role } from '@diffid/shared';
+import { DETECTOR_LAYOUTS, OPTIONAL_ROLES, ROLES, anchorsAt, type Manifest, type ROLE_PORTS, type Role } from '@diffid/shared';
 import type { DType, GraphSignature, TensorSignature } from './onnx.ts';
 
 /** A port resolved against its graph: the tensor's name, dtype and shape. */
@@ -90,11 +90,18 @@ function portRules(m: Manifest, w: Widths): RoleRules {
     Wt: `text_encoder (${m.models.text_encoder.file}) emits ${w.Wt}`,
   };
   const detectorOutputs: Record<string, Rule> = {};
-  for (const s of m.models.face_detector?.strides ?? []) {
-    detectorOutputs[`score_${s}`] = { dtypes: F32, shapes: [[null, null, 1], [null, 1]] };
-    detectorOutputs[`bbox_${s}`] = { dtypes: F32, shapes: [[null, null, 4], [null, 4]] };
-    detectorOutputs[`kps_${s}`] = { dtypes: F32, shapes: [[null, null, 10], [null, 10]] };
-  }
+  const det = m.models.face_detector;
+  det?.strides.forEach((stride, i) => {
+    const cells = Math.ceil(detSize / stride);
+    const anchors = anchorsAt(det, i);
+    const n = cells * cells * anchors;
+    const why = { 0: `${cells}×${cells} cells × ${anchors} anchors at stride ${stride}`, 1: `${cells}×${cells} cells × ${anchors} anchors at stride ${stride}` };
+    for (const [output, width] of Object.entries(DETECTOR_LAYOUTS[det.layout].outputs)) {
+      detectorOutputs[`${output}_${stride}`] = { dtypes: F32, shapes: [[null, n, width], [n, width]], why };
+    }
+  });
+  const detInput: Dim[] = det?.preprocess.tensor_layout === 'NHWC' ? [null, detSize, detSize, 3] : [null, 3, detSize, detSize];
+  const detAxes = det?.preprocess.tensor_layout === 'NHWC' ? [1, 2] : [2, 3];
   return {
     text_encoder: {
       inputs: { input_ids: { dtypes: ['int32', 'int64'], shapes: [[null, L]], why: { 1: `tokenizer.max_length is ${L}` } } },
@@ -109,7 +116,7 @@ function portRules(m: Manifest, w: Widths): RoleRules {
       outputs: { embedding: { dtypes: F32, shapes: [[null, null]] } },
     },
     face_detector: {
-      inputs: { pixels: { dtypes: F32, shapes: [[null, 3, detSize, detSize]], why: { 2: `preprocess.size is ${detSize}` } } },
+      inputs: { pixels: { dtypes: F32, shapes: [detInput], why: Object.fromEntries(detAxes.map((a) => [a, `preprocess.size is ${detSize}`])) } },
       outputs: detectorOutputs,
     },
     adapter: {

@@ -2,6 +2,7 @@
 // (Umeyama's least squares, in closed form for 2-D), bilinear affine warps, and templates placed
 // on square canvases.
 
+import type { DetectorLayout } from '@diffid/shared';
 import type { Rgb } from './pixels.ts';
 
 export type Point = [number, number];
@@ -49,7 +50,8 @@ export function applySimilarity(m: Similarity, p: Point): Point {
 
 /**
  * Warps `img` by `m` (source → destination pixel coordinates, integers at pixel centres as in
- * OpenCV's warpAffine) into a width×height image, sampling bilinearly; outside is black.
+ * OpenCV's warpAffine) into a width×height image, sampling bilinearly. Outside the photo the edge
+ * pixels are repeated, so a face near the border leaves no black wedge in a crop or a canvas.
  */
 export function warpSimilarity(img: Rgb, m: Similarity, width: number, height: number): Rgb {
   const det = m.a * m.a + m.b * m.b;
@@ -75,9 +77,8 @@ export function warpSimilarity(img: Rgb, m: Similarity, width: number, height: n
       for (let c = 0; c < 3; c++) {
         let v = 0;
         for (let k = 0; k < 4; k++) {
-          const xx = x0 + (k & 1);
-          const yy = y0 + (k >> 1);
-          if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
+          const xx = Math.min(W - 1, Math.max(0, x0 + (k & 1)));
+          const yy = Math.min(H - 1, Math.max(0, y0 + (k >> 1)));
           const w = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
           v += w * (src[(yy * W + xx) * 3 + c] as number);
         }
@@ -86,6 +87,17 @@ export function warpSimilarity(img: Rgb, m: Similarity, width: number, height: n
     }
   }
   return { data, width, height };
+}
+
+/**
+ * The point pairs that align a face: the detector's landmarks (by layout) and where the 5-point
+ * template puts them. Five points map one to one; BlazeFace's mouth centre maps to the midpoint
+ * of the template's mouth corners, and its ear points are not used (the template has none).
+ */
+export function alignmentPairs(layout: DetectorLayout, landmarks: Point[], template: Point[]): { src: Point[]; dst: Point[] } {
+  if (layout === 'scrfd') return { src: landmarks.slice(0, 5), dst: template };
+  const [le, re, nose, ml, mr] = template as [Point, Point, Point, Point, Point];
+  return { src: landmarks.slice(0, 4), dst: [le, re, nose, [(ml[0] + mr[0]) / 2, (ml[1] + mr[1]) / 2]] };
 }
 
 /**

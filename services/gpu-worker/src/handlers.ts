@@ -7,7 +7,11 @@ import {
   DiffIdError,
   JOB_INPUTS,
   assertEveryKind,
+  inputLabel,
   jobKeys,
+  uploadCount,
+  type InputName,
+  type JobPayload,
   type JobKind,
   type JobProgress,
   type JobResult,
@@ -42,14 +46,23 @@ export function assertHandlersComplete(table: Partial<Record<string, unknown>>):
   assertEveryKind(table, 'the worker');
 }
 
-/** The job's uploaded images, decoded, by name; INPUT_EXPIRED names the first one gone. */
-async function loadInputs(deps: HandlerDeps, id: string, kind: JobKind): Promise<Record<string, Rgb>> {
+/**
+ * The job's uploaded images, decoded, by name: one image, or a list for a field that takes
+ * several. INPUT_EXPIRED names the first one gone.
+ */
+async function loadInputs(deps: HandlerDeps, id: string, payload: JobPayload): Promise<Record<string, Rgb | Rgb[]>> {
   const keys = jobKeys(deps.prefix, id);
-  const images: Record<string, Rgb> = {};
-  for (const name of JOB_INPUTS[kind]) {
-    const bytes = await deps.redis.getBuffer(keys.input(name));
-    if (!bytes) throw new DiffIdError('INPUT_EXPIRED', `${name}: the uploaded image is no longer stored; submit the job again`);
-    images[name] = await decodeRgb(bytes, name);
+  const images: Record<string, Rgb | Rgb[]> = {};
+  for (const [name, most] of Object.entries(JOB_INPUTS[payload.kind]) as Array<[InputName, number]>) {
+    const count = uploadCount(payload, name);
+    const list: Rgb[] = [];
+    for (let i = 0; i < count; i++) {
+      const label = inputLabel(name, i, count);
+      const bytes = await deps.redis.getBuffer(keys.input(name, i));
+      if (!bytes) throw new DiffIdError('INPUT_EXPIRED', `${label}: the uploaded image is no longer stored; submit the job again`);
+      list.push(await decodeRgb(bytes, label));
+    }
+    images[name] = most === 1 ? (list[0] as Rgb) : list;
   }
   return images;
 }
@@ -61,7 +74,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     const keys = jobKeys(deps.prefix, ctx.id);
     // A cancel that came before this worker held the job left only its tombstone.
     if (await deps.redis.exists(keys.canceled)) throw new InferenceCanceled();
-    const images = await loadInputs(deps, ctx.id, payload.kind);
+    const images = await loadInputs(deps, ctx.id, payload);
     const output = await deps.inference.run({ payload, images } as InferenceJob, {
       signal: ctx.signal,
       onProgress: (step, total) => ctx.progress({ step, total }),
@@ -75,7 +88,11 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     return {
       images: output.images.map((i, index) => ({ index, width: i.rgb.width, height: i.rgb.height, ...i.facts })),
       ...output.facts,
-      timings_ms: { total: Math.round(performance.now() - started), inference: Math.round(output.inferenceMs) },
+      timings_ms: {
+        total: Math.round(performance.now() - started),
+        inference: Math.round(output.inferenceMs),
+        stages: Object.fromEntries(Object.entries(output.stages).map(([stage, ms]) => [stage, Math.round(ms)])),
+      },
     };
   };
   return { generate: run, morph: run, compare: run };

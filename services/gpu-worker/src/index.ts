@@ -3,6 +3,7 @@ export { startWorkerService, type WorkerService, type WorkerServiceOptions } fro
 export { loadBundle, type LoadedBundle } from './bundle-loader.ts';
 export { buildTinyBundle, type TinyOptions } from './bundles/tiny-bundle.ts';
 export { writeBundle, type GeneratedBundle } from './bundles/write-bundle.ts';
-export { ensureDefaultBundle } from './bundles/default-bundle.ts';
+export { buildDefaultBundle, ensureDefaultBundle } from './bundles/default-bundle.ts';
 export { buildDemoBundle, type DemoOptions } from './bundles/demo-bundle.ts';
-export { linkDetector, linkEmbedder } from './bundles/link-models.ts';
+export { LinkError, linkDetector, linkEmbedder } from './bundles/link-models.ts';
+export { SHIPPED, readShippedModel } from './shipped-models.ts';

@@ -12,8 +12,8 @@ export interface ThreadOptions {
   maxBatch: number;
 }
 
-/** A job kind's decoded input images, by the names its form uploads them under. */
-export type InputImages<K extends JobKind> = { [N in (typeof JOB_INPUTS)[K][number]]: Rgb };
+/** A job kind's decoded input images, by the names its form uploads them under: a list for a field that takes several. */
+export type InputImages<K extends JobKind> = { [N in keyof (typeof JOB_INPUTS)[K]]: (typeof JOB_INPUTS)[K][N] extends 1 ? Rgb : Rgb[] };
 
 /** What the thread runs: the job's payload and its decoded images. */
 export type InferenceJobOf<K extends JobKind> = { payload: PayloadOf<K>; images: InputImages<K> };
@@ -26,8 +26,10 @@ export interface PipelineOutput {
 }
 
 export interface InferenceOutput extends PipelineOutput {
-  /** Milliseconds spent inside onnxruntime. */
+  /** Wall-clock milliseconds of the pipeline run. */
   inferenceMs: number;
+  /** Of which, per stage (StageClock). */
+  stages: Record<string, number>;
   /** The job's planned steps (plannedSteps), all of them done. */
   total: number;
 }

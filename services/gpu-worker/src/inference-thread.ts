@@ -9,7 +9,7 @@ import type { InferenceJob, InferenceJobOf, InferenceOutput, PipelineOutput, Thr
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
 import { morph } from './pipelines/morph.ts';
-import { inferenceMs, stageContext, type StageContext, type StepHook } from './stages/context.ts';
+import { stageContext, type StageContext, type StepHook } from './stages/context.ts';
 
 const port = parentPort;
 if (!port) throw new Error('inference-thread runs as a worker thread only');
@@ -24,13 +24,13 @@ type Pipeline<K extends JobKind> = (ctx: StageContext, job: InferenceJobOf<K>, o
 const PIPELINES: { [K in JobKind]: Pipeline<K> } = {
   generate: (ctx, job, onStep) => generate(ctx, job.images, job.payload.params, onStep),
   morph: (ctx, job, onStep) => morph(ctx, job.images, job.payload.params, options.maxBatch, onStep),
-  compare: (ctx, job, onStep) => compare(ctx, job.images, onStep),
+  compare: (ctx, job, onStep) => compare(ctx, job.images, job.payload.params, onStep),
 };
 assertEveryKind(PIPELINES, 'the inference thread');
 
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-async function run(ctx: StageContext, job: InferenceJob, requestId: number, flag: Int32Array): Promise<InferenceOutput> {
+async function run(bundleCtx: StageContext, job: InferenceJob, requestId: number, flag: Int32Array): Promise<InferenceOutput> {
   const total = plannedSteps(job.payload, options.maxBatch);
   let begun = 0;
   const onStep = () => {
@@ -38,10 +38,11 @@ async function run(ctx: StageContext, job: InferenceJob, requestId: number, flag
     post({ type: 'progress', requestId, step: begun, total });
     begun++;
   };
-  const before = inferenceMs(ctx.bundle);
+  const ctx = stageContext(bundleCtx.bundle, bundleCtx.schedule);
+  const started = performance.now();
   const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
   const output = await pipeline(ctx, job as InferenceJobOf<JobKind>, onStep);
-  return { ...output, inferenceMs: inferenceMs(ctx.bundle) - before, total };
+  return { ...output, inferenceMs: performance.now() - started, stages: ctx.clock.totals(), total };
 }
 
 try {

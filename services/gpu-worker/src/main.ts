@@ -10,7 +10,11 @@ const logger = pino({ name: 'diffid-worker', level: settings.logLevel });
 
 let modelDir = settings.modelDir;
 if (!modelDir) {
-  const made = await ensureDefaultBundle(settings.dataDir);
+  const made = await ensureDefaultBundle(settings.dataDir).catch((err: unknown) => {
+    // A missing or altered shipped model: the message names the file and the fix.
+    logger.fatal({ code: (err as { code?: string }).code }, (err as Error).message);
+    process.exit(1);
+  });
   modelDir = made.dir;
   logger.info({ dir: made.dir, generated: made.generated }, 'DIFFID_MODEL_DIR is not set: using the embedded default bundle');
 }

@@ -121,8 +121,11 @@ export function squarePortrait(img: Rgb, size: number): Rgb {
   return resizeRgb(centerCrop(img, side, side), size, size, 'bicubic');
 }
 
-/** RGB bytes → one NCHW float32 image, x = (p / divide_by − mean) / std, channels as ordered. */
-export function normalizeToChw(img: Rgb, norm: Normalization): Float32Array {
+/**
+ * RGB bytes → one float32 image, x = (p / divide_by − mean) / std, channels as ordered, in NCHW
+ * (channel planes) or NHWC (interleaved) order.
+ */
+export function normalizeToChw(img: Rgb, norm: Normalization, layout: 'NCHW' | 'NHWC' = 'NCHW'): Float32Array {
   const n = img.width * img.height;
   const out = new Float32Array(3 * n);
   const order = norm.channel_order === 'BGR' ? [2, 1, 0] : [0, 1, 2];
@@ -130,7 +133,11 @@ export function normalizeToChw(img: Rgb, norm: Normalization): Float32Array {
     const src = order[c] as number;
     const mean = norm.mean[c] as number;
     const std = norm.std[c] as number;
-    for (let i = 0; i < n; i++) out[c * n + i] = ((img.data[i * 3 + src] as number) / norm.divide_by - mean) / std;
+    if (layout === 'NHWC') {
+      for (let i = 0; i < n; i++) out[i * 3 + c] = ((img.data[i * 3 + src] as number) / norm.divide_by - mean) / std;
+    } else {
+      for (let i = 0; i < n; i++) out[c * n + i] = ((img.data[i * 3 + src] as number) / norm.divide_by - mean) / std;
+    }
   }
   return out;
 }

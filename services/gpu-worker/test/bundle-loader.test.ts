@@ -183,6 +183,7 @@ t.test('real face models from ../shared/faces load as a bundle\'s embedder and d
   m.models.face_detector = {
     file: 'face_detector.onnx',
     sha256: await sha256File(join(dir, 'face_detector.onnx')),
+    layout: 'scrfd',
     inputs: { pixels: 'input.1' },
     outputs: Object.fromEntries(strides.flatMap((s) => [[`score_${s}`, `score_${s}`], [`bbox_${s}`, `bbox_${s}`], [`kps_${s}`, `kps_${s}`]])),
     preprocess: { channel_order: 'RGB', divide_by: 1, mean: [127.5, 127.5, 127.5], std: [128, 128, 128], size: 640, resize: 'letterbox_top_left' },

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { applySimilarity, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../src/face-geometry.ts';
-import { nonMaxSuppression, letterbox } from '../src/stages/detect-faces.ts';
+import { alignmentPairs, applySimilarity, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../src/face-geometry.ts';
+import { decodeDetections, nonMaxSuppression, letterbox } from '../src/stages/detect-faces.ts';
 import { ARCFACE_TEMPLATE_112 } from '../src/bundles/tiny-bundle.ts';
 
 const T = ARCFACE_TEMPLATE_112 as Point[];
@@ -49,4 +49,48 @@ t.test('NMS keeps the best of overlapping boxes; letterbox pads at the bottom-ri
   t.equal(scale, 2);
   t.equal(canvas.data[(5 * 40 + 5) * 3], 200, 'image at the top-left');
   t.equal(canvas.data[(30 * 40 + 5) * 3], 0, 'padding below');
+});
+
+t.test('warps repeat the edge outside the photo: no black wedge where the canvas leaves the image', async (t) => {
+  const img = { width: 8, height: 8, data: new Uint8Array(8 * 8 * 3).fill(200) };
+  // Shift by half the canvas: the left half of the output lies outside the photo.
+  const out = warpSimilarity(img, { a: 1, b: 0, tx: 8, ty: 4 }, 16, 16);
+  t.equal(Math.min(...out.data), 200, 'every pixel, inside or outside the photo, is the edge colour');
+});
+
+t.test('alignment pairs: five points one to one; BlazeFace mouth centre onto the mouth-corner midpoint, ears unused', async (t) => {
+  const template: Point[] = [[30, 50], [70, 50], [50, 70], [36, 90], [64, 90]];
+  const five = alignmentPairs('scrfd', template, template);
+  t.same(five.dst, template);
+  const six: Point[] = [[1, 1], [2, 1], [1.5, 2], [1.5, 3], [0, 1], [3, 1]];
+  const blaze = alignmentPairs('blazeface', six, template);
+  t.same(blaze.src, six.slice(0, 4));
+  t.same(blaze.dst, [[30, 50], [70, 50], [50, 70], [50, 90]]);
+});
+
+t.test('detector decoding: a known anchor of each layout lands where the layout says; wrong anchor counts are refused', async (t) => {
+  // BlazeFace: a 32² input, stride 16 (2×2 cells, 2 anchors), stride 32 (1 cell, 6 anchors).
+  const det = { layout: 'blazeface' as const, strides: [16, 32], anchors_per_cell: [2, 6], score_threshold: 0.5 };
+  const scores16 = new Float32Array(8).fill(-10);
+  const regs16 = new Float32Array(8 * 16);
+  scores16[7] = 10; // cell (1, 1), second anchor: centre (24, 24)
+  regs16.set([1, -2, 10, 12, -4, -3, 4, -3, 0, 0, 0, 4, -8, 0, 8, 0], 7 * 16);
+  const outputs: Record<string, Float32Array> = { score_16: scores16, regressors_16: regs16, score_32: new Float32Array(6).fill(-10), regressors_32: new Float32Array(6 * 16) };
+  const [face, ...rest] = decodeDetections(det, 32, (p) => outputs[p]);
+  t.equal(rest.length, 0);
+  t.ok(face && face.score > 0.99);
+  t.same(face?.box, [20, 16, 30, 28], 'box from the cell centre (24, 24) + offset (1, −2), size 10 × 12');
+  t.same(face?.landmarks.slice(0, 4), [[20, 21], [28, 21], [24, 24], [24, 28]]);
+  // SCRFD: distances from the cell corner in units of the stride.
+  const scrfd = { layout: 'scrfd' as const, strides: [8], anchors_per_cell: 1, score_threshold: 0.5 };
+  const s = new Float32Array(4);
+  s[3] = 0.9; // cell (1, 1): corner (8, 8)
+  const bbox = new Float32Array(16);
+  bbox.set([0.5, 0.5, 1, 1], 12);
+  const kps = new Float32Array(40);
+  kps.set([0, 0, 1, 0, 0.5, 0.5, 0, 1, 1, 1], 30);
+  const [f2] = decodeDetections(scrfd, 16, (p) => ({ score_8: s, bbox_8: bbox, kps_8: kps })[p]);
+  t.same(f2?.box, [4, 4, 16, 16]);
+  t.same(f2?.landmarks, [[8, 8], [16, 8], [12, 12], [8, 16], [16, 16]]);
+  t.throws(() => decodeDetections({ ...det, anchors_per_cell: [2, 2] }, 32, (p) => outputs[p]), /score_32 has 6 rows, but stride 32 on a 32² input with 2 anchors per cell has 1×1×2 = 2/);
 });

@@ -45,6 +45,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
     ],
     facts: { arcface_similarity_ab: 0.1, prompt_truncated: false },
     inferenceMs: 12.4,
+    stages: { invert: 4.4, denoise: 6.6 },
     total: 40,
   });
   const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
@@ -79,7 +80,7 @@ t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t
   const scope = await redisScope('handlers');
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).input('image_a'), await encodeImage(facePattern(1), 'png'));
-  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, total: 1 });
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, stages: {}, total: 1 });
   const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
   const err = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
   t.ok(err instanceof DiffIdError);
@@ -92,9 +93,9 @@ t.test('a job canceled before it started stops before reading anything', async (
   const scope = await redisScope('handlers');
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).canceled, '{}');
-  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, total: 1 });
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, stages: {}, total: 1 });
   const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
-  const err = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0 } }, context()).catch((e: unknown) => e);
+  const err = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail' } }, context()).catch((e: unknown) => e);
   t.ok(err instanceof InferenceCanceled);
   t.equal(calls.length, 0);
 });

@@ -26,7 +26,8 @@ export const OPTIONAL_ROLES: ReadonlySet<Role> = new Set<Role>(['face_detector']
 
 /**
  * The ports of each role: keys of the manifest's `inputs` / `outputs` maps, whose values are the
- * graph's own tensor names. Detector outputs are per stride: score_8, bbox_8, kps_8, …
+ * graph's own tensor names. Detector outputs are per stride and depend on its layout
+ * (DETECTOR_LAYOUTS): score_8, bbox_8, kps_8, … for SCRFD.
  */
 export const ROLE_PORTS = {
   text_encoder: { inputs: ['input_ids'], outputs: ['hidden_states'] },
@@ -70,12 +71,46 @@ export interface FaceEmbedderEntry extends GraphEntry {
   preprocess: Normalization & { size: number; template: Array<[number, number]> };
 }
 
+/**
+ * The face-detector output layouts the service decodes: the outputs each stride has (ports
+ * `<output>_<stride>`), the width of each output's rows, and the landmarks in their order, named
+ * as seen in the image (left_eye is the eye on the image's left).
+ * - scrfd (InsightFace SCRFD): scores are probabilities; `bbox` holds distances from the anchor
+ *   point (cell corner) to the box sides and `kps` offsets of 5 landmarks, both in units of the stride.
+ * - blazeface (MediaPipe BlazeFace): scores are logits; `regressors` holds the box centre offset
+ *   from the cell centre, the box size and 6 keypoint offsets, in input pixels.
+ */
+export const DETECTOR_LAYOUTS = {
+  scrfd: {
+    outputs: { score: 1, bbox: 4, kps: 10 },
+    landmarks: ['left_eye', 'right_eye', 'nose', 'mouth_left', 'mouth_right'],
+  },
+  blazeface: {
+    outputs: { score: 1, regressors: 16 },
+    landmarks: ['left_eye', 'right_eye', 'nose', 'mouth', 'left_ear', 'right_ear'],
+  },
+} as const;
+export type DetectorLayout = keyof typeof DETECTOR_LAYOUTS;
+
 export interface FaceDetectorEntry extends GraphEntry {
-  preprocess: Normalization & { size: number; resize: 'letterbox_top_left' };
+  layout: DetectorLayout;
+  preprocess: Normalization & { size: number; resize: 'letterbox_top_left'; tensor_layout?: 'NCHW' | 'NHWC' };
   strides: number[];
-  anchors_per_cell: number;
+  /** One count for every stride, or one per stride. */
+  anchors_per_cell: number | number[];
   score_threshold: number;
   nms_iou: number;
+}
+
+/** The detector's output ports, stride by stride: `score_8`, `bbox_8`, … */
+export function detectorPorts(det: Pick<FaceDetectorEntry, 'layout' | 'strides'>): string[] {
+  return det.strides.flatMap((s) => Object.keys(DETECTOR_LAYOUTS[det.layout].outputs).map((o) => `${o}_${s}`));
+}
+
+/** Anchors per cell at the i-th stride. */
+export function anchorsAt(det: Pick<FaceDetectorEntry, 'anchors_per_cell'>, i: number): number {
+  const a = det.anchors_per_cell;
+  return typeof a === 'number' ? a : (a[i] as number);
 }
 
 export interface VaeEncoderEntry extends GraphEntry {
@@ -169,6 +204,39 @@ function describe(e: ErrorObject): string {
   return `${where}: ${e.message ?? e.keyword}`;
 }
 
+type LinkableRole = 'face_detector' | 'face_embedder';
+const entrySchemas = {} as Record<LinkableRole, ReturnType<Ajv['compile']>>;
+
+/**
+ * What is wrong with one model entry (a detector's or an embedder's), checked by the manifest
+ * schema's own rules for that role; `where` prefixes each finding. Empty when it is valid.
+ */
+export function modelEntryProblems(role: LinkableRole, value: unknown, where: string): string[] {
+  const models = (manifestSchema.properties as { models: { properties: Record<LinkableRole, object> } }).models;
+  const validate = (entrySchemas[role] ??= new Ajv({ allErrors: true, strict: true }).compile(models.properties[role]));
+  if (validate(value)) return [];
+  return (validate.errors ?? []).map((e) => {
+    const at = e.instancePath === '' ? '' : e.instancePath.slice(1).replaceAll('/', '.');
+    if (e.keyword === 'additionalProperties') return `${where}: unknown field "${at ? `${at}.` : ''}${String(e.params.additionalProperty)}"`;
+    if (e.keyword === 'enum') return `${where}: ${at} must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    return `${where}: ${at || 'the entry'} ${e.message ?? e.keyword}`;
+  });
+}
+
+/** The detector rules a schema cannot say: its ports follow its layout and strides, one anchor count per stride. */
+export function detectorProblems(det: FaceDetectorEntry): string[] {
+  const problems: string[] = [];
+  const expected = detectorPorts(det);
+  for (const port of expected) if (!(port in det.outputs)) problems.push(`models.face_detector.outputs: missing port "${port}" (layout ${det.layout})`);
+  for (const port of Object.keys(det.outputs)) {
+    if (!expected.includes(port)) problems.push(`models.face_detector.outputs: unknown port "${port}" (layout ${det.layout}, strides ${det.strides.join(', ')}: the ports are ${expected.join(', ')})`);
+  }
+  if (Array.isArray(det.anchors_per_cell) && det.anchors_per_cell.length !== det.strides.length) {
+    problems.push(`models.face_detector.anchors_per_cell: ${det.anchors_per_cell.length} counts for ${det.strides.length} strides; give one per stride or one number`);
+  }
+  return problems;
+}
+
 /** Validates parsed JSON against the schema and the cross-field rules; returns it typed. */
 export function validateManifest(value: unknown): Manifest {
   if (!validateShape(value)) {
@@ -191,13 +259,7 @@ export function validateManifest(value: unknown): Manifest {
     }
   }
   const det = m.models.face_detector;
-  if (det) {
-    const expected = det.strides.flatMap((s) => [`score_${s}`, `bbox_${s}`, `kps_${s}`]);
-    for (const port of expected) if (!(port in det.outputs)) problems.push(`models.face_detector.outputs: missing port "${port}"`);
-    for (const port of Object.keys(det.outputs)) {
-      if (!expected.includes(port)) problems.push(`models.face_detector.outputs: unknown port "${port}" (strides are ${det.strides.join(', ')})`);
-    }
-  }
+  if (det) problems.push(...detectorProblems(det));
   const tok = m.tokenizer;
   const pair = Boolean(tok.vocab) && Boolean(tok.merges);
   if (pair === Boolean(tok.tokenizer_json) || (!pair && (tok.vocab || tok.merges))) {

@@ -1,9 +1,9 @@
 // POST /generate, POST /morph, GET and DELETE /jobs/{id}, result images and the event stream.
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams } from '@diffid/shared';
+import { DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams, type OnMissingFace } from '@diffid/shared';
 import { isTerminal, jobLinks } from '../job-view.ts';
-import { formReader, morphAlphas } from '../forms.ts';
+import { faceIndexes, formReader, morphAlphas } from '../forms.ts';
 import { componentSchema } from '../openapi.ts';
 
 const errorSchema = componentSchema('Error');
@@ -13,6 +13,12 @@ const readGenerate = formReader('GenerateForm');
 const readMorph = formReader('MorphForm');
 const readCompare = formReader('CompareForm');
 const seedOr = (v: unknown) => (typeof v === 'number' ? v : randomInt(0, LIMITS.maxSeed + 1));
+/** `{ [key]: value }` when the value was given, `{}` otherwise (params carry no undefined keys). */
+const optional = <K extends string, V>(key: K, value: V | undefined) => (value === undefined ? {} : ({ [key]: value } as Record<K, V>));
+const pairFaceIndexes = (f: Record<string, unknown>) => ({
+  ...optional('face_index_a', f.face_index_a as number | undefined),
+  ...optional('face_index_b', f.face_index_b as number | undefined),
+});
 
 /** Seconds of `Prefer: wait=N` (RFC 7240), capped at 60; undefined when not asked for. */
 export function preferWait(header: string | string[] | undefined): number | undefined {
@@ -50,6 +56,7 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
   app.post('/generate', { schema: { response: acceptedResponses } }, async (request, reply) => {
     const form = await readGenerate(request);
     const f = form.fields;
+    const photos = form.files.image ?? [];
     const bundle = (await app.jobs.bundleInfo())?.defaults ?? {};
     const params: GenerateParams = {
       prompt: f.prompt as string,
@@ -58,8 +65,11 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
       steps: (f.steps as number | undefined) ?? bundle.steps ?? DEFAULTS.steps,
       guidance_scale: (f.guidance_scale as number | undefined) ?? bundle.guidance_scale ?? DEFAULTS.guidanceScale,
       seed: seedOr(f.seed),
+      photos: photos.length,
+      on_missing_face: (f.on_missing_face as OnMissingFace | undefined) ?? DEFAULTS.onMissingFace,
+      ...optional('face_index', faceIndexes(f, photos.length)),
     };
-    const id = await app.jobs.submit('generate', params, { image: form.files.image as Buffer });
+    const id = await app.jobs.submit('generate', params, { image: photos });
     return accepted(app, request, reply, id);
   });
 
@@ -72,14 +82,15 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
       prompt: (f.prompt as string | undefined) ?? '',
       steps: (f.steps as number | undefined) ?? DEFAULTS.morphSteps,
       seed: seedOr(f.seed),
+      ...pairFaceIndexes(f),
     };
-    const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a as Buffer, image_b: form.files.image_b as Buffer });
+    const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] });
     return accepted(app, request, reply, id);
   });
 
   app.post('/compare', { schema: { response: acceptedResponses } }, async (request, reply) => {
     const form = await readCompare(request);
-    const id = await app.jobs.submit('compare', {}, { image_a: form.files.image_a as Buffer, image_b: form.files.image_b as Buffer });
+    const id = await app.jobs.submit('compare', pairFaceIndexes(form.fields), { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] });
     return accepted(app, request, reply, id);
   });
 

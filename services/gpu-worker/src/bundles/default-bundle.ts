@@ -1,22 +1,36 @@
-// The embedded default: a bundle generated on first start when none is configured.
+// The embedded default: the analytic demo diffusion with the shipped face detector and
+// recognizer (shipped-models.json), generated on first start when no bundle is configured. Its
+// directory is named by the digest of what it holds, so a worker never loads a stale default
+// written by an older version.
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MANIFEST_FILE } from '@diffid/shared';
+import { readShippedModel } from '../shipped-models.ts';
 import { buildDemoBundle } from './demo-bundle.ts';
-import { writeBundle } from './write-bundle.ts';
+import { linkDetector, linkEmbedder } from './link-models.ts';
+import { sha256Hex, withChecksums, writeBundle, type GeneratedBundle } from './write-bundle.ts';
 
 export const DEFAULT_BUNDLE_KIND = 'demo';
 
+/** The demo bundle with the shipped detector and recognizer, in memory. */
+export async function buildDefaultBundle(): Promise<GeneratedBundle> {
+  const detector = await readShippedModel('face_detector');
+  const embedder = await readShippedModel('face_embedder');
+  return buildDemoBundle({ detector: linkDetector(detector.path, detector.file.sidecar), embedder: linkEmbedder(embedder.path, embedder.file.sidecar) });
+}
+
 /** Returns the default bundle's directory under `dataDir`, generating it if it is not there. */
 export async function ensureDefaultBundle(dataDir: string): Promise<{ dir: string; generated: boolean }> {
-  const dir = join(dataDir, 'bundles', DEFAULT_BUNDLE_KIND);
+  const bundle = await buildDefaultBundle();
+  const digest = sha256Hex(new TextEncoder().encode(JSON.stringify(withChecksums(bundle)))).slice(0, 12);
+  const dir = join(dataDir, 'bundles', `${DEFAULT_BUNDLE_KIND}-${digest}`);
   if (existsSync(join(dir, MANIFEST_FILE))) return { dir, generated: false };
   await mkdir(dirname(dir), { recursive: true });
   // Written aside and renamed into place, so that workers starting together never see half a bundle.
   const tmp = await mkdtemp(`${dir}.tmp-`);
   try {
-    await writeBundle(tmp, buildDemoBundle());
+    await writeBundle(tmp, bundle);
     await rename(tmp, dir);
     return { dir, generated: true };
   } catch (err) {

@@ -1,25 +1,18 @@
-// compare: the cosine similarity of the largest faces of two images under the bundle's embedder.
-import { cosineSimilarity, type ComparedFace } from '@diffid/shared';
+// compare: the cosine similarity of one face of each of two images under the bundle's embedder.
+import { cosineSimilarity, type CompareParams } from '@diffid/shared';
 import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
 import type { StageContext, StepHook } from '../stages/context.ts';
 import { embedFaces } from '../stages/embed-face.ts';
-import { findFace } from '../stages/find-face.ts';
+import { findInputFaces } from '../stages/find-face.ts';
 
-export async function compare(ctx: StageContext, images: InputImages<'compare'>, onStep: StepHook): Promise<PipelineOutput> {
+export async function compare(ctx: StageContext, images: InputImages<'compare'>, params: CompareParams, onStep: StepHook): Promise<PipelineOutput> {
   onStep();
-  const found = [await findFace(ctx, images.image_a, 'image_a'), await findFace(ctx, images.image_b, 'image_b')];
-  const [ea, eb] = (await embedFaces(ctx, found.map((f) => f.crop))) as [Float32Array, Float32Array];
-  const round = (v: number) => Math.round(v * 10) / 10;
-  return {
-    images: [],
-    facts: {
-      similarity: cosineSimilarity(ea, eb),
-      faces: found.map((f, i) => ({
-        image: i === 0 ? 'image_a' : 'image_b',
-        box: f.box.map(round) as ComparedFace['box'],
-        score: f.score,
-        faces: f.faces,
-      })),
-    },
-  };
+  const { used, inputs, warnings } = await ctx.clock.time('find_faces', () =>
+    findInputFaces(ctx, [
+      { image: images.image_a, label: 'image_a', faceIndex: params.face_index_a },
+      { image: images.image_b, label: 'image_b', faceIndex: params.face_index_b },
+    ]),
+  );
+  const [ea, eb] = (await ctx.clock.time('embed', () => embedFaces(ctx, used.map((u) => u.face.crop)))) as [Float32Array, Float32Array];
+  return { images: [], facts: { similarity: cosineSimilarity(ea, eb), inputs, warnings } };
 }

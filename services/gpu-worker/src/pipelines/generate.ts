@@ -1,5 +1,7 @@
-// generate: one face photo and a prompt → num_images new images of that identity.
-import { gaussianNoise, type GenerateParams } from '@diffid/shared';
+// generate: photos of one person and a prompt → num_images new images of that identity. Several
+// photos join into one identity: ArcFace embeddings by their mean direction, CLIP embeddings by
+// their mean.
+import { averageEmbedding, averageIdentity, gaussianNoise, inputLabel, type GenerateParams } from '@diffid/shared';
 import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
 import { condition, zeroIdentity } from '../stages/condition.ts';
 import type { StageContext, StepHook } from '../stages/context.ts';
@@ -8,32 +10,35 @@ import { denoise } from '../stages/denoise.ts';
 import { embedFaces } from '../stages/embed-face.ts';
 import { embedImages } from '../stages/embed-image.ts';
 import { encodePrompts } from '../stages/encode-prompt.ts';
-import { findFace, referenceImage } from '../stages/find-face.ts';
+import { findInputFaces, referenceImage } from '../stages/find-face.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
-export async function generate(ctx: StageContext, { image: input }: InputImages<'generate'>, params: GenerateParams, onStep: StepHook): Promise<PipelineOutput> {
+export async function generate(ctx: StageContext, { image: photos }: InputImages<'generate'>, params: GenerateParams, onStep: StepHook): Promise<PipelineOutput> {
+  const { clock } = ctx;
   const d = ctx.bundle.dims;
-  const face = await findFace(ctx, input, 'image');
-  const [eArc] = await embedFaces(ctx, [face.crop]);
-  const [eImage] = await embedImages(ctx, [referenceImage(ctx, input, face)]);
-  const text = await encodePrompts(ctx, [params.prompt, params.negative_prompt]);
-  const [cond, uncond] = await condition(ctx, [
-    { face: eArc as Float32Array, image: eImage as Float32Array, text: text.hidden[0] as Float32Array },
-    zeroIdentity(ctx, text.hidden[1] as Float32Array),
-  ]);
+  const requests = photos.map((image, i) => ({ image, label: inputLabel('image', i, photos.length), faceIndex: params.face_index?.[i] }));
+  const { used, inputs, warnings } = await clock.time('find_faces', () => findInputFaces(ctx, requests, params.on_missing_face));
+  const eArc = averageIdentity(await clock.time('embed', () => embedFaces(ctx, used.map((u) => u.face.crop))));
+  const eImage = averageEmbedding(await clock.time('embed', () => embedImages(ctx, used.map((u) => referenceImage(ctx, u.image, u.face)))));
+  const text = await clock.time('encode_prompt', () => encodePrompts(ctx, [params.prompt, params.negative_prompt]));
+  const [cond, uncond] = await clock.time('condition', () =>
+    condition(ctx, [{ face: eArc, image: eImage, text: text.hidden[0] as Float32Array }, zeroIdentity(ctx, text.hidden[1] as Float32Array)]),
+  );
   const seeds = Array.from({ length: params.num_images }, (_, i) => params.seed + i);
-  const latents = await denoise(ctx, {
-    latents: seeds.map((s) => gaussianNoise(s, d.latentChannels * d.latentHeight * d.latentWidth)),
-    conditioning: seeds.map(() => cond as Float32Array),
-    unconditional: seeds.map(() => uncond as Float32Array),
-    guidanceScale: params.guidance_scale,
-    steps: params.steps,
-    onStep,
-  });
-  const images = await decodeLatents(ctx, latents);
-  const scores = await scoreIdentity(ctx, images, [eArc as Float32Array]);
+  const latents = await clock.time('denoise', () =>
+    denoise(ctx, {
+      latents: seeds.map((s) => gaussianNoise(s, d.latentChannels * d.latentHeight * d.latentWidth)),
+      conditioning: seeds.map(() => cond as Float32Array),
+      unconditional: seeds.map(() => uncond as Float32Array),
+      guidanceScale: params.guidance_scale,
+      steps: params.steps,
+      onStep,
+    }),
+  );
+  const images = await clock.time('decode', () => decodeLatents(ctx, latents));
+  const scores = await clock.time('score', () => scoreIdentity(ctx, images, [eArc]));
   return {
     images: images.map((rgb, i) => ({ rgb, facts: { seed: seeds[i] as number, arcface_similarity: scores[i]?.[0] ?? null } })),
-    facts: { prompt_truncated: text.truncated[0] === true },
+    facts: { prompt_truncated: text.truncated[0] === true, inputs, warnings },
   };
 }

@@ -1,20 +1,57 @@
-// What every stage receives: the loaded bundle, its noise schedule, and the step hook.
+// What every stage receives: the loaded bundle, its noise schedule, and the job's stage clock.
 import { makeSchedule, type NoiseSchedule } from '@diffid/shared';
 import type { LoadedBundle } from '../bundle-loader.ts';
+
+/**
+ * Wall time per pipeline stage. A stage that runs several times, even concurrently, counts the
+ * union of its runs' intervals, so a stage's time never exceeds the time it was running.
+ */
+export interface StageClock {
+  time<T>(stage: string, run: () => Promise<T>): Promise<T>;
+  /** Milliseconds per stage so far. */
+  totals(): Record<string, number>;
+}
+
+export function stageClock(): StageClock {
+  const spans = new Map<string, Array<[number, number]>>();
+  return {
+    async time(stage, run) {
+      const start = performance.now();
+      try {
+        return await run();
+      } finally {
+        const list = spans.get(stage) ?? [];
+        list.push([start, performance.now()]);
+        spans.set(stage, list);
+      }
+    },
+    totals() {
+      const out: Record<string, number> = {};
+      for (const [stage, list] of spans) {
+        let total = 0;
+        let reach = -Infinity;
+        for (const [a, b] of [...list].sort((x, y) => x[0] - y[0])) {
+          if (b <= reach) continue;
+          total += b - Math.max(a, reach);
+          reach = b;
+        }
+        out[stage] = total;
+      }
+      return out;
+    },
+  };
+}
 
 export interface StageContext {
   bundle: LoadedBundle;
   schedule: NoiseSchedule;
+  clock: StageClock;
 }
 
 /** Called once per U-Net evaluation; throws to stop the job (cancellation). */
 export type StepHook = () => void;
 
-export function stageContext(bundle: LoadedBundle): StageContext {
-  return { bundle, schedule: makeSchedule(bundle.manifest.scheduler) };
-}
-
-/** Milliseconds spent in onnxruntime across the bundle's graphs so far. */
-export function inferenceMs(bundle: LoadedBundle): number {
-  return Object.values(bundle.graphs).reduce((ms, g) => ms + g.stats.ms, 0);
+/** A context for one job: the bundle's, with a clock of its own. */
+export function stageContext(bundle: LoadedBundle, schedule = makeSchedule(bundle.manifest.scheduler)): StageContext {
+  return { bundle, schedule, clock: stageClock() };
 }

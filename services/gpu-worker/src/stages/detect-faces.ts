@@ -1,8 +1,10 @@
-// SCRFD-layout face detection (InsightFace): letterbox to the detector's square input at the
-// top-left, decode boxes and 5-point landmarks per stride from anchor centres, keep scores over
-// the threshold, undo the letterbox scale, and suppress overlaps (NMS).
-import { DiffIdError } from '@diffid/shared';
+// Face detection in the layouts the bundle contract names (DETECTOR_LAYOUTS): letterbox to the
+// detector's square input at the top-left, decode boxes and landmarks per stride from the anchor
+// grid, keep scores over the threshold, undo the letterbox scale, and suppress overlaps (NMS).
+import { DETECTOR_LAYOUTS, DiffIdError, anchorsAt, type DetectorLayout, type FaceDetectorEntry } from '@diffid/shared';
 import type { Point } from '../face-geometry.ts';
+import type { RolePorts } from '../bundle-signature.ts';
+import type { Graph, Tensor } from '../onnx.ts';
 import { normalizeToChw, resizeRgb, type Rgb } from '../pixels.ts';
 import type { StageContext } from './context.ts';
 
@@ -10,17 +12,17 @@ export interface DetectedFace {
   /** x1, y1, x2, y2 in the image's pixels. */
   box: [number, number, number, number];
   score: number;
-  /** Left eye, right eye, nose, left and right mouth corners. */
+  /** In the order of the layout's DETECTOR_LAYOUTS landmarks. */
   landmarks: Point[];
 }
 
-const area = (b: DetectedFace['box']) => Math.max(0, b[2] - b[0]) * Math.max(0, b[3] - b[1]);
+export const boxArea = (b: DetectedFace['box']) => Math.max(0, b[2] - b[0]) * Math.max(0, b[3] - b[1]);
 
 function iou(a: DetectedFace['box'], b: DetectedFace['box']): number {
   const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
   const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
   const inter = w * h;
-  return inter / (area(a) + area(b) - inter || 1);
+  return inter / (boxArea(a) + boxArea(b) - inter || 1);
 }
 
 /** Greedy non-maximum suppression, highest score first. */
@@ -43,46 +45,112 @@ export function letterbox(img: Rgb, size: number): { canvas: Rgb; scale: number 
   return { canvas: { data, width: size, height: size }, scale: h / img.height };
 }
 
-/** Detected faces, largest box first. */
+/** One stride's outputs, by the layout's output names (score, bbox, …), as flat rows. */
+type StrideOutputs = Record<string, Float32Array>;
+/** Decodes one anchor of one stride into input-pixel coordinates, or null under the threshold. */
+type AnchorDecoder = (o: StrideOutputs, i: number, anchor: { col: number; row: number; stride: number }, threshold: number) => DetectedFace | null;
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-Math.max(-100, Math.min(100, x))));
+
+const DECODERS: Record<DetectorLayout, AnchorDecoder> = {
+  // The anchor point is the cell's corner; distances and offsets are in units of the stride.
+  scrfd: (o, i, { col, row, stride }, threshold) => {
+    const score = o.score?.[i] as number;
+    if (!(score >= threshold)) return null;
+    const cx = col * stride;
+    const cy = row * stride;
+    const d = (k: number) => (o.bbox?.[i * 4 + k] as number) * stride;
+    const kp = (k: number) => (o.kps?.[i * 10 + k] as number) * stride;
+    const landmarks: Point[] = [];
+    for (let k = 0; k < 5; k++) landmarks.push([cx + kp(2 * k), cy + kp(2 * k + 1)]);
+    return { box: [cx - d(0), cy - d(1), cx + d(2), cy + d(3)], score, landmarks };
+  },
+  // The anchor is the cell's centre; the regressors are in input pixels; scores are logits.
+  blazeface: (o, i, { col, row, stride }, threshold) => {
+    const score = sigmoid(o.score?.[i] as number);
+    if (!(score >= threshold)) return null;
+    const ax = (col + 0.5) * stride;
+    const ay = (row + 0.5) * stride;
+    const r = (k: number) => o.regressors?.[i * 16 + k] as number;
+    const cx = ax + r(0);
+    const cy = ay + r(1);
+    const landmarks: Point[] = [];
+    for (let k = 0; k < 6; k++) landmarks.push([ax + r(4 + 2 * k), ay + r(5 + 2 * k)]);
+    return { box: [cx - r(2) / 2, cy - r(3) / 2, cx + r(2) / 2, cy + r(3) / 2], score, landmarks };
+  },
+};
+
+/**
+ * Decodes a detector's raw outputs (in input pixels of a size² input) into faces over the
+ * threshold, before NMS. Refuses outputs whose lengths do not match the strides and anchors.
+ */
+export function decodeDetections(det: Pick<FaceDetectorEntry, 'layout' | 'strides' | 'anchors_per_cell' | 'score_threshold'>, size: number, outputs: (port: string) => Float32Array | undefined): DetectedFace[] {
+  const layout = DETECTOR_LAYOUTS[det.layout];
+  const found: DetectedFace[] = [];
+  det.strides.forEach((stride, s) => {
+    const cells = Math.ceil(size / stride);
+    const anchors = anchorsAt(det, s);
+    const count = cells * cells * anchors;
+    const o: StrideOutputs = {};
+    for (const [name, width] of Object.entries(layout.outputs)) {
+      const data = outputs(`${name}_${stride}`);
+      if (!data) throw new DiffIdError('BUNDLE_GRAPH_MISMATCH', `face detector: no ${name}_${stride} output`);
+      if (data.length !== count * width) {
+        throw new DiffIdError(
+          'BUNDLE_GRAPH_MISMATCH',
+          `face detector: ${name}_${stride} has ${data.length / width} rows, but stride ${stride} on a ${size}² input with ${anchors} anchors per cell has ${cells}×${cells}×${anchors} = ${count}; check the manifest's strides and anchors_per_cell`,
+        );
+      }
+      o[name] = data;
+    }
+    for (let i = 0; i < count; i++) {
+      const cell = Math.floor(i / anchors);
+      const face = DECODERS[det.layout](o, i, { col: cell % cells, row: Math.floor(cell / cells), stride }, det.score_threshold);
+      if (face) found.push(face);
+    }
+  });
+  return found;
+}
+
+interface Detector {
+  det: FaceDetectorEntry;
+  ports: RolePorts<'face_detector'>;
+  graph: Graph;
+}
+
+/** Runs the detector on its letterboxed input and decodes every anchor over `threshold`. */
+async function runDetector({ det, ports, graph }: Detector, canvas: Rgb, threshold: number): Promise<DetectedFace[]> {
+  const size = det.preprocess.size;
+  const layout = det.preprocess.tensor_layout ?? 'NCHW';
+  const dims = layout === 'NHWC' ? [1, size, size, 3] : [1, 3, size, size];
+  const out: Record<string, Tensor> = await graph.run({ [ports.inputs.pixels.name]: { dtype: 'float32', data: normalizeToChw(canvas, det.preprocess, layout), dims } });
+  return decodeDetections({ ...det, score_threshold: threshold }, size, (port) => {
+    const t = ports.outputs[port] && out[ports.outputs[port].name];
+    return t?.data instanceof Float32Array ? t.data : undefined;
+  });
+}
+
+/**
+ * Runs the detector once on a blank input when the bundle loads, so that strides or anchors that
+ * do not match the graph's outputs refuse the bundle (BUNDLE_GRAPH_MISMATCH) instead of failing
+ * every job; a graph with symbolic output sizes can be checked no other way.
+ */
+export async function probeDetector(detector: Detector): Promise<void> {
+  const size = detector.det.preprocess.size;
+  await runDetector(detector, { data: new Uint8Array(size * size * 3), width: size, height: size }, Infinity);
+}
+
+/** Runs the detector on one image; faces are in the image's pixels, largest first. */
 export async function detectFaces(ctx: StageContext, img: Rgb): Promise<DetectedFace[]> {
   const det = ctx.bundle.manifest.models.face_detector;
   const ports = ctx.bundle.ports.face_detector;
   const graph = ctx.bundle.graphs.face_detector;
   if (!det || !ports || !graph) throw new Error('the bundle has no face detector');
-  const size = det.preprocess.size;
-  const { canvas, scale } = letterbox(img, size);
-  const input = ports.inputs.pixels;
-  const out = await graph.run({ [input.name]: { dtype: 'float32', data: normalizeToChw(canvas, det.preprocess), dims: [1, 3, size, size] } });
-  const found: DetectedFace[] = [];
-  for (const stride of det.strides) {
-    const get = (kind: string) => {
-      const port = ports.outputs[`${kind}_${stride}`];
-      const t = port && out[port.name];
-      if (!t || !(t.data instanceof Float32Array)) throw new DiffIdError('INFERENCE_FAILED', `face detector: no ${kind}_${stride} output`);
-      return t.data;
-    };
-    const scores = get('score');
-    const boxes = get('bbox');
-    const kps = get('kps');
-    const cells = Math.ceil(size / stride);
-    const anchors = det.anchors_per_cell;
-    if (scores.length !== cells * cells * anchors) {
-      throw new DiffIdError('INFERENCE_FAILED', `face detector: stride ${stride} gave ${scores.length} scores for ${cells}×${cells}×${anchors} anchors`);
-    }
-    for (let i = 0; i < scores.length; i++) {
-      const score = scores[i] as number;
-      if (score < det.score_threshold) continue;
-      const cell = Math.floor(i / anchors);
-      const cx = (cell % cells) * stride;
-      const cy = Math.floor(cell / cells) * stride;
-      const d = (k: number) => (boxes[i * 4 + k] as number) * stride;
-      const box: DetectedFace['box'] = [(cx - d(0)) / scale, (cy - d(1)) / scale, (cx + d(2)) / scale, (cy + d(3)) / scale];
-      const landmarks: Point[] = [];
-      for (let k = 0; k < 5; k++) {
-        landmarks.push([(cx + (kps[i * 10 + 2 * k] as number) * stride) / scale, (cy + (kps[i * 10 + 2 * k + 1] as number) * stride) / scale]);
-      }
-      found.push({ box, score, landmarks });
-    }
-  }
-  return nonMaxSuppression(found, det.nms_iou).sort((a, b) => area(b.box) - area(a.box));
+  const { canvas, scale } = letterbox(img, det.preprocess.size);
+  const faces = (await runDetector({ det, ports, graph }, canvas, det.score_threshold)).map((f) => ({
+    score: f.score,
+    box: f.box.map((v) => v / scale) as DetectedFace['box'],
+    landmarks: f.landmarks.map(([x, y]) => [x / scale, y / scale] as Point),
+  }));
+  return nonMaxSuppression(faces, det.nms_iou).sort((a, b) => boxArea(b.box) - boxArea(a.box));
 }

@@ -1,56 +1,132 @@
-// Finds the face an image is about and aligns it: with the bundle's detector, the largest face's
-// 5 landmarks; without one, the image is taken as an aligned portrait — its centred square laid
-// out like the bundle's reference canvas, the template box spanning `face_fraction` of it (all of
-// it for bundles that use the photo itself). The bundle's own outputs have exactly that layout.
+// Finds the faces an image holds and aligns the one it is about. With the bundle's detector:
+// every face, left to right, and the largest (or the one the request names) aligned from its
+// landmarks. Without one, the image is taken as an aligned portrait — its centred square laid out
+// like the bundle's reference canvas, the template box spanning `face_fraction` of it (all of it
+// for bundles that use the photo itself); the bundle's own outputs have exactly that layout.
 // Either way the landmarks are mapped onto the embedder's template by a similarity transform
 // (Umeyama) and warped to its crop size.
-import { DiffIdError } from '@diffid/shared';
-import { portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../face-geometry.ts';
+import { DETECTOR_LAYOUTS, DiffIdError, type DetectorLayout, type InputFaces, type ResultWarning, type SeenFace } from '@diffid/shared';
+import { alignmentPairs, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../face-geometry.ts';
 import type { Rgb } from '../pixels.ts';
 import type { StageContext } from './context.ts';
-import { detectFaces, type DetectedFace } from './detect-faces.ts';
+import { boxArea, detectFaces, type DetectedFace } from './detect-faces.ts';
 
-export interface FoundFace {
+/** Below this eye distance (pixels in the photo) a 112² recognizer crop is mostly upsampling. */
+export const MIN_EYE_DISTANCE = 20;
+/** Another face at least this fraction of the chosen face's box area makes the choice a close call. */
+export const AMBIGUOUS_AREA_RATIO = 0.9;
+
+export interface FoundFace extends DetectedFace {
   /** The embedder-sized aligned crop. */
   crop: Rgb;
-  landmarks: Point[];
-  box: DetectedFace['box'];
-  /** Detector confidence (1 for an aligned portrait). */
-  score: number;
-  /** Faces seen in the image (1 for an aligned portrait). */
-  faces: number;
+  /** How `landmarks` are laid out (the detector's layout; SCRFD's 5 points for aligned portraits). */
+  layout: DetectorLayout;
 }
 
-/** The largest face; throws NO_FACE_DETECTED naming the image when there is none. */
-export async function findFace(ctx: StageContext, image: Rgb, label: string): Promise<FoundFace> {
-  const found = await tryFindFace(ctx, image);
-  if (!found) {
-    const det = ctx.bundle.manifest.models.face_detector;
-    throw new DiffIdError('NO_FACE_DETECTED', `${label}: no face found (detector score threshold ${det?.score_threshold}); use a photo where one face is clearly visible`);
+/** The face used from one input, what the input held, and what the caller should know. */
+export interface FaceReport {
+  face: FoundFace;
+  input: InputFaces;
+  warnings: ResultWarning[];
+}
+
+function layoutOf(ctx: StageContext): DetectorLayout {
+  return ctx.bundle.manifest.models.face_detector?.layout ?? 'scrfd';
+}
+
+/** Every face in the image, left to right (by box centre). */
+export async function locateFaces(ctx: StageContext, image: Rgb): Promise<DetectedFace[]> {
+  if (ctx.bundle.manifest.models.face_detector) {
+    const centre = (f: DetectedFace) => f.box[0] + f.box[2];
+    return (await detectFaces(ctx, image)).sort((a, b) => centre(a) - centre(b));
   }
-  return found;
+  return [portraitFace(ctx, image)];
 }
 
-/** The largest face, or null when the detector finds none. */
-export async function tryFindFace(ctx: StageContext, image: Rgb): Promise<FoundFace | null> {
+/** The face an aligned portrait (or the bundle's reference canvas) has by its layout. */
+function portraitFace(ctx: StageContext, image: Rgb): DetectedFace {
   const m = ctx.bundle.manifest;
   const pre = m.models.face_embedder.preprocess;
-  const template = pre.template as Point[];
-  let face: Omit<FoundFace, 'crop'>;
-  if (m.models.face_detector) {
-    const faces = await detectFaces(ctx, image);
-    const largest = faces[0];
-    if (!largest) return null;
-    face = { landmarks: largest.landmarks, box: largest.box, score: largest.score, faces: faces.length };
-  } else {
-    const fraction = m.reference?.kind === 'aligned_face' ? m.reference.face_fraction : 1;
-    const box = Math.min(image.width, image.height) * fraction;
-    const left = (image.width - box) / 2;
-    const top = (image.height - box) / 2;
-    face = { landmarks: portraitLandmarks(image, template, pre.size, fraction), box: [left, top, left + box, top + box], score: 1, faces: 1 };
+  const fraction = m.reference?.kind === 'aligned_face' ? m.reference.face_fraction : 1;
+  const box = Math.min(image.width, image.height) * fraction;
+  const left = (image.width - box) / 2;
+  const top = (image.height - box) / 2;
+  return { landmarks: portraitLandmarks(image, pre.template as Point[], pre.size, fraction), box: [left, top, left + box, top + box], score: 1 };
+}
+
+/** Aligns a face by its landmarks; a portrait face has the template's 5 points (SCRFD's layout). */
+function align(ctx: StageContext, image: Rgb, face: DetectedFace, layout = layoutOf(ctx)): FoundFace {
+  const pre = ctx.bundle.manifest.models.face_embedder.preprocess;
+  const { src, dst } = alignmentPairs(layout, face.landmarks, pre.template as Point[]);
+  return { ...face, layout, crop: warpSimilarity(image, similarityTransform(src, dst), pre.size, pre.size) };
+}
+
+/** Index of the face with the largest box (the first of equals). */
+const largestIndex = (faces: DetectedFace[]) => faces.reduce((best, f, i) => (boxArea(f.box) > boxArea((faces[best] as DetectedFace).box) ? i : best), 0);
+
+const round = (v: number) => Math.round(v * 10) / 10;
+
+function seen(face: DetectedFace, layout: DetectorLayout): SeenFace {
+  const names = DETECTOR_LAYOUTS[layout].landmarks;
+  return {
+    box: face.box.map(round) as SeenFace['box'],
+    score: Math.round(face.score * 1000) / 1000,
+    landmarks: Object.fromEntries(face.landmarks.map((p, i) => [names[i] ?? `point_${i}`, [round(p[0]), round(p[1])]])),
+  };
+}
+
+/**
+ * The face an input is about: the one `faceIndex` names (left to right, from 0), else the largest.
+ * Throws NO_FACE_DETECTED or FACE_INDEX_OUT_OF_RANGE naming the input.
+ */
+export async function findFace(ctx: StageContext, image: Rgb, label: string, faceIndex?: number): Promise<FaceReport> {
+  const faces = await locateFaces(ctx, image);
+  if (faces.length === 0) {
+    const det = ctx.bundle.manifest.models.face_detector;
+    throw new DiffIdError('NO_FACE_DETECTED', `${label}: no face found (detector score threshold ${det?.score_threshold}); use a photo where a face is clearly visible`);
   }
-  const crop = warpSimilarity(image, similarityTransform(face.landmarks, template), pre.size, pre.size);
-  return { crop, ...face };
+  const index = faceIndex ?? largestIndex(faces);
+  const chosen = faces[index];
+  if (!chosen) {
+    throw new DiffIdError('FACE_INDEX_OUT_OF_RANGE', `${label}: face_index ${index} asks for a face that is not there; ${faces.length} face(s) were found (0 … ${faces.length - 1}, left to right)`);
+  }
+  const warnings: ResultWarning[] = [];
+  if (faceIndex === undefined) {
+    const close = faces.filter((f, i) => i !== index && boxArea(f.box) >= AMBIGUOUS_AREA_RATIO * boxArea(chosen.box));
+    if (close.length > 0) {
+      warnings.push({
+        code: 'AMBIGUOUS_FACE',
+        input: label,
+        message: `${label}: ${faces.length} faces were found and ${close.length === 1 ? 'another is' : `${close.length} others are`} within ${Math.round((1 - AMBIGUOUS_AREA_RATIO) * 100)} % of the size of face ${index} (used); name the one you mean with face_index`,
+      });
+    }
+  }
+  const [e1, e2] = chosen.landmarks as [Point, Point];
+  const eyes = Math.hypot(e2[0] - e1[0], e2[1] - e1[1]);
+  if (eyes < MIN_EYE_DISTANCE) {
+    warnings.push({
+      code: 'SMALL_FACE',
+      input: label,
+      message: `${label}: the face's eyes are ${eyes.toFixed(1)} px apart (under ${MIN_EYE_DISTANCE}); the recognizer sees mostly upsampled pixels, so identity may be lost; use a larger or sharper photo of the face`,
+    });
+  }
+  const layout = layoutOf(ctx);
+  return { face: align(ctx, image, chosen), input: { input: label, faces: faces.map((f) => seen(f, layout)), face_index: index }, warnings };
+}
+
+/**
+ * The aligned crop of a generated image's face, for scoring: the largest face found; when the
+ * detector finds none in an output of a bundle whose outputs are laid out on the reference
+ * canvas (`aligned_face`), the face that layout puts there — a detector's confidence drops on
+ * sampling noise, and the canvas fixes where the face is; otherwise null.
+ */
+export async function largestFaceCrop(ctx: StageContext, image: Rgb): Promise<Rgb | null> {
+  const faces = await locateFaces(ctx, image);
+  const largest = faces[largestIndex(faces)];
+  if (largest) return align(ctx, image, largest).crop;
+  const m = ctx.bundle.manifest;
+  const onCanvas = m.reference?.kind === 'aligned_face' && image.width === m.image.width && image.height === m.image.height;
+  return onCanvas ? align(ctx, image, portraitFace(ctx, image), 'scrfd').crop : null;
 }
 
 /**
@@ -64,5 +140,44 @@ export function referenceImage(ctx: StageContext, image: Rgb, face: FoundFace): 
   if (!ref || ref.kind === 'photo') return image;
   const pre = m.models.face_embedder.preprocess;
   const canvas = templateOnCanvas(pre.template as Point[], pre.size, m.image.width, ref.face_fraction);
-  return warpSimilarity(image, similarityTransform(face.landmarks, canvas), m.image.width, m.image.height);
+  const { src, dst } = alignmentPairs(face.layout, face.landmarks, canvas);
+  return warpSimilarity(image, similarityTransform(src, dst), m.image.width, m.image.height);
+}
+
+/** One input image to find a face in: its pixels, how results name it, the face asked for. */
+export interface FaceRequest {
+  image: Rgb;
+  label: string;
+  faceIndex?: number;
+}
+
+/** The faces used (in input order, skipped ones left out), every input's report, and warnings. */
+export interface FoundInputs {
+  used: Array<{ image: Rgb; face: FoundFace }>;
+  inputs: InputFaces[];
+  warnings: ResultWarning[];
+}
+
+/**
+ * The face of each input. An input without a face fails the job naming it, or — with `skip` —
+ * is left out with a FACE_SKIPPED warning (the job still fails when every input is skipped).
+ */
+export async function findInputFaces(ctx: StageContext, requests: FaceRequest[], onMissing: 'fail' | 'skip' = 'fail'): Promise<FoundInputs> {
+  const out: FoundInputs = { used: [], inputs: [], warnings: [] };
+  for (const r of requests) {
+    try {
+      const report = await findFace(ctx, r.image, r.label, r.faceIndex);
+      out.used.push({ image: r.image, face: report.face });
+      out.inputs.push(report.input);
+      out.warnings.push(...report.warnings);
+    } catch (err) {
+      if (onMissing === 'fail' || !(err instanceof DiffIdError) || err.key !== 'NO_FACE_DETECTED') throw err;
+      out.inputs.push({ input: r.label, faces: [], face_index: null });
+      out.warnings.push({ code: 'FACE_SKIPPED', input: r.label, message: `${err.message}; on_missing_face=skip left this photo out` });
+    }
+  }
+  if (out.used.length === 0) {
+    throw new DiffIdError('NO_FACE_DETECTED', `no photo has a usable face (${requests.map((r) => r.label).join(', ')}); use photos where the face is clearly visible`);
+  }
+  return out;
 }

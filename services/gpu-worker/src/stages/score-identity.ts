@@ -4,12 +4,12 @@ import { cosineSimilarity } from '@diffid/shared';
 import type { Rgb } from '../pixels.ts';
 import type { StageContext } from './context.ts';
 import { embedFaces } from './embed-face.ts';
-import { tryFindFace } from './find-face.ts';
+import { largestFaceCrop } from './find-face.ts';
 
 /** For each image, its cosine similarity to each reference embedding (null: no face found). */
 export async function scoreIdentity(ctx: StageContext, images: Rgb[], references: Float32Array[]): Promise<Array<Array<number | null>>> {
-  const faces = await Promise.all(images.map((img) => tryFindFace(ctx, img)));
-  const found = faces.flatMap((f) => (f ? [f.crop] : []));
+  const faces = await Promise.all(images.map((img) => largestFaceCrop(ctx, img)));
+  const found = faces.flatMap((f) => (f ? [f] : []));
   const embeddings = found.length > 0 ? await embedFaces(ctx, found) : [];
   let next = 0;
   return faces.map((f) => {

@@ -1,0 +1,40 @@
+// The shipped face models: present and intact after npm ci, their provenance table documented,
+// and the embedded default built from them loads and detects nothing in a blank image.
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { SHIPPED, provenanceTable, readShippedModel } from '../src/shipped-models.ts';
+import { buildDefaultBundle } from '../src/bundles/default-bundle.ts';
+import { writeBundle } from '../src/bundles/write-bundle.ts';
+import { loadBundle } from '../src/bundle-loader.ts';
+import { stageContext } from '../src/stages/context.ts';
+import { locateFaces } from '../src/stages/find-face.ts';
+import { tempDir } from './helpers.ts';
+
+t.test('docs/face-models.md shows the provenance table of shipped-models.json', async (t) => {
+  const doc = readFileSync(new URL('../../../docs/face-models.md', import.meta.url), 'utf8');
+  const table = /<!-- shipped:start -->\n([\s\S]*?)\n<!-- shipped:end -->/.exec(doc)?.[1];
+  t.equal(table, provenanceTable(), 'regenerate the table from shipped-models.json (provenanceTable) when it changes');
+  t.same(SHIPPED.packages.map((p) => p.licence), ['MIT', 'Apache-2.0'], 'licences that allow shipping');
+});
+
+t.test('npm ci left the shipped models in place, each hashing to its pinned sha256', async (t) => {
+  for (const role of ['face_detector', 'face_embedder'] as const) {
+    const m = await readShippedModel(role);
+    t.equal(m.file.role, role);
+    t.ok(m.bytes.length > 100_000, `${role}: ${m.path} (${m.bytes.length} bytes) from ${m.pkg.package}@${m.pkg.version}`);
+  }
+});
+
+t.test('the embedded default: demo diffusion with BlazeFace and the 512-d recognizer', async (t) => {
+  const dir = await tempDir(t, 'diffid-default-');
+  const manifest = await writeBundle(dir, await buildDefaultBundle());
+  t.equal(manifest.models.face_detector?.layout, 'blazeface');
+  t.same(manifest.models.face_detector?.strides, [16, 32]);
+  t.same(manifest.models.face_detector?.anchors_per_cell, [2, 6]);
+  t.same(manifest.models.face_embedder.preprocess.mean, [127, 127, 127], "the recognizer's own normalisation, from shipped-models.json");
+  const bundle = await loadBundle(dir);
+  t.teardown(() => bundle.release());
+  t.equal(bundle.dims.faceEmbedding, 512, 'read from the graph');
+  const blank = { width: 300, height: 200, data: new Uint8Array(300 * 200 * 3).fill(128) };
+  t.same(await locateFaces(stageContext(bundle), blank), [], 'no face in a grey image');
+});
