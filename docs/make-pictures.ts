@@ -1,34 +1,18 @@
-// Makes the pictures in docs/images with the embedded default (demo) bundle — constructed face
-// models, no detector — from the two CC0 portraits in ../shared/faces/photos, cropped to the
-// face (boxes measured once with the SCRFD detector) so that the face spans about half of each
-// square, as the demo bundle's aligned portraits do.
-//   npx tsx docs/make-pictures.ts
+// Makes the pictures in docs/images with the embedded default — the demo diffusion with the
+// shipped BlazeFace detector and recognizer — from the two CC0 portraits in
+// ../shared/faces/photos, as uploaded: the detector finds and aligns each face.
+//   node --conditions=diffid-source --import tsx docs/make-pictures.ts
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeRgb, encodePng } from '@diffid/shared/image';
-import { buildDemoBundle, loadBundle, writeBundle } from '@diffid/gpu-worker';
+import { buildDefaultBundle, loadBundle, writeBundle } from '@diffid/gpu-worker';
 import type { Rgb } from '../services/gpu-worker/src/pixels.ts';
 import { generate } from '../services/gpu-worker/src/pipelines/generate.ts';
 import { morph } from '../services/gpu-worker/src/pipelines/morph.ts';
 import { stageContext } from '../services/gpu-worker/src/stages/context.ts';
 
 const PHOTOS = join(import.meta.dirname, '../../shared/faces/photos');
-
-/** The square of side `side` centred on (cx, cy); edge pixels repeat where it leaves the image. */
-function squareAround(img: Rgb, cx: number, cy: number, side: number): Rgb {
-  const left = Math.round(cx - side / 2);
-  const top = Math.round(cy - side / 2);
-  const data = new Uint8Array(side * side * 3);
-  for (let y = 0; y < side; y++) {
-    for (let x = 0; x < side; x++) {
-      const sx = Math.min(img.width - 1, Math.max(0, left + x));
-      const sy = Math.min(img.height - 1, Math.max(0, top + y));
-      data.set(img.data.subarray((sy * img.width + sx) * 3, (sy * img.width + sx) * 3 + 3), (y * side + x) * 3);
-    }
-  }
-  return { data, width: side, height: side };
-}
 
 function row(images: Rgb[]): Rgb {
   const h = images[0]!.height;
@@ -43,15 +27,13 @@ function row(images: Rgb[]): Rgb {
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'diffid-pictures-'));
-await writeBundle(dir, buildDemoBundle());
+await writeBundle(dir, await buildDefaultBundle());
 const bundle = await loadBundle(dir);
-const ctx = stageContext(bundle);
-// Face boxes (x1, y1, x2, y2) from SCRFD: Luciano 137,45,267,222; Bryan 37,25,73,75.
-const luciano = squareAround(await decodeRgb(await readFile(join(PHOTOS, 'max_Luciano.png'))), 202, 138, 260);
-const bryan = squareAround(await decodeRgb(await readFile(join(PHOTOS, 'max_Bryan.png'))), 55, 52, 74);
+const luciano = await decodeRgb(await readFile(join(PHOTOS, 'max_Luciano.png')));
+const bryan = await decodeRgb(await readFile(join(PHOTOS, 'max_Bryan.png')));
 
-const gen = await generate(ctx, { image: [luciano] }, { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
-const m = await morph(ctx, { image_a: luciano, image_b: bryan }, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 50, seed: 0 }, 8, () => {});
+const gen = await generate(stageContext(bundle), { image: [luciano] }, { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
+const m = await morph(stageContext(bundle), { image_a: luciano, image_b: bryan }, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 50, seed: 0 }, 8, () => {});
 await writeFile(join(import.meta.dirname, 'images/generate.png'), await encodePng(row(gen.images.map((g) => g.rgb))));
 await writeFile(join(import.meta.dirname, 'images/morph-strip.png'), await encodePng(row(m.images.map((f) => f.rgb))));
 process.stdout.write(

@@ -34,7 +34,11 @@ t.test('a compare with Prefer: wait answers 200 with the finished job in one req
   t.equal(res.body.kind, 'compare');
   t.equal(res.body.status, 'succeeded');
   t.ok(Math.abs(res.body.result.similarity) <= 1, `similarity ${res.body.result.similarity}`);
-  t.same(res.body.result.faces.map((f: { image: string; faces: number; score: number }) => [f.image, f.faces, f.score]), [['image_a', 1, 1], ['image_b', 1, 1]], 'no detector: each image is one aligned portrait');
+  t.same(
+    res.body.result.inputs.map((i: { input: string; faces: Array<{ score: number }>; face_index: number }) => [i.input, i.faces.map((f) => f.score), i.face_index]),
+    [['image_a', [1], 0], ['image_b', [1], 0]],
+    'no detector: each image is one aligned portrait',
+  );
   t.same(res.body.result.images, []);
 });
 

