@@ -31,7 +31,12 @@ t.test('generate: 202, progress to succeeded, PNGs at the bundle size with finit
     t.equal(png.headers.get('content-type'), 'image/png');
     t.same(await imageInfo(png.body), { format: 'png', width: 64, height: 64, channels: 3 }, 'sharp decodes a 64×64 RGB PNG');
   }
-  t.ok(checked.body.result.timings_ms.inference <= checked.body.result.timings_ms.total);
+  const timings = checked.body.result.timings_ms as { total: number; inference: number; stages: Record<string, number> };
+  t.ok(timings.inference <= timings.total, 'the inference run is part of the job');
+  t.same(Object.keys(timings.stages), ['find_faces', 'embed', 'encode_prompt', 'condition', 'denoise', 'decode', 'score'], 'every stage of generate, in the order it ran');
+  const staged = Object.values(timings.stages).reduce((a, b) => a + b, 0);
+  // Each stage is rounded to whole milliseconds: allow one per stage.
+  t.ok(staged <= timings.inference + Object.keys(timings.stages).length, `the stages' wall times (${staged} ms) fit in the run's (${timings.inference} ms)`);
   const ttl = await s.redis.pttl(`${s.prefix}:job:${accepted.id}:result:0`);
   t.ok(ttl > 0 && ttl <= 3600 * 1000, `result images expire (TTL ${ttl} ms of the configured 3600 s)`);
   t.equal(await s.redis.exists(`${s.prefix}:job:${accepted.id}:input:image`), 0, 'the upload is deleted once the job is done');

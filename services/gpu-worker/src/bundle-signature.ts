@@ -4,7 +4,7 @@
 // are read from the graph that produces them and required of the graphs that consume them. The
 // result is typed: a stage reads `ports.unet.inputs.sample` and the compiler knows it is there.
 
-import { DETECTOR_LAYOUTS, OPTIONAL_ROLES, ROLES, anchorsAt, type Manifest, type ROLE_PORTS, type Role } from '@diffid/shared';
+import { DETECTOR_LAYOUTS, OPTIONAL_ROLES, ROLES, anchorGrid, type Manifest, type ROLE_PORTS, type Role } from '@diffid/shared';
 import type { DType, GraphSignature, TensorSignature } from './onnx.ts';
 
 /** A port resolved against its graph: the tensor's name, dtype and shape. */
@@ -92,12 +92,9 @@ function portRules(m: Manifest, w: Widths): RoleRules {
   const detectorOutputs: Record<string, Rule> = {};
   const det = m.models.face_detector;
   det?.strides.forEach((stride, i) => {
-    const cells = Math.ceil(detSize / stride);
-    const anchors = anchorsAt(det, i);
-    const n = cells * cells * anchors;
-    const why = { 0: `${cells}×${cells} cells × ${anchors} anchors at stride ${stride}`, 1: `${cells}×${cells} cells × ${anchors} anchors at stride ${stride}` };
+    const grid = anchorGrid(det, i);
     for (const [output, width] of Object.entries(DETECTOR_LAYOUTS[det.layout].outputs)) {
-      detectorOutputs[`${output}_${stride}`] = { dtypes: F32, shapes: [[null, n, width], [n, width]], why };
+      detectorOutputs[`${output}_${stride}`] = { dtypes: F32, shapes: [[null, grid.rows, width], [grid.rows, width]], why: { 0: grid.why, 1: grid.why } };
     }
   });
   const detInput: Dim[] = det?.preprocess.tensor_layout === 'NHWC' ? [null, detSize, detSize, 3] : [null, 3, detSize, detSize];

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { alignmentPairs, applySimilarity, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../src/face-geometry.ts';
 import { decodeDetections, nonMaxSuppression, letterbox } from '../src/stages/detect-faces.ts';
+import type { FaceDetectorEntry } from '@diffid/shared';
 import { ARCFACE_TEMPLATE_112 } from '../src/bundles/tiny-bundle.ts';
 
 const T = ARCFACE_TEMPLATE_112 as Point[];
@@ -70,27 +71,27 @@ t.test('alignment pairs: five points one to one; BlazeFace mouth centre onto the
 
 t.test('detector decoding: a known anchor of each layout lands where the layout says; wrong anchor counts are refused', async (t) => {
   // BlazeFace: a 32² input, stride 16 (2×2 cells, 2 anchors), stride 32 (1 cell, 6 anchors).
-  const det = { layout: 'blazeface' as const, strides: [16, 32], anchors_per_cell: [2, 6], score_threshold: 0.5 };
+  const det = { layout: 'blazeface' as const, strides: [16, 32], anchors_per_cell: [2, 6], score_threshold: 0.5, preprocess: { size: 32 } as FaceDetectorEntry['preprocess'] };
   const scores16 = new Float32Array(8).fill(-10);
   const regs16 = new Float32Array(8 * 16);
   scores16[7] = 10; // cell (1, 1), second anchor: centre (24, 24)
   regs16.set([1, -2, 10, 12, -4, -3, 4, -3, 0, 0, 0, 4, -8, 0, 8, 0], 7 * 16);
   const outputs: Record<string, Float32Array> = { score_16: scores16, regressors_16: regs16, score_32: new Float32Array(6).fill(-10), regressors_32: new Float32Array(6 * 16) };
-  const [face, ...rest] = decodeDetections(det, 32, (p) => outputs[p]);
+  const [face, ...rest] = decodeDetections(det, (p) => outputs[p]);
   t.equal(rest.length, 0);
   t.ok(face && face.score > 0.99);
   t.same(face?.box, [20, 16, 30, 28], 'box from the cell centre (24, 24) + offset (1, −2), size 10 × 12');
   t.same(face?.landmarks.slice(0, 4), [[20, 21], [28, 21], [24, 24], [24, 28]]);
   // SCRFD: distances from the cell corner in units of the stride.
-  const scrfd = { layout: 'scrfd' as const, strides: [8], anchors_per_cell: 1, score_threshold: 0.5 };
+  const scrfd = { layout: 'scrfd' as const, strides: [8], anchors_per_cell: 1, score_threshold: 0.5, preprocess: { size: 16 } as FaceDetectorEntry['preprocess'] };
   const s = new Float32Array(4);
   s[3] = 0.9; // cell (1, 1): corner (8, 8)
   const bbox = new Float32Array(16);
   bbox.set([0.5, 0.5, 1, 1], 12);
   const kps = new Float32Array(40);
   kps.set([0, 0, 1, 0, 0.5, 0.5, 0, 1, 1, 1], 30);
-  const [f2] = decodeDetections(scrfd, 16, (p) => ({ score_8: s, bbox_8: bbox, kps_8: kps })[p]);
+  const [f2] = decodeDetections(scrfd, (p) => ({ score_8: s, bbox_8: bbox, kps_8: kps })[p]);
   t.same(f2?.box, [4, 4, 16, 16]);
   t.same(f2?.landmarks, [[8, 8], [16, 8], [12, 12], [8, 16], [16, 16]]);
-  t.throws(() => decodeDetections({ ...det, anchors_per_cell: [2, 2] }, 32, (p) => outputs[p]), /score_32 has 6 rows, but stride 32 on a 32² input with 2 anchors per cell has 1×1×2 = 2/);
+  t.throws(() => decodeDetections({ ...det, anchors_per_cell: [2, 2] }, (p) => outputs[p]), /score_32 has 6 rows, but 1×1 cells × 2 anchors at stride 32 on a 32² input make 2/);
 });

@@ -70,6 +70,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
   t.equal(result.arcface_similarity_ab, 0.1);
   t.equal(result.prompt_truncated, false);
   t.equal(result.timings_ms.inference, 12);
+  t.same(result.timings_ms.stages, { invert: 4, denoise: 7 }, "the thread's per-stage wall times, rounded");
   const stored = await scope.redis.getBuffer(keys.result(1));
   t.same((await decodeRgb(stored!, 'result')).data, rgb(4).data, 'result 1 is the PNG of the second image, lossless');
   t.ok((await scope.redis.ttl(keys.result(0))) > 100, 'results carry the result TTL');

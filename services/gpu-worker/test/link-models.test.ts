@@ -24,7 +24,7 @@ const skip = (!existsSync(detector) || !existsSync(embedder)) && `../shared/face
 
 t.test('npm run bundle links a real detector and embedder into the demo bundle', { skip }, async (t) => {
   const out = await tempDir(t);
-  const { stdout } = await run('npx', ['tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'demo', '--out', out, '--detector', detector, '--embedder', embedder], { cwd: ROOT });
+  const { stdout } = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'demo', '--out', out, '--detector', detector, '--embedder', embedder], { cwd: ROOT });
   t.match(stdout, /wrote the demo bundle .*linked: embedder .*mobilefacenet_facegate.onnx, detector .*scrfd_500m_bnkps.onnx/);
   const m = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
   t.same(m.models.face_embedder.inputs, { pixels: 'input0' });
@@ -52,7 +52,7 @@ t.test('linking a file that is not an ONNX model fails with a usage message', as
   const dir = await tempDir(t);
   const bogus = join(dir, 'bogus.onnx');
   await writeFile(bogus, 'not a model');
-  const err = await run('npx', ['tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'demo', '--out', join(dir, 'out'), '--embedder', bogus], { cwd: ROOT }).catch((e: { code: number; stderr: string }) => e);
+  const err = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'demo', '--out', join(dir, 'out'), '--embedder', bogus], { cwd: ROOT }).catch((e: { code: number; stderr: string }) => e);
   t.match(err, { code: 2, stderr: /usage: npm run bundle/ });
 });
 
@@ -87,7 +87,13 @@ t.test('the shipped BlazeFace graph is recognised by its outputs; wrong strides 
   await writeBundle(dir, wrong);
   const err = await loadBundle(dir).catch((e: unknown) => e);
   t.equal((err as DiffIdError).code, 'DIFFID_ERR_BUNDLE_GRAPH_MISMATCH');
-  t.match((err as Error).message, /score_32.*has size 384 on axis 1.*expected 128 \(8×8 cells × 2 anchors at stride 32\)/);
+  t.match((err as Error).message, /score_32.*has size 384 on axis 1.*expected 128 \(8×8 cells × 2 anchors at stride 32 on a 256² input\)/);
+  // …and refused already when linked, where the graph fixes its row counts.
+  const linkDir = await tempDir(t);
+  const copy = join(linkDir, 'blazeface.onnx');
+  await copyFile(path, copy);
+  await writeFile(join(linkDir, 'blazeface.json'), JSON.stringify({ anchors_per_cell: [2, 2] }));
+  t.throws(() => linkDetector(copy), /blazeface\.json: score_32 \("Identity_1:0"\) has 384 rows, but 8×8 cells × 2 anchors at stride 32 on a 256² input make 128/);
   const unknown = join(dir, 'strange.onnx');
   await copyFile(join(dir, 'adapter.onnx'), unknown);
   t.throws(() => linkDetector(unknown), /not a layout this service recognises \(scrfd, blazeface\)\. Map them in strange\.json, for example:\n\{/);

@@ -29,7 +29,7 @@ t.test('npm run bundle writes byte-identical bundles on every run', async (t) =>
   const a = await tempDir(t);
   const b = await tempDir(t);
   for (const out of [a, b]) {
-    const { stdout } = await run('npx', ['tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'tiny', '--out', out], { cwd: join(import.meta.dirname, '../../..') });
+    const { stdout } = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'tiny', '--out', out], { cwd: join(import.meta.dirname, '../../..') });
     t.match(stdout, /wrote the tiny bundle/);
   }
   const ha = await listHashes(a);
@@ -44,9 +44,9 @@ t.test('npm run bundle writes byte-identical bundles on every run', async (t) =>
 
 t.test('the CLI refuses unknown kinds and flavors with a usage line', async (t) => {
   const cwd = join(import.meta.dirname, '../../..');
-  const err = await run('npx', ['tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'huge', '--out', '/tmp/x'], { cwd }).catch((e: { code: number; stderr: string }) => e);
+  const err = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'huge', '--out', '/tmp/x'], { cwd }).catch((e: { code: number; stderr: string }) => e);
   t.match(err, { code: 2, stderr: /--kind must be "tiny" or "demo" \(got "huge"\)[\s\S]*usage: npm run bundle/ });
-  const err2 = await run('npx', ['tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'tiny', '--out', '/tmp/x', '--flavor', 'x'], { cwd }).catch((e: { code: number; stderr: string }) => e);
+  const err2 = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'tiny', '--out', '/tmp/x', '--flavor', 'x'], { cwd }).catch((e: { code: number; stderr: string }) => e);
   t.match(err2, { code: 2, stderr: /--flavor must be one of diffusers, optimum/ });
 });
 

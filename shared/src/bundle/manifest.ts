@@ -113,6 +113,18 @@ export function anchorsAt(det: Pick<FaceDetectorEntry, 'anchors_per_cell'>, i: n
   return typeof a === 'number' ? a : (a[i] as number);
 }
 
+/**
+ * The anchor grid of the i-th stride on the detector's input: ⌈size/stride⌉² cells, the anchors
+ * of each, and the rows every output of that stride has; `why` says so for messages.
+ */
+export function anchorGrid(det: Pick<FaceDetectorEntry, 'anchors_per_cell' | 'strides' | 'preprocess'>, i: number): { stride: number; cells: number; anchors: number; rows: number; why: string } {
+  const stride = det.strides[i] as number;
+  const size = det.preprocess.size;
+  const cells = Math.ceil(size / stride);
+  const anchors = anchorsAt(det, i);
+  return { stride, cells, anchors, rows: cells * cells * anchors, why: `${cells}×${cells} cells × ${anchors} anchors at stride ${stride} on a ${size}² input` };
+}
+
 export interface VaeEncoderEntry extends GraphEntry {
   /** `latent`: the graph emits a latent (diffusers); `mean_logvar`: 2·C channels, mean first (optimum). */
   output_kind: 'latent' | 'mean_logvar';

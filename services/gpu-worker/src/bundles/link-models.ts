@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import {
   DETECTOR_LAYOUTS,
+  anchorGrid,
   detectorProblems,
   modelEntryProblems,
   type DetectorLayout,
@@ -143,6 +144,25 @@ function recognise(io: GraphIo, size: number | undefined): { layout: DetectorLay
   return null;
 }
 
+/** Where the graph fixes an output's row count, it must be the anchor grid's (wrong strides or anchors). */
+function gridProblems(io: GraphIo, det: FaceDetectorEntry): string[] {
+  const problems: string[] = [];
+  det.strides.forEach((stride, i) => {
+    const grid = anchorGrid(det, i);
+    for (const name of Object.keys(DETECTOR_LAYOUTS[det.layout].outputs)) {
+      const tensor = det.outputs[`${name}_${stride}`];
+      const o = io.outputs.find((x) => x.name === tensor);
+      if (!o) {
+        problems.push(`outputs.${name}_${stride} names "${tensor}", but the graph's outputs are ${io.outputs.map((x) => `"${x.name}"`).join(', ')}`);
+        continue;
+      }
+      const n = rows(o);
+      if (typeof n === 'number' && n !== grid.rows) problems.push(`${name}_${stride} ("${tensor}") has ${n} rows, but ${grid.why} make ${grid.rows}; check strides and anchors_per_cell`);
+    }
+  });
+  return problems;
+}
+
 function sidecarExample(io: GraphIo): string {
   const outputs = Object.fromEntries(io.outputs.map((o, i) => [`<score|bbox|kps>_<stride> for output ${i}`, o.name]));
   return JSON.stringify({ layout: 'scrfd', strides: [8, 16, 32], anchors_per_cell: 2, outputs }, null, 2);
@@ -182,5 +202,9 @@ export function linkDetector(path: string, given?: Json): LinkedModel<FaceDetect
     ...withoutFileFields(side),
     preprocess: { ...defaults.preprocess, size: size ?? 640, ...(side.preprocess as Json) },
   } as FaceDetectorEntry;
-  return { file: entry.file, bytes, entry: checked('face_detector', entry, sidecar, detectorProblems) };
+  const rules = (det: FaceDetectorEntry) => {
+    const ports = detectorProblems(det);
+    return ports.length > 0 ? ports : gridProblems(io, det);
+  };
+  return { file: entry.file, bytes, entry: checked('face_detector', entry, sidecar, rules) };
 }

@@ -1,7 +1,7 @@
 // Face detection in the layouts the bundle contract names (DETECTOR_LAYOUTS): letterbox to the
 // detector's square input at the top-left, decode boxes and landmarks per stride from the anchor
 // grid, keep scores over the threshold, undo the letterbox scale, and suppress overlaps (NMS).
-import { DETECTOR_LAYOUTS, DiffIdError, anchorsAt, type DetectorLayout, type FaceDetectorEntry } from '@diffid/shared';
+import { DETECTOR_LAYOUTS, DiffIdError, anchorGrid, type DetectorLayout, type FaceDetectorEntry } from '@diffid/shared';
 import type { Point } from '../face-geometry.ts';
 import type { RolePorts } from '../bundle-signature.ts';
 import type { Graph, Tensor } from '../onnx.ts';
@@ -81,29 +81,24 @@ const DECODERS: Record<DetectorLayout, AnchorDecoder> = {
 };
 
 /**
- * Decodes a detector's raw outputs (in input pixels of a size² input) into faces over the
- * threshold, before NMS. Refuses outputs whose lengths do not match the strides and anchors.
+ * Decodes a detector's raw outputs into faces over the threshold, in input pixels, before NMS.
+ * Refuses outputs whose lengths do not match the strides and anchors.
  */
-export function decodeDetections(det: Pick<FaceDetectorEntry, 'layout' | 'strides' | 'anchors_per_cell' | 'score_threshold'>, size: number, outputs: (port: string) => Float32Array | undefined): DetectedFace[] {
+export function decodeDetections(det: Pick<FaceDetectorEntry, 'layout' | 'strides' | 'anchors_per_cell' | 'score_threshold' | 'preprocess'>, outputs: (port: string) => Float32Array | undefined): DetectedFace[] {
   const layout = DETECTOR_LAYOUTS[det.layout];
   const found: DetectedFace[] = [];
   det.strides.forEach((stride, s) => {
-    const cells = Math.ceil(size / stride);
-    const anchors = anchorsAt(det, s);
-    const count = cells * cells * anchors;
+    const { cells, anchors, rows, why } = anchorGrid(det, s);
     const o: StrideOutputs = {};
     for (const [name, width] of Object.entries(layout.outputs)) {
       const data = outputs(`${name}_${stride}`);
       if (!data) throw new DiffIdError('BUNDLE_GRAPH_MISMATCH', `face detector: no ${name}_${stride} output`);
-      if (data.length !== count * width) {
-        throw new DiffIdError(
-          'BUNDLE_GRAPH_MISMATCH',
-          `face detector: ${name}_${stride} has ${data.length / width} rows, but stride ${stride} on a ${size}² input with ${anchors} anchors per cell has ${cells}×${cells}×${anchors} = ${count}; check the manifest's strides and anchors_per_cell`,
-        );
+      if (data.length !== rows * width) {
+        throw new DiffIdError('BUNDLE_GRAPH_MISMATCH', `face detector: ${name}_${stride} has ${data.length / width} rows, but ${why} make ${rows}; check the manifest's strides and anchors_per_cell`);
       }
       o[name] = data;
     }
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < rows; i++) {
       const cell = Math.floor(i / anchors);
       const face = DECODERS[det.layout](o, i, { col: cell % cells, row: Math.floor(cell / cells), stride }, det.score_threshold);
       if (face) found.push(face);
@@ -124,7 +119,7 @@ async function runDetector({ det, ports, graph }: Detector, canvas: Rgb, thresho
   const layout = det.preprocess.tensor_layout ?? 'NCHW';
   const dims = layout === 'NHWC' ? [1, size, size, 3] : [1, 3, size, size];
   const out: Record<string, Tensor> = await graph.run({ [ports.inputs.pixels.name]: { dtype: 'float32', data: normalizeToChw(canvas, det.preprocess, layout), dims } });
-  return decodeDetections({ ...det, score_threshold: threshold }, size, (port) => {
+  return decodeDetections({ ...det, score_threshold: threshold }, (port) => {
     const t = ports.outputs[port] && out[ports.outputs[port].name];
     return t?.data instanceof Float32Array ? t.data : undefined;
   });
