@@ -120,3 +120,16 @@ t.test('an SCRFD export with numbered outputs links by shapes and order', { skip
   t.teardown(() => b.release());
   t.equal(b.ports.face_detector?.outputs.bbox_16?.name, numbered.get('bbox_16'));
 });
+
+t.test('npm run bundle --check-colour says which channel order separates same from different', { skip }, async (t) => {
+  const photos = ['fr_obama.jpg', 'fr_obama2.jpg', 'fr_biden.jpg'].map((p) => join(MODELS, '../photos', p)).join(',');
+  const { stdout } = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--check-colour', photos, '--embedder', embedder], { cwd: ROOT });
+  t.comment(stdout);
+  const margin = (order: string) => Number(new RegExp(`${order}  same \\S+  different \\S+  margin (\\S+)`).exec(stdout)?.[1]);
+  t.ok(margin('RGB') > margin('BGR'), `RGB (as the recognizer was trained) has the larger margin: ${margin('RGB')} against ${margin('BGR')}`);
+  t.match(stdout, /RGB separates same from different better/);
+  t.match(stdout, /Write it in the sidecar mobilefacenet_facegate\.json: \{ "preprocess": \{ "channel_order": "RGB" \} \}/);
+  const err = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--check-colour', photos], { cwd: ROOT }).catch((e: { code: number; stderr: string }) => e);
+  t.equal((err as { code: number }).code, 2);
+  t.match((err as { stderr: string }).stderr, /--check-colour needs the recognizer to check: --embedder FILE/);
+});

@@ -1,7 +1,11 @@
 // npm run bundle -- --kind tiny|demo --out DIR [--detector FILE] [--embedder FILE]
 //   tiny: [--flavor diffusers|optimum] [--seed N]      demo: [--sigma S] [--seed N]
+// npm run bundle -- --check-colour A,B[,C…] --embedder FILE [--detector FILE]
+//   which channel order the recognizer wants, on photos A, B of one person and others of others
 import { parseArgs } from 'node:util';
 import { buildDemoBundle } from './demo-bundle.ts';
+import { readShippedModel } from '../shipped-models.ts';
+import { checkColourOrder, colourOrderReport } from './colour-check.ts';
 import { linkDetector, linkEmbedder } from './link-models.ts';
 import { buildTinyBundle } from './tiny-bundle.ts';
 import { DIFFUSERS_FLAVOR, OPTIMUM_FLAVOR } from './tiny-graphs.ts';
@@ -9,7 +13,9 @@ import { writeBundle, type GeneratedBundle } from './write-bundle.ts';
 
 const USAGE =
   'usage: npm run bundle -- --kind tiny|demo --out DIR [--detector FILE] [--embedder FILE]\n' +
-  '         tiny: [--flavor diffusers|optimum] [--seed N]   demo: [--sigma S] [--seed N]';
+  '         tiny: [--flavor diffusers|optimum] [--seed N]   demo: [--sigma S] [--seed N]\n' +
+  '       npm run bundle -- --check-colour A.jpg,B.jpg[,C.jpg…] --embedder FILE [--detector FILE]\n' +
+  '         A and B: one person; any others: other people';
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -27,6 +33,7 @@ const { values } = (() => {
         sigma: { type: 'string' },
         detector: { type: 'string' },
         embedder: { type: 'string' },
+        'check-colour': { type: 'string' },
       },
       strict: true,
     });
@@ -34,6 +41,19 @@ const { values } = (() => {
     return fail((err as Error).message);
   }
 })();
+
+if (values['check-colour'] !== undefined) {
+  if (!values.embedder) fail('--check-colour needs the recognizer to check: --embedder FILE');
+  try {
+    const shipped = await readShippedModel('face_detector');
+    const detector = values.detector ? linkDetector(values.detector) : linkDetector(shipped.path, shipped.file.sidecar);
+    const rows = await checkColourOrder(values.embedder, detector, values['check-colour'].split(','));
+    process.stdout.write(`${colourOrderReport(values.embedder, rows)}\n`);
+    process.exit(0);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+}
 
 if (!values.out) fail('--out DIR is required');
 if (values.kind !== 'tiny' && values.kind !== 'demo') fail(`--kind must be "tiny" or "demo" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
