@@ -152,6 +152,14 @@ t.test('several photos of one person: one identity; a photo without a face fails
   const timings = skipped.result.timings_ms as { total: number; inference: number; stages: Record<string, number> };
   const staged = Object.values(timings.stages).reduce((a, b) => a + b, 0);
   t.ok(staged <= timings.inference + 2 && timings.inference <= timings.total, `wall times nest: stages ${staged} ≤ inference ${timings.inference} ≤ total ${timings.total}`);
+  // A group photo: the largest face with a close-call warning, or the face face_index names.
+  const group = await run(['fr_two_people.jpg']);
+  t.same(group.result.warnings.map((w: { code: string; input: string }) => `${w.code} ${w.input}`), ['AMBIGUOUS_FACE image']);
+  const named = await run(['fr_two_people.jpg'], { face_index: 1 });
+  t.equal(named.status, 'succeeded');
+  t.equal(named.result.inputs[0].face_index, 1, 'the second face from the left');
+  t.same(named.params.face_index, [1]);
+  t.same(named.result.warnings, [], 'no warning once the face is named');
   const mismatch = await postForm(s.base, '/generate', { image: { bytes: await photo('fr_obama.jpg') }, prompt: 'x', face_index: '0,1' });
   t.equal(mismatch.status, 400);
   t.match(((await mismatch.json()) as { error: { message: string } }).error.message, /one index per photo: 1 photo\(s\), 2 index\(es\) given/);

@@ -149,7 +149,12 @@ export async function loadBundle(dirInput: string, options: LoadOptions = {}): P
     }
     const det = manifest.models.face_detector;
     if (det && graphs.face_detector && resolved.ports.face_detector) {
-      await probeDetector({ det, graph: graphs.face_detector, ports: resolved.ports.face_detector });
+      try {
+        await probeDetector({ det, graph: graphs.face_detector, ports: resolved.ports.face_detector });
+      } catch (err) {
+        if (err instanceof DiffIdError) throw err;
+        throw new DiffIdError('BUNDLE_GRAPH_MISMATCH', `face_detector (${det.file}): a trial run on a blank ${det.preprocess.size}² input failed: ${(err as Error).message}`, { cause: err });
+      }
     }
     // checkSignatures refuses a bundle missing a required role's graph, so every one was opened.
     return { dir, manifest, graphs: graphs as BundleGraphs, ports: resolved.ports, dims: resolved.dims, tokenizer, release };

