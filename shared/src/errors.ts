@@ -3,6 +3,9 @@
 
 export const ERROR_CATALOGUE = {
   // Requests
+  MALFORMED_REQUEST: { code: 'DIFFID_ERR_MALFORMED_REQUEST', status: 400, title: 'The HTTP request itself is malformed (method, URL, framing or length)' },
+  HEADERS_TOO_LARGE: { code: 'DIFFID_ERR_HEADERS_TOO_LARGE', status: 431, title: 'The request line or headers are larger than allowed' },
+  REQUEST_TIMEOUT: { code: 'DIFFID_ERR_REQUEST_TIMEOUT', status: 408, title: 'The request was not received in time' },
   VALIDATION: { code: 'DIFFID_ERR_VALIDATION', status: 400, title: 'A request field is missing, malformed or out of range' },
   NOT_MULTIPART: { code: 'DIFFID_ERR_NOT_MULTIPART', status: 415, title: 'The request body must be multipart/form-data' },
   MISSING_FILE: { code: 'DIFFID_ERR_MISSING_FILE', status: 400, title: 'A required image file is missing' },

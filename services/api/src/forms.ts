@@ -11,6 +11,10 @@ import { formSchema } from './openapi.ts';
 
 /** Bytes one uploaded image may have. */
 export const MAX_FILE_BYTES = 20 * 1024 * 1024;
+/** Bytes a form may spend on its text fields and multipart framing, besides its files. */
+export const MAX_FIELDS_BYTES = 1024 * 1024;
+
+const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
 
 export interface ParsedForm {
   fields: Record<string, unknown>;
@@ -57,7 +61,18 @@ function fieldError(e: ErrorObject, fields: Record<string, unknown>): DiffIdErro
 export function formReader(schemaName: string) {
   const schema = formSchema(schemaName);
   const validate = ajv.compile(schema.fields);
-  const fieldNames = new Set(Object.keys((schema.fields as { properties: object }).properties));
+  const properties = (schema.fields as { properties: Record<string, { type?: string }> }).properties;
+  const fieldNames = new Set(Object.keys(properties));
+  const fieldTypes = Object.fromEntries(Object.entries(properties).map(([k, p]) => [k, p.type]));
+  const maxBodyBytes = Object.values(schema.maxFiles).reduce((sum, n) => sum + n * MAX_FILE_BYTES, MAX_FIELDS_BYTES);
+  // Per-request limits replace the plugin's as a whole, so every one is given here.
+  const partLimits = {
+    fileSize: MAX_FILE_BYTES,
+    files: Object.values(schema.maxFiles).reduce((sum, n) => sum + n, 0) + 1,
+    fields: fieldNames.size + 1,
+    parts: fieldNames.size + schema.files.length + 8,
+    fieldSize: 16 * 1024,
+  };
 
   return async function readForm(request: FastifyRequest): Promise<ParsedForm> {
     if (!request.isMultipart()) {
@@ -65,18 +80,30 @@ export function formReader(schemaName: string) {
     }
     const fields: Record<string, unknown> = {};
     const files: Record<string, Buffer[]> = {};
-    try {
-      for await (const part of request.parts({ limits: { fileSize: MAX_FILE_BYTES } })) {
+    // The tripwire ends the read the moment a limit is crossed, whatever the parser is doing: a
+    // file over its size (busboy would otherwise read on to the part's end), or a body over the
+    // route's total (an endless preamble or part never yields to the loop below).
+    let trip: (err: DiffIdError) => void = () => undefined;
+    const tripped = new Promise<never>((_, reject) => (trip = reject));
+    tripped.catch(() => undefined);
+    let seen = 0;
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > maxBodyBytes) trip(new DiffIdError('FILE_TOO_LARGE', `the request body may be at most ${mb(maxBodyBytes)} MB on this route`));
+    };
+    request.raw.on('data', onData);
+    const fileTooLarge = () => trip(new DiffIdError('FILE_TOO_LARGE', `each image may be at most ${mb(MAX_FILE_BYTES)} MB`));
+    const read = async () => {
+      for await (const part of request.parts({ limits: partLimits })) {
         const name = part.fieldname;
         if (part.type === 'file') {
+          part.file.once('limit', fileTooLarge);
           if (!schema.files.includes(name)) {
-            await part.toBuffer().catch(() => undefined);
             throw new DiffIdError('UNEXPECTED_FIELD', `this route takes no file "${name}"; its files are ${schema.files.join(', ')}`);
           }
           const list = (files[name] ??= []);
           const most = schema.maxFiles[name] ?? 1;
           if (list.length >= most) {
-            await part.toBuffer().catch(() => undefined);
             throw new DiffIdError('UNEXPECTED_FIELD', most === 1 ? `the file "${name}" is given twice` : `the file "${name}" is given more than ${most} times`);
           }
           list.push(await part.toBuffer());
@@ -90,19 +117,27 @@ export function formReader(schemaName: string) {
           fields[name] = part.value;
         }
       }
+    };
+    try {
+      const reading = read();
+      reading.catch(() => undefined);
+      await Promise.race([reading, tripped]);
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === 'FST_REQ_FILE_TOO_LARGE') throw new DiffIdError('FILE_TOO_LARGE', `each image may be at most ${MAX_FILE_BYTES / 1024 / 1024} MB`);
+      if (code === 'FST_REQ_FILE_TOO_LARGE') throw new DiffIdError('FILE_TOO_LARGE', `each image may be at most ${mb(MAX_FILE_BYTES)} MB`);
       if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
         throw new DiffIdError('UNEXPECTED_FIELD', 'the form has more parts than this route takes');
       }
       if (err instanceof DiffIdError) throw err;
       // Everything else here is the body's own fault: no boundary, a truncated or garbled part.
       throw new DiffIdError('VALIDATION', `the multipart body is malformed (${(err as Error).message}); let your HTTP client build the form`);
+    } finally {
+      request.raw.off('data', onData);
     }
     for (const name of schema.requiredFiles) {
       if (!files[name]) throw new DiffIdError('MISSING_FILE', `the image file "${name}" is missing; attach it as a multipart file field`);
     }
+    strictNumbers(fields, fieldTypes);
     if (!validate(fields)) throw fieldError((validate.errors ?? [])[0] as ErrorObject, fields);
     for (const [field, list] of Object.entries(files)) {
       for (const [i, bytes] of list.entries()) {
@@ -117,6 +152,30 @@ export function formReader(schemaName: string) {
   };
 }
 
+/**
+ * A number as people write it in a form: decimal digits, an optional sign and fraction. No hex,
+ * binary, exponents or Infinity. Each part is a single character class in sequence, so the match
+ * is linear in the text.
+ */
+const DECIMAL = /^[-+]?[0-9]{1,20}(?:\.[0-9]{1,20})?$|^[-+]?\.[0-9]{1,20}$/;
+const INTEGER = /^[-+]?[0-9]{1,20}$/;
+
+/**
+ * Refuses number fields not written as plain decimals before the schema coerces them (JavaScript's
+ * Number() would take 0x10, 0b101, 1e2 and Infinity).
+ */
+function strictNumbers(fields: Record<string, unknown>, types: Record<string, string | undefined>): void {
+  for (const [name, value] of Object.entries(fields)) {
+    const type = types[name];
+    if ((type !== 'integer' && type !== 'number') || typeof value !== 'string') continue;
+    const text = value.trim();
+    if (!(type === 'integer' ? INTEGER : DECIMAL).test(text)) {
+      throw new DiffIdError('VALIDATION', `"${name}" must be ${type === 'integer' ? 'a whole number' : 'a number'} written in decimal digits (got ${JSON.stringify(value.slice(0, 40))})`);
+    }
+    fields[name] = text;
+  }
+}
+
 /** Parses the morph factors: exactly one of alpha, alphas or frames. */
 export function morphAlphas(fields: Record<string, unknown>): number[] {
   const given = ['alpha', 'alphas', 'frames'].filter((k) => fields[k] !== undefined);
@@ -129,12 +188,14 @@ export function morphAlphas(fields: Record<string, unknown>): number[] {
     return Array.from({ length: n }, (_, i) => i / (n - 1));
   }
   if (fields.alphas !== undefined) {
-    const parts = String(fields.alphas).split(',').map((s) => s.trim());
-    const values = parts.map(Number);
-    const bad = parts.find((p, i) => p === '' || !Number.isFinite(values[i]) || (values[i] as number) < 0 || (values[i] as number) > 1);
-    if (bad !== undefined) throw new DiffIdError('VALIDATION', `"alphas" must be numbers in [0, 1] separated by commas; "${bad}" is not`);
-    if (values.length > LIMITS.maxAlphas) throw new DiffIdError('VALIDATION', `"alphas" may list at most ${LIMITS.maxAlphas} values (got ${values.length})`);
-    return values;
+    const parts = String(fields.alphas).split(',');
+    if (parts.length > LIMITS.maxAlphas) throw new DiffIdError('VALIDATION', `"alphas" may list at most ${LIMITS.maxAlphas} values (got ${parts.length})`);
+    return parts.map((raw) => {
+      const text = raw.trim();
+      const value = DECIMAL.test(text) ? Number(text) : NaN;
+      if (!(value >= 0 && value <= 1)) throw new DiffIdError('VALIDATION', `"alphas" must be decimal numbers in [0, 1] separated by commas; "${text.slice(0, 40)}" is not`);
+      return value;
+    });
   }
   throw new DiffIdError('VALIDATION', 'give the morph factor: one of alpha, alphas or frames');
 }
