@@ -12,8 +12,21 @@ export interface RgbImage {
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp';
 
-/** Upper bound on decoded pixels; larger uploads are refused before decoding. */
+/** Upper bound on one upload's pixels; larger uploads are refused before decoding. */
 export const MAX_INPUT_PIXELS = 40_000_000;
+/** Upper bound on the pixels of all of one job's uploads together (two images at the limit). */
+export const MAX_JOB_PIXELS = 2 * MAX_INPUT_PIXELS;
+/**
+ * The longest side the worker decodes an upload to. Detection letterboxes to a few hundred
+ * pixels and alignment crops 112² and 256² canvases, so a face loses nothing at this size, and
+ * one decoded photo holds at most 2048² × 3 bytes (12 MB) whatever was uploaded.
+ */
+export const WORKING_MAX_SIDE = 2048;
+
+/** Decoded pixels with how many upload pixels each stands for along a side (1: full size). */
+export interface DecodedImage extends RgbImage {
+  scale: number;
+}
 
 /** The format the bytes say they are (magic numbers), whatever the client declared. */
 export function sniffImageFormat(bytes: Uint8Array): ImageFormat | null {
@@ -27,31 +40,64 @@ export function sniffImageFormat(bytes: Uint8Array): ImageFormat | null {
   return null;
 }
 
+function formatOf(bytes: Uint8Array, label: string): ImageFormat {
+  const format = sniffImageFormat(bytes);
+  if (!format) throw new DiffIdError('UNSUPPORTED_IMAGE', `${label}: the file is not a JPEG, PNG or WebP image (its first bytes say otherwise)`);
+  return format;
+}
+
+function decodeError(err: unknown, label: string, format: ImageFormat): DiffIdError {
+  const message = (err as Error).message;
+  if (/pixel limit/i.test(message)) return new DiffIdError('FILE_TOO_LARGE', `${label}: the image has more than ${MAX_INPUT_PIXELS} pixels`);
+  return new DiffIdError('UNSUPPORTED_IMAGE', `${label}: the ${format.toUpperCase()} data cannot be decoded (${message})`);
+}
+
+// Sequential reads let libvips stream the decode row by row instead of holding the whole image.
+const open = (bytes: Uint8Array) => sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error', sequentialRead: true });
+
 /**
  * Decodes an uploaded image to RGB: EXIF orientation applied, alpha composited on black, any
- * colour space converted to sRGB. `label` names the upload in error messages.
+ * colour space converted to sRGB, and — when a side is longer than `maxSide` — reduced to fit
+ * (`scale` says by how much). `label` names the upload in error messages.
  */
-export async function decodeRgb(bytes: Uint8Array, label = 'image'): Promise<RgbImage> {
-  const format = sniffImageFormat(bytes);
-  if (!format) {
-    throw new DiffIdError('UNSUPPORTED_IMAGE', `${label}: the file is not a JPEG, PNG or WebP image (its first bytes say otherwise)`);
-  }
+export async function decodeRgb(bytes: Uint8Array, label = 'image', maxSide = Infinity): Promise<DecodedImage> {
+  const format = formatOf(bytes, label);
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' })
-      .rotate()
+    let pipeline = open(bytes).rotate();
+    if (Number.isFinite(maxSide)) pipeline = pipeline.resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
+    const { data, info } = await pipeline
       .flatten({ background: { r: 0, g: 0, b: 0 } })
       .toColourspace('srgb')
       .removeAlpha()
       .raw()
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+    const full = await uprightSize(bytes);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, scale: full.width / info.width };
   } catch (err) {
-    const message = (err as Error).message;
-    if (/pixel limit/i.test(message)) {
-      throw new DiffIdError('FILE_TOO_LARGE', `${label}: the image has more than ${MAX_INPUT_PIXELS} pixels`);
-    }
-    throw new DiffIdError('UNSUPPORTED_IMAGE', `${label}: the ${format.toUpperCase()} data cannot be decoded (${message})`);
+    throw err instanceof DiffIdError ? err : decodeError(err, label, format);
+  }
+}
+
+/** Width and height as the image is shown (EXIF orientations 5–8 swap them), from its header. */
+async function uprightSize(bytes: Uint8Array): Promise<{ width: number; height: number }> {
+  const m = await sharp(bytes).metadata();
+  const swap = (m.orientation ?? 1) >= 5;
+  return { width: (swap ? m.height : m.width) ?? 0, height: (swap ? m.width : m.height) ?? 0 };
+}
+
+/**
+ * Checks that an upload decodes in full — truncated or corrupt data is refused — while holding
+ * only a small thumbnail, so that checking a 40-megapixel PNG costs little memory. Returns its
+ * size as shown (after EXIF orientation).
+ */
+export async function checkImage(bytes: Uint8Array, label = 'image'): Promise<{ width: number; height: number }> {
+  const format = formatOf(bytes, label);
+  try {
+    await open(bytes).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
+    return await uprightSize(bytes);
+  } catch (err) {
+    throw decodeError(err, label, format);
   }
 }
 

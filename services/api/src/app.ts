@@ -3,6 +3,7 @@ import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import fp from 'fastify-plugin';
 import { DiffIdError, ERROR_CATALOGUE, type ErrorKey } from '@diffid/shared';
 import { MAX_FILE_BYTES } from './forms.ts';
@@ -16,6 +17,16 @@ export type AppOptions = JobServiceOptions;
 
 function errorBody(key: ErrorKey, message: string) {
   return { error: { code: ERROR_CATALOGUE[key].code, message } };
+}
+
+/** What a client is told of an error: its catalogue key and message (5xx details stay in the logs). */
+function publicError(err: FastifyError): [ErrorKey, string] {
+  if (err instanceof DiffIdError) return [err.key, err.publicMessage];
+  const key = fastifyErrorKey(err);
+  if (key === 'NOT_MULTIPART') return [key, 'send the request as multipart/form-data'];
+  if (key === 'FILE_TOO_LARGE') return [key, 'the body is larger than this route takes; its requests are multipart/form-data forms'];
+  if (key) return [key, err.message];
+  return ['INTERNAL', ERROR_CATALOGUE.INTERNAL.title];
 }
 
 /** Fastify's own errors, mapped into the catalogue. */
@@ -47,28 +58,17 @@ export const diffIdApi = fp<AppOptions>(
     await app.register(jobsPlugin, options);
 
     app.setErrorHandler((err: FastifyError, request, reply) => {
-      // A request refused before its body was read in full (too large, malformed, a bad form):
-      // answer, then close the connection rather than read the rest of what the client sends.
-      if (!request.raw.complete) {
-        reply.header('connection', 'close');
-        reply.raw.once('finish', () => request.raw.socket?.destroy());
+      const [key, message] = publicError(err);
+      if (key === 'INTERNAL' || (err instanceof DiffIdError && err.status >= 500)) request.log.error({ err }, err.message);
+      // Refused before its body was read in full (too large, malformed, a bad form): answer on the
+      // socket and close it, rather than let Node read the rest of what the client sends (it
+      // drains an unread body to keep the connection, and this body may never end).
+      if (bodyUnread(request.raw)) {
+        reply.hijack();
+        request.raw.socket.write(rawErrorResponse(key, message));
+        return lingeringClose(request.raw);
       }
-      if (err instanceof DiffIdError) {
-        if (err.status >= 500) request.log.error({ err, code: err.code }, err.message);
-        return reply.code(err.status).send({ error: { code: err.code, message: err.publicMessage } });
-      }
-      const key = fastifyErrorKey(err);
-      if (key) {
-        const message =
-          key === 'NOT_MULTIPART'
-            ? 'send the request as multipart/form-data'
-            : key === 'FILE_TOO_LARGE'
-              ? 'the body is larger than this route takes; its requests are multipart/form-data forms'
-              : err.message;
-        return reply.code(ERROR_CATALOGUE[key].status).send(errorBody(key, message));
-      }
-      request.log.error({ err }, 'unhandled error');
-      return reply.code(500).send(errorBody('INTERNAL', ERROR_CATALOGUE.INTERNAL.title));
+      return reply.code(ERROR_CATALOGUE[key].status).send(errorBody(key, message));
     });
     app.setNotFoundHandler((request, reply) =>
       reply.code(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /docs`)),
@@ -80,11 +80,32 @@ export const diffIdApi = fp<AppOptions>(
   { name: 'diffid-api', fastify: '5.x' },
 );
 
+/** A request that has a body, not all of which has been read. */
+function bodyUnread(request: IncomingMessage): boolean {
+  const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+  return hasBody && !request.complete && request.socket !== undefined && !request.socket.destroyed;
+}
+
+/**
+ * Closes a connection whose request body is still arriving, once its answer went out: stop
+ * reading (TCP back-pressure then holds the client), send FIN, and destroy the socket a moment
+ * later. Destroying it at once, with the client's data unread, resets the connection and the
+ * client can lose the answer before it reads it.
+ */
+function lingeringClose(request: IncomingMessage): void {
+  const socket = request.socket;
+  if (!socket || socket.destroyed) return;
+  request.pause();
+  socket.pause();
+  socket.end();
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
 /** A whole HTTP response for a socket that Node's parser refused before Fastify saw a request. */
 function rawErrorResponse(key: ErrorKey, message: string): string {
   const body = JSON.stringify(errorBody(key, message));
   const { status } = ERROR_CATALOGUE[key];
-  const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status as 400 | 408 | 431] ?? 'Error';
+  const reason = STATUS_CODES[status] ?? 'Error';
   return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 

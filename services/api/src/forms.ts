@@ -6,7 +6,7 @@ import addFormats from 'ajv-formats';
 import type {} from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
 import { DiffIdError, LIMITS, inputLabel, type InputName } from '@diffid/shared';
-import { decodeRgb, sniffImageFormat } from '@diffid/shared/image';
+import { MAX_JOB_PIXELS, checkImage, sniffImageFormat } from '@diffid/shared/image';
 import { formSchema } from './openapi.ts';
 
 /** Bytes one uploaded image may have. */
@@ -139,14 +139,19 @@ export function formReader(schemaName: string) {
     }
     strictNumbers(fields, fieldTypes);
     if (!validate(fields)) throw fieldError((validate.errors ?? [])[0] as ErrorObject, fields);
+    let pixels = 0;
     for (const [field, list] of Object.entries(files)) {
       for (const [i, bytes] of list.entries()) {
         const name = inputLabel(field as InputName, i, list.length);
         if (bytes.length === 0) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is an empty file`);
         if (!sniffImageFormat(bytes)) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is not a JPEG, PNG or WebP image (checked by its bytes, whatever its declared type)`);
         // A full decode here keeps truncated or corrupt images out of the queue.
-        await decodeRgb(bytes, name);
+        const { width, height } = await checkImage(bytes, name);
+        pixels += width * height;
       }
+    }
+    if (pixels > MAX_JOB_PIXELS) {
+      throw new DiffIdError('FILE_TOO_LARGE', `the images of one request may have at most ${MAX_JOB_PIXELS / 1e6} megapixels together (these have ${(pixels / 1e6).toFixed(1)}); send smaller photos`);
     }
     return { fields, files };
   };

@@ -17,7 +17,7 @@ import {
   type JobResult,
   type PayloadOf,
 } from '@diffid/shared';
-import { decodeRgb, encodePng } from '@diffid/shared/image';
+import { WORKING_MAX_SIDE, decodeRgb, encodePng } from '@diffid/shared/image';
 import type { Redis } from 'ioredis';
 import { InferenceCanceled, type InferenceClient } from './inference-client.ts';
 import type { InferenceJob } from './inference-protocol.ts';
@@ -60,7 +60,7 @@ async function loadInputs(deps: HandlerDeps, id: string, payload: JobPayload): P
       const label = inputLabel(name, i, count);
       const bytes = await deps.redis.getBuffer(keys.input(name, i));
       if (!bytes) throw new DiffIdError('INPUT_EXPIRED', `${label}: the uploaded image is no longer stored; submit the job again`);
-      list.push(await decodeRgb(bytes, label));
+      list.push(await decodeRgb(bytes, label, WORKING_MAX_SIDE));
     }
     images[name] = most === 1 ? (list[0] as Rgb) : list;
   }

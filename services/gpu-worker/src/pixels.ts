@@ -8,6 +8,8 @@ export interface Rgb {
   data: Uint8Array;
   width: number;
   height: number;
+  /** For an upload decoded smaller than it was sent: upload pixels per pixel here (results report upload pixels). */
+  scale?: number;
 }
 
 type Filter = 'bilinear' | 'bicubic';

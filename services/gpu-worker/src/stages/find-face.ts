@@ -64,14 +64,14 @@ function align(ctx: StageContext, image: Rgb, face: DetectedFace, layout = layou
 /** Index of the face with the largest box (the first of equals). */
 const largestIndex = (faces: DetectedFace[]) => faces.reduce((best, f, i) => (boxArea(f.box) > boxArea((faces[best] as DetectedFace).box) ? i : best), 0);
 
-const round = (v: number) => Math.round(v * 10) / 10;
-
-function seen(face: DetectedFace, layout: DetectorLayout): SeenFace {
+/** A face as results report it: in the upload's pixels (`scale` of the decoded image), rounded. */
+function seen(face: DetectedFace, layout: DetectorLayout, scale: number): SeenFace {
   const names = DETECTOR_LAYOUTS[layout].landmarks;
+  const px = (v: number) => Math.round(v * scale * 10) / 10;
   return {
-    box: face.box.map(round) as SeenFace['box'],
+    box: face.box.map(px) as SeenFace['box'],
     score: Math.round(face.score * 1000) / 1000,
-    landmarks: Object.fromEntries(face.landmarks.map((p, i) => [names[i] ?? `point_${i}`, [round(p[0]), round(p[1])]])),
+    landmarks: Object.fromEntries(face.landmarks.map((p, i) => [names[i] ?? `point_${i}`, [px(p[0]), px(p[1])]])),
   };
 }
 
@@ -101,6 +101,7 @@ export async function findFace(ctx: StageContext, image: Rgb, label: string, fac
       });
     }
   }
+  // Measured in the pixels the recognizer's crop is warped from (the decoded image).
   const [e1, e2] = chosen.landmarks as [Point, Point];
   const eyes = Math.hypot(e2[0] - e1[0], e2[1] - e1[1]);
   if (eyes < MIN_EYE_DISTANCE) {
@@ -111,7 +112,8 @@ export async function findFace(ctx: StageContext, image: Rgb, label: string, fac
     });
   }
   const layout = layoutOf(ctx);
-  return { face: align(ctx, image, chosen), input: { input: label, faces: faces.map((f) => seen(f, layout)), face_index: index }, warnings };
+  const scale = image.scale ?? 1;
+  return { face: align(ctx, image, chosen), input: { input: label, faces: faces.map((f) => seen(f, layout, scale)), face_index: index }, warnings };
 }
 
 /**
