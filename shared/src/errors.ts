@@ -24,6 +24,7 @@ export const ERROR_CATALOGUE = {
   FACE_INDEX_OUT_OF_RANGE: { code: 'DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE', status: 422, title: 'A face_index names a face the image does not have' },
   INPUT_EXPIRED: { code: 'DIFFID_ERR_INPUT_EXPIRED', status: 410, title: "The job's uploaded images expired before a worker ran it" },
   JOB_CANCELED: { code: 'DIFFID_ERR_JOB_CANCELED', status: 409, title: 'The job was canceled' },
+  WORKER_LOST: { code: 'DIFFID_ERR_WORKER_LOST', status: 503, title: 'The worker running the job was lost (killed or cut off) on every attempt' },
   INFERENCE_FAILED: { code: 'DIFFID_ERR_INFERENCE_FAILED', status: 500, title: 'The worker failed while running the models' },
   // Model bundles (worker start-up)
   BUNDLE_MANIFEST_INVALID: { code: 'DIFFID_ERR_BUNDLE_MANIFEST_INVALID', status: 503, title: 'The model bundle manifest does not meet the contract' },

@@ -244,6 +244,13 @@ export const jobKeys = (prefix: string, id: string) => {
     inputs: (kind: JobKind) =>
       Object.entries(JOB_INPUTS[kind]).flatMap(([name, most]) => Array.from({ length: most }, (_, i) => input(name as InputName, i))),
     result: (index: number) => `${prefix}:job:${id}:result:${index}`,
+    /**
+     * The finished result as JSON, written with the PNGs in one transaction: a run that finds it
+     * (the job ran again after its first run lost the lock) returns it instead of running again.
+     */
+    done: `${prefix}:job:${id}:done`,
+    /** The worker running the job and its lock token, for the worker-loss reaper (JSON). */
+    owner: `${prefix}:job:${id}:owner`,
     /** Present once a cancel was asked for: the job's public view at that moment, as JSON. */
     canceled: `${prefix}:job:${id}:canceled`,
   };

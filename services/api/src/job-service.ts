@@ -148,7 +148,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
         const results = Array.from({ length: plannedImages(payload) }, (_, i) => keys.result(i));
-        await redis.del(...keys.inputs(payload.kind), ...results);
+        await redis.del(...keys.inputs(payload.kind), ...results, keys.done);
       });
       watcher.notify(id);
       return canceled;

@@ -1,7 +1,7 @@
 // The public view of a job (openapi.yaml, schema Job) from what the queue holds: a pure mapping
 // with no Redis in it, so that every state is tested by a table (test/job-view.test.ts).
 
-import { catalogueEntry, parseFailure, plannedSteps, type JobKind, type JobPayload, type JobProgress, type JobResult } from '@diffid/shared';
+import { ERROR_CATALOGUE, catalogueEntry, parseFailure, plannedSteps, type JobKind, type JobPayload, type JobProgress, type JobResult } from '@diffid/shared';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
 
@@ -63,13 +63,19 @@ export function statusOf(state: string): JobStatus | null {
   }
 }
 
-/** A failed job's public error: catalogue 4xx codes as the worker said them, 5xx as their title. */
+/** BullMQ's own reason for a job whose worker vanished on every try. */
+const STALLED_REASON = /stalled more than allowable limit/;
+
+/**
+ * A failed job's public error: catalogue 4xx codes as the worker said them, a lost worker as
+ * WORKER_LOST, other 5xx as their catalogue title.
+ */
 export function publicError(reason: string | undefined): { code: string; message: string } {
   const parsed = parseFailure(reason);
   const entry = parsed ? catalogueEntry(parsed.code) : undefined;
   if (parsed && entry && entry.status < 500) return parsed;
-  const fallback = catalogueEntry('DIFFID_ERR_INFERENCE_FAILED');
-  return { code: 'DIFFID_ERR_INFERENCE_FAILED', message: fallback?.title ?? 'inference failed' };
+  const key = STALLED_REASON.test(reason ?? '') ? 'WORKER_LOST' : 'INFERENCE_FAILED';
+  return { code: ERROR_CATALOGUE[key].code, message: ERROR_CATALOGUE[key].title };
 }
 
 /** The progress to show: the worker's report, or 0 of the job's planned steps before it has one. */

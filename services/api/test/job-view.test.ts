@@ -72,12 +72,12 @@ t.test('queued jobs show 0 of their planned steps, the same total the worker wil
   t.same(progressOf({ data: PAYLOADS.morph, progress: { step: 3 } }, 8), { step: 3, total: 40 }, 'a partial report keeps the planned total');
 });
 
-t.test('failed jobs: 4xx catalogue codes pass through, anything else is INFERENCE_FAILED with its title', async (t) => {
+t.test('failed jobs: 4xx catalogue codes pass through, a lost worker is WORKER_LOST, anything else INFERENCE_FAILED with its title', async (t) => {
   const table: Array<[string | undefined, string, RegExp]> = [
     [formatFailure('DIFFID_ERR_NO_FACE_DETECTED', 'image_a: no face found'), 'DIFFID_ERR_NO_FACE_DETECTED', /^image_a: no face found$/],
     [formatFailure('DIFFID_ERR_INPUT_EXPIRED', 'image: gone'), 'DIFFID_ERR_INPUT_EXPIRED', /gone/],
     [formatFailure('DIFFID_ERR_INFERENCE_FAILED', 'onnxruntime: /secret/path broke'), 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed while running the models$/],
-    ['job stalled more than allowable limit', 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed/],
+    ['job stalled more than allowable limit', 'DIFFID_ERR_WORKER_LOST', /^The worker running the job was lost \(killed or cut off\) on every attempt$/],
     [formatFailure('DIFFID_ERR_MADE_UP', 'x'), 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed/],
     [undefined, 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed/],
   ];

@@ -74,18 +74,17 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     const keys = jobKeys(deps.prefix, ctx.id);
     // A cancel that came before this worker held the job left only its tombstone.
     if (await deps.redis.exists(keys.canceled)) throw new InferenceCanceled();
+    // An earlier run finished but could not mark the job done (it lost its lock): its result stands.
+    const earlier = await deps.redis.get(keys.done);
+    if (earlier) return JSON.parse(earlier) as JobResult;
     const images = await loadInputs(deps, ctx.id, payload);
     const output = await deps.inference.run({ payload, images } as InferenceJob, {
       signal: ctx.signal,
       onProgress: (step, total) => ctx.progress({ step, total }),
     });
     const pngs = await Promise.all(output.images.map((i) => encodePng(i.rgb)));
-    const tx = deps.redis.multi();
-    pngs.forEach((png, index) => tx.set(keys.result(index), png, 'EX', deps.resultTtlSeconds));
-    tx.del(...keys.inputs(payload.kind));
-    await tx.exec();
     ctx.progress({ step: output.total, total: output.total });
-    return {
+    const result: JobResult = {
       images: output.images.map((i, index) => ({ index, width: i.rgb.width, height: i.rgb.height, ...i.facts })),
       ...output.facts,
       timings_ms: {
@@ -94,6 +93,15 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
         stages: Object.fromEntries(Object.entries(output.stages).map(([stage, ms]) => [stage, Math.round(ms)])),
       },
     };
+    // Same keys, same bytes on every run (seeds fix the outputs): a second writer changes nothing.
+    // The uploads go in the same transaction as the result record, so a run that starts later
+    // (this one lost its lock before BullMQ marked the job done) finds the result, not a gap.
+    const tx = deps.redis.multi();
+    pngs.forEach((png, index) => tx.set(keys.result(index), png, 'EX', deps.resultTtlSeconds));
+    tx.set(keys.done, JSON.stringify(result), 'EX', deps.resultTtlSeconds);
+    tx.del(...keys.inputs(payload.kind));
+    await tx.exec();
+    return result;
   };
   return { generate: run, morph: run, compare: run };
 }

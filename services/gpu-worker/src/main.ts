@@ -32,6 +32,9 @@ try {
     executionProvider: settings.executionProvider,
     intraOpThreads: settings.intraOpThreads,
     maxBatch: settings.maxBatch,
+    lockDurationMs: settings.lockSeconds * 1000,
+    stalledIntervalMs: settings.stalledCheckSeconds * 1000,
+    jobAttempts: settings.jobAttempts,
     log: (event, fields) => logger.info(fields, event),
   });
   logger.info({ bundle: service.inference.bundle.name }, 'worker ready');

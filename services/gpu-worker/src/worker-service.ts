@@ -2,7 +2,20 @@
 // from BullMQ and hands each to its kind's handler. This is the one place that knows BullMQ:
 // cancels from the API's Redis channel become BullMQ's own job cancel (the processor's
 // AbortSignal), and handler errors become final (UnrecoverableError) or retryable failures.
+//
+// At least once, made safe (docs/operations.md):
+// - Locks last long (DIFFID_LOCK_SECONDS, renewed every 15 s), so a Redis pause of a minute
+//   costs no lock. A worker that does lose a job's lock stops that job at its next step.
+// - A killed worker is found by its Redis connection, not by its lock: every few seconds each
+//   worker looks at the active jobs, and a job whose owner's connection is gone has its lock
+//   removed, so BullMQ's stalled check gives it to another worker within a couple of checks.
+// - A job may stall `attempts − 1` times; after that it fails as WORKER_LOST, and its uploads are
+//   deleted as for any final failure.
+// - The handler writes the result record with the PNGs and drops the uploads in one transaction;
+//   a later run of the same job returns that record (handlers.ts).
 
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
@@ -26,10 +39,16 @@ export interface WorkerServiceOptions extends ThreadOptions {
   prefix: string;
   queueName: string;
   resultTtlSeconds: number;
-  /** BullMQ lock duration; the lock is renewed at half of it. */
+  /** How long a job's lock lasts without renewal. */
   lockDurationMs?: number;
-  /** How often BullMQ looks for jobs whose lock lapsed (stalled). */
+  /** How often locks are renewed (at most a quarter of the lock). */
+  lockRenewMs?: number;
+  /** How often stalled jobs and lost workers are looked for. */
   stalledIntervalMs?: number;
+  /** Tries of a job: its failures as BullMQ counts them, and the times its worker may be lost. */
+  jobAttempts?: number;
+  /** This worker's name in Redis (its connections carry it); unique per process by default. */
+  name?: string;
   /** Replaces the handlers (tests); defaults to createHandlers over this service's Redis and thread. */
   handlers?: (deps: Parameters<typeof createHandlers>[0]) => HandlerTable;
   log?: (event: string, fields: Record<string, unknown>) => void;
@@ -39,6 +58,34 @@ export interface WorkerService {
   inference: InferenceClient;
   worker: Worker<JobPayload, JobResult>;
   close(): Promise<void>;
+}
+
+/** The abort reason of a job whose lock this worker lost. */
+const LOCK_LOST = 'diffid:lock-lost';
+
+/** Removes a lock if it still holds the given token (a lost worker's), atomically. */
+const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+/**
+ * Finds active jobs whose worker is gone — no Redis connection carries its name any more (it was
+ * killed, or its host vanished) — and releases their locks, so that BullMQ's next stalled check
+ * gives them to a live worker. A paused Redis keeps its connections, so a pause frees nothing.
+ * Returns the ids released.
+ */
+export async function reapLostWorkers(redis: Redis, prefix: string, queueName: string): Promise<string[]> {
+  const active = await redis.lrange(`${prefix}:${queueName}:active`, 0, -1);
+  if (active.length === 0) return [];
+  const clients = String(await redis.call('CLIENT', 'LIST'));
+  const connected = new Set([...clients.matchAll(/ name=(\S*)/g)].map((m) => m[1] as string).filter((n) => n.includes(':w:')).map((n) => n.slice(n.lastIndexOf(':w:') + 3)));
+  const released: string[] = [];
+  for (const id of active) {
+    const owner = await redis.get(jobKeys(prefix, id).owner);
+    if (!owner) continue;
+    const { worker, token } = JSON.parse(owner) as { worker: string; token: string };
+    if (connected.has(worker)) continue;
+    if ((await redis.eval(RELEASE_LOCK, 1, `${prefix}:${queueName}:${id}:lock`, token)) === 1) released.push(id);
+  }
+  return released;
 }
 
 /** Bad input and cancels are final; everything else is left to BullMQ's retries. */
@@ -69,14 +116,21 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   const info: BundleInfo = { ...inference.bundle.info, max_batch: options.maxBatch };
   await options.redis.set(bundleInfoKey(options.prefix), JSON.stringify(info));
 
+  const name = options.name ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const lockDuration = options.lockDurationMs ?? 120_000;
+  const stalledInterval = options.stalledIntervalMs ?? 5_000;
+  const attempts = options.jobAttempts ?? 3;
+  const dropInputs = (id: string, kind: JobKind) => options.redis.del(...jobKeys(options.prefix, id).inputs(kind)).catch(() => 0);
+
   const worker = new Worker<JobPayload, JobResult>(
     options.queueName,
     // Three parameters: BullMQ passes the AbortSignal only to processors that declare it.
-    async (job: Job<JobPayload, JobResult>, _token: string | undefined, signal: AbortSignal | undefined) => {
+    async (job: Job<JobPayload, JobResult>, token: string | undefined, signal: AbortSignal | undefined) => {
       const handler = handlers[job.data.kind] as Handler<JobKind> | undefined;
       if (!handler) throw new UnrecoverableError(formatFailure('DIFFID_ERR_INFERENCE_FAILED', `no handler for job kind "${job.data.kind}"`));
       const id = job.id as string;
-      log('job_started', { id, kind: job.data.kind, attempt: job.attemptsMade + 1 });
+      log('job_started', { id, kind: job.data.kind, attempt: job.attemptsMade + 1, stalls: job.stalledCounter });
+      await options.redis.set(jobKeys(options.prefix, id).owner, JSON.stringify({ worker: name, token }), 'EX', options.resultTtlSeconds);
       try {
         return await handler(job.data, {
           id,
@@ -84,25 +138,47 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
           progress: (p) => void job.updateProgress(p).catch(() => undefined),
         });
       } catch (err) {
+        // The lock went to another run: stop quietly; that run finishes the job.
+        if (signal?.reason === LOCK_LOST) throw new Error(`job ${id}: this worker lost its lock`);
         const final = finalFailure(err);
         if (!final) throw err;
-        await options.redis.del(...jobKeys(options.prefix, id).inputs(job.data.kind)).catch(() => undefined);
+        await dropInputs(id, job.data.kind);
         throw final;
       }
     },
     {
       connection: options.redis,
       prefix: options.prefix,
+      name,
       concurrency: 1,
-      lockDuration: options.lockDurationMs ?? 30_000,
-      stalledInterval: options.stalledIntervalMs ?? 30_000,
+      lockDuration,
+      lockRenewTime: options.lockRenewMs ?? Math.min(15_000, lockDuration / 4),
+      stalledInterval,
+      maxStalledCount: attempts - 1,
       autorun: true,
     },
   );
   worker.on('completed', (job) => log('job_succeeded', { id: job.id, kind: job.data.kind, timings_ms: job.returnvalue?.timings_ms }));
-  worker.on('failed', (job, err) => log('job_failed', { id: job?.id, kind: job?.data.kind, reason: err.message }));
+  worker.on('failed', (job, err) => {
+    log('job_failed', { id: job?.id, kind: job?.data.kind, reason: err.message });
+    // A job that will not run again (its tries spent, or its workers lost too often) keeps no uploads.
+    if (job?.id) void job.getState().then((state) => (state === 'failed' ? dropInputs(job.id as string, job.data.kind) : 0), () => 0);
+  });
+  // Redis outages and lost locks surface here; without a listener an 'error' event would end the process.
+  worker.on('error', (err) => log('worker_error', { err: err.message }));
+  worker.on('lockRenewalFailed', (ids) => {
+    for (const id of ids) {
+      log('job_lock_lost', { id });
+      worker.cancelJob(id, LOCK_LOST);
+    }
+  });
+  const reaper = setInterval(() => void reapLostWorkers(options.redis, options.prefix, options.queueName).then(
+    (ids) => ids.forEach((id) => log('job_worker_lost', { id })),
+    () => undefined,
+  ), stalledInterval);
 
   const subscriber = options.redis.duplicate();
+  subscriber.on('error', () => undefined); // reconnects on its own; the main connection logs outages
   await subscriber.subscribe(cancelChannel(options.prefix));
   subscriber.on('message', (_channel: string, jobId: string) => worker.cancelJob(jobId, 'canceled'));
   await worker.waitUntilReady();
@@ -111,6 +187,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
     inference,
     worker,
     async close() {
+      clearInterval(reaper);
       await worker.close();
       await subscriber.quit();
       await inference.close();

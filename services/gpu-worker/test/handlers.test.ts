@@ -75,6 +75,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
   t.same((await decodeRgb(stored!, 'result')).data, rgb(4).data, 'result 1 is the PNG of the second image, lossless');
   t.ok((await scope.redis.ttl(keys.result(0))) > 100, 'results carry the result TTL');
   t.equal(await scope.redis.exists(keys.input('image_a'), keys.input('image_b')), 0, 'uploads deleted');
+  t.same(JSON.parse((await scope.redis.get(keys.done)) as string), result, 'the result record, written with the PNGs, for any later run of the job');
 });
 
 t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t) => {
@@ -99,4 +100,17 @@ t.test('a job canceled before it started stops before reading anything', async (
   const err = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail' } }, context()).catch((e: unknown) => e);
   t.ok(err instanceof InferenceCanceled);
   t.equal(calls.length, 0);
+});
+
+t.test('a job run again after an earlier run finished returns that run\'s result without running', async (t) => {
+  const scope = await redisScope('handlers');
+  t.teardown(() => scope.cleanup());
+  const keys = jobKeys(scope.prefix, ID);
+  const earlier = { images: [{ index: 0, width: 8, height: 8, seed: 3 }], timings_ms: { total: 5, inference: 4, stages: {} } };
+  await scope.redis.set(keys.done, JSON.stringify(earlier));
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, stages: {}, total: 1 });
+  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const result = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail' } }, context());
+  t.same(result, earlier, 'the stored result, as it was');
+  t.equal(calls.length, 0, 'no inference, and no uploads needed (the first run deleted them with the result)');
 });
