@@ -13,6 +13,11 @@ export const ERROR_CATALOGUE = {
   UNSUPPORTED_IMAGE: { code: 'DIFFID_ERR_UNSUPPORTED_IMAGE', status: 415, title: 'An uploaded file is not a JPEG, PNG or WebP image that can be decoded' },
   FILE_TOO_LARGE: { code: 'DIFFID_ERR_FILE_TOO_LARGE', status: 413, title: 'An uploaded file or image is larger than allowed' },
   PROMPT_TOO_LONG: { code: 'DIFFID_ERR_PROMPT_TOO_LONG', status: 400, title: 'A prompt is longer than allowed' },
+  UNAUTHORIZED: { code: 'DIFFID_ERR_UNAUTHORIZED', status: 401, title: 'An API key is needed: send Authorization: Bearer <key>' },
+  RATE_LIMITED: { code: 'DIFFID_ERR_RATE_LIMITED', status: 429, title: "The key's requests per minute are used up" },
+  TOO_MANY_JOBS: { code: 'DIFFID_ERR_TOO_MANY_JOBS', status: 429, title: 'The key has as many jobs or queued steps as it may have at once' },
+  TOO_MANY_STREAMS: { code: 'DIFFID_ERR_TOO_MANY_STREAMS', status: 429, title: 'Too many event streams are open on this job or for this key' },
+  QUEUE_FULL: { code: 'DIFFID_ERR_QUEUE_FULL', status: 503, title: 'The job queue is full; try again later' },
   JOB_NOT_FOUND: { code: 'DIFFID_ERR_JOB_NOT_FOUND', status: 404, title: 'No job has this id, or it has expired' },
   IMAGE_NOT_FOUND: { code: 'DIFFID_ERR_IMAGE_NOT_FOUND', status: 404, title: 'The job has no result image with this number' },
   JOB_FINISHED: { code: 'DIFFID_ERR_JOB_FINISHED', status: 409, title: 'The job has already finished and cannot be canceled' },
@@ -55,12 +60,15 @@ export class DiffIdError extends Error {
   readonly key: ErrorKey;
   readonly code: ErrorCode;
   readonly status: number;
-  constructor(key: ErrorKey, message: string, options?: { cause?: unknown }) {
+  /** Seconds after which trying again may succeed (sent as Retry-After). */
+  readonly retryAfterSeconds?: number;
+  constructor(key: ErrorKey, message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
     super(message, options);
     this.name = 'DiffIdError';
     this.key = key;
     this.code = ERROR_CATALOGUE[key].code;
     this.status = ERROR_CATALOGUE[key].status;
+    if (options?.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }
   /** What a client may see: the message for 4xx, the catalogue title for 5xx. */
   get publicMessage(): string {

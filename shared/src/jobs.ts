@@ -88,11 +88,15 @@ export const JOB_INPUTS = {
 /** The input fields of a job kind, in order. */
 export const inputNames = <K extends JobKind>(kind: K) => Object.keys(JOB_INPUTS[kind]) as Array<keyof (typeof JOB_INPUTS)[K] & InputName>;
 
-/** Job data: the kind and its parameters. The images sit under jobKeys(prefix, id).input(name, i). */
-export type JobPayload =
+/**
+ * Job data: the kind, its parameters, and the tenant whose API key made it (absent when the API
+ * runs without keys). The images sit under jobKeys(prefix, id).input(name, i).
+ */
+export type JobPayload = (
   | { kind: 'generate'; params: GenerateParams }
   | { kind: 'morph'; params: MorphParams }
-  | { kind: 'compare'; params: CompareParams };
+  | { kind: 'compare'; params: CompareParams }
+) & { owner?: string };
 
 /** Refuses a per-kind table (handlers, pipelines) that misses a job kind of the contract. */
 export function assertEveryKind(table: Partial<Record<string, unknown>>, what: string): void {
@@ -119,6 +123,24 @@ export function plannedSteps(payload: JobPayload, maxBatch: number): number {
       return payload.params.steps;
     case 'morph':
       return payload.params.steps * (1 + Math.ceil(payload.params.alphas.length / maxBatch));
+    case 'compare':
+      return 1;
+    default:
+      return unknownKind(payload);
+  }
+}
+
+/**
+ * A job's cost for admission: the U-Net evaluations of single images it plans (a generate batch
+ * of n images costs n per step, a morph batch its frames per step). The unit of the per-key
+ * queued-work limit.
+ */
+export function plannedCost(payload: JobPayload): number {
+  switch (payload.kind) {
+    case 'generate':
+      return payload.params.steps * payload.params.num_images;
+    case 'morph':
+      return payload.params.steps * (2 + payload.params.alphas.length);
     case 'compare':
       return 1;
     default:

@@ -8,12 +8,17 @@ import fp from 'fastify-plugin';
 import { DiffIdError, ERROR_CATALOGUE, type ErrorKey } from '@diffid/shared';
 import { MAX_FILE_BYTES } from './forms.ts';
 import type { JobServiceOptions } from './job-service.ts';
+import { accessPlugin, type AccessOptions } from './access-plugin.ts';
+import { keyRing } from './auth.ts';
 import { jobsPlugin } from './jobs-plugin.ts';
 import { openapiDocument } from './openapi.ts';
 import { jobRoutes } from './routes/job-routes.ts';
 import { serviceRoutes } from './routes/service-routes.ts';
 
-export type AppOptions = JobServiceOptions;
+export interface AppOptions extends JobServiceOptions {
+  /** API keys and per-key limits; without it the API is open and unlimited per key. */
+  access?: AccessOptions & { maxStreamsPerKey: number };
+}
 
 function errorBody(key: ErrorKey, message: string) {
   return { error: { code: ERROR_CATALOGUE[key].code, message } };
@@ -55,27 +60,31 @@ export const diffIdApi = fp<AppOptions>(
     await app.register(multipart, { limits: { fileSize: MAX_FILE_BYTES, files: 4, fields: 16, parts: 24, fieldSize: 16 * 1024 } });
     await app.register(swagger, { mode: 'static', specification: { document: openapiDocument as never } });
     await app.register(swaggerUi, { routePrefix: '/docs' });
+    await app.register(accessPlugin, { keys: options.access?.keys ?? keyRing([]), rateLimitPerMinute: options.access?.rateLimitPerMinute ?? 0, redis: options.redis, prefix: options.prefix });
     await app.register(jobsPlugin, options);
 
     app.setErrorHandler((err: FastifyError, request, reply) => {
       const [key, message] = publicError(err);
       if (key === 'INTERNAL' || (err instanceof DiffIdError && err.status >= 500)) request.log.error({ err }, err.message);
-      // Refused before its body was read in full (too large, malformed, a bad form): answer on the
-      // socket and close it, rather than let Node read the rest of what the client sends (it
-      // drains an unread body to keep the connection, and this body may never end).
+      const headers: Record<string, string> = {};
+      if (err instanceof DiffIdError && err.retryAfterSeconds !== undefined) headers['retry-after'] = String(err.retryAfterSeconds);
+      if (key === 'UNAUTHORIZED') headers['www-authenticate'] = 'Bearer realm="diffid"';
+      // Refused before its body was read in full (too large, malformed, a bad form, no key):
+      // answer on the socket and close it, rather than let Node read the rest of what the client
+      // sends (it drains an unread body to keep the connection, and this body may never end).
       if (bodyUnread(request.raw)) {
         reply.hijack();
-        request.raw.socket.write(rawErrorResponse(key, message));
+        request.raw.socket.write(rawErrorResponse(key, message, headers));
         return lingeringClose(request.raw);
       }
-      return reply.code(ERROR_CATALOGUE[key].status).send(errorBody(key, message));
+      return reply.code(ERROR_CATALOGUE[key].status).headers(headers).send(errorBody(key, message));
     });
     app.setNotFoundHandler((request, reply) =>
       reply.code(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /docs`)),
     );
 
     await app.register(serviceRoutes);
-    await app.register(jobRoutes);
+    await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity });
   },
   { name: 'diffid-api', fastify: '5.x' },
 );
@@ -102,11 +111,12 @@ function lingeringClose(request: IncomingMessage): void {
 }
 
 /** A whole HTTP response for a socket that Node's parser refused before Fastify saw a request. */
-function rawErrorResponse(key: ErrorKey, message: string): string {
+function rawErrorResponse(key: ErrorKey, message: string, headers: Record<string, string> = {}): string {
   const body = JSON.stringify(errorBody(key, message));
   const { status } = ERROR_CATALOGUE[key];
   const reason = STATUS_CODES[status] ?? 'Error';
-  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   bundleInfoKey,
   cancelChannel,
   jobKeys,
+  plannedCost,
   plannedImages,
   type BundleInfo,
   type JobKind,
@@ -32,16 +33,31 @@ export interface JobServiceOptions {
   /** How long results and finished jobs are kept. */
   resultTtlSeconds: number;
   attempts: number;
+  /** Admission limits; none when left out (tests of other things). */
+  limits?: AdmissionLimits;
 }
+
+/** What a key, and the deployment, may have waiting at once. */
+export interface AdmissionLimits {
+  maxJobsPerKey: number;
+  maxQueuedStepsPerKey: number;
+  maxQueueDepth: number;
+}
+
+/**
+ * Whose request it is: a tenant's name, or null when the API runs without keys. Jobs of another
+ * owner are answered as unknown.
+ */
+export type Owner = string | null;
 
 /** A job kind's uploaded files, by the names its form takes them under (several for a repeated field). */
 export type InputFiles<K extends JobKind> = { [N in keyof (typeof JOB_INPUTS)[K]]: Buffer[] };
 
 export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
-  submit<K extends JobKind>(kind: K, params: PayloadOf<K>['params'], files: InputFiles<K>): Promise<string>;
-  view(id: string): Promise<JobView | null>;
-  cancel(id: string): Promise<JobView>;
-  image(id: string, index: number): Promise<Buffer | null>;
+  submit<K extends JobKind>(kind: K, params: PayloadOf<K>['params'], files: InputFiles<K>, owner: Owner): Promise<string>;
+  view(id: string, owner: Owner): Promise<JobView | null>;
+  cancel(id: string, owner: Owner): Promise<JobView>;
+  image(id: string, index: number, owner: Owner): Promise<Buffer | null>;
   /** What the workers' bundle says about itself (null before any worker started). */
   bundleInfo(): Promise<BundleInfo | null>;
   ping(): Promise<void>;
@@ -74,12 +90,15 @@ export function createJobService(options: JobServiceOptions): JobService {
     return info;
   };
 
-  /** The job's view and payload; null when there is no such job. */
-  const read = async (id: string): Promise<{ view: JobView; payload: JobPayload | null } | null> => {
+  /** The job's view, payload and owner; null when there is no such job. */
+  const read = async (id: string): Promise<{ view: JobView; payload: JobPayload | null; owner: Owner } | null> => {
     if (!UUID.test(id)) return null;
     return redisCall(async () => {
       const tombstone = await redis.get(jobKeys(prefix, id).canceled);
-      if (tombstone) return { view: JSON.parse(tombstone) as JobView, payload: null };
+      if (tombstone) {
+        const t = JSON.parse(tombstone) as { owner: Owner; view: JobView };
+        return { view: t.view, payload: null, owner: t.owner };
+      }
       // State first, then the job: a job read after its state can only be further along, so a
       // succeeded state always comes with its result.
       const state = await queue.getJobState(id);
@@ -98,25 +117,70 @@ export function createJobService(options: JobServiceOptions): JobService {
         returnvalue: job.returnvalue,
       };
       const view = jobView(snapshot, maxBatch);
-      return view ? { view, payload: job.data } : null;
+      return view ? { view, payload: job.data, owner: job.data.owner ?? null } : null;
     });
   };
+  /** The job if `owner` may see it: another owner's job is no job at all. */
+  const readOwn = async (id: string, owner: Owner) => {
+    const found = await read(id);
+    return found && found.owner === owner ? found : null;
+  };
 
-  const view = async (id: string) => (await read(id))?.view ?? null;
-  const watcher = createJobWatcher({ redis, prefix, queueName, view });
+  const view = async (id: string, owner: Owner) => (await readOwn(id, owner))?.view ?? null;
+  // The watcher serves jobs whose owner a route has already checked.
+  const watcher = createJobWatcher({ redis, prefix, queueName, view: async (id) => (await read(id))?.view ?? null });
+
+  /**
+   * Refuses a job the queue or its owner cannot take now. The owner's open jobs are kept in a
+   * sorted set with their costs; finished ones are pruned here, so the set stays as small as
+   * the limit.
+   */
+  const admit = async (owner: Owner, cost: number) => {
+    const limits = options.limits;
+    if (!limits) return;
+    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
+    const depth = Object.values(counts).reduce((a, b) => a + b, 0);
+    if (depth >= limits.maxQueueDepth) {
+      throw new DiffIdError('QUEUE_FULL', `the queue holds ${depth} jobs, its limit`, { retryAfterSeconds: 30 });
+    }
+    if (owner === null) return;
+    const open = `${prefix}:owner:${owner}:open`;
+    const entries = await redis.zrange(open, 0, -1, 'WITHSCORES');
+    let jobs = 0;
+    let queued = 0;
+    for (let i = 0; i < entries.length; i += 2) {
+      const id = entries[i] as string;
+      const state = await queue.getJobState(id);
+      if (state === 'completed' || state === 'failed' || state === 'unknown') await redis.zrem(open, id);
+      else {
+        jobs++;
+        queued += Number(entries[i + 1]);
+      }
+    }
+    if (jobs >= limits.maxJobsPerKey) {
+      throw new DiffIdError('TOO_MANY_JOBS', `this key has ${jobs} jobs queued or running, its limit; wait for some to finish`, { retryAfterSeconds: 10 });
+    }
+    if (queued + cost > limits.maxQueuedStepsPerKey) {
+      throw new DiffIdError('TOO_MANY_JOBS', `this key has ${queued} steps of work queued and this job adds ${cost}; its limit is ${limits.maxQueuedStepsPerKey}; wait for some jobs to finish`, { retryAfterSeconds: 10 });
+    }
+  };
 
   return {
-    async submit(kind, params, files) {
+    async submit(kind, params, files, owner) {
       const id = randomUUID();
       const keys = jobKeys(prefix, id);
+      const payload = { kind, params, ...(owner === null ? {} : { owner }) } as JobPayload;
       await redisCall(async () => {
+        const cost = plannedCost(payload);
+        await admit(owner, cost);
+        if (owner !== null) await redis.zadd(`${prefix}:owner:${owner}:open`, cost, id);
         const tx = redis.multi();
         for (const name of inputNames(kind)) {
           ((files as Record<string, Buffer[]>)[name] ?? []).forEach((bytes, i) => tx.set(keys.input(name, i), bytes, 'EX', options.inputTtlSeconds));
         }
         await tx.exec();
         try {
-          await queue.add(kind, { kind, params } as JobPayload, {
+          await queue.add(kind, payload, {
             jobId: id,
             priority: JOB_PRIORITY[kind],
             attempts: options.attempts,
@@ -134,8 +198,8 @@ export function createJobService(options: JobServiceOptions): JobService {
 
     view,
 
-    async cancel(id) {
-      const current = await read(id);
+    async cancel(id, owner) {
+      const current = await readOwn(id, owner);
       if (!current) throw new DiffIdError('JOB_NOT_FOUND', `no job ${id}; it may have expired`);
       const { view: before, payload } = current;
       if (before.status === 'canceled' || !payload) return before;
@@ -143,7 +207,7 @@ export function createJobService(options: JobServiceOptions): JobService {
       const keys = jobKeys(prefix, id);
       const canceled = canceledView(before, new Date());
       await redisCall(async () => {
-        await redis.set(keys.canceled, JSON.stringify(canceled), 'EX', options.resultTtlSeconds);
+        await redis.set(keys.canceled, JSON.stringify({ owner: current.owner, view: canceled }), 'EX', options.resultTtlSeconds);
         await redis.publish(cancelChannel(prefix), id);
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
@@ -154,8 +218,8 @@ export function createJobService(options: JobServiceOptions): JobService {
       return canceled;
     },
 
-    async image(id, index) {
-      const v = await view(id);
+    async image(id, index, owner) {
+      const v = await view(id, owner);
       if (!v || v.status !== 'succeeded') return null;
       return redisCall(() => redis.getBuffer(jobKeys(prefix, id).result(index)));
     },

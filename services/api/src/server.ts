@@ -1,10 +1,32 @@
 // Entry point of an API process: the only place that reads the environment (through the shared
 // settings table). Listens, and exits cleanly on signals.
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { settingsOrExit } from '@diffid/shared';
 import { buildApp } from './app.ts';
+import { keyRing, parseApiKeys } from './auth.ts';
 
 const settings = settingsOrExit();
+
+// Keys from the variable and the file, parsed once; only their digests are kept.
+let keyText = settings.apiKeys ?? '';
+if (settings.apiKeysFile) {
+  try {
+    keyText += `\n${readFileSync(settings.apiKeysFile, 'utf8')}`;
+  } catch (err) {
+    process.stderr.write(`cannot read DIFFID_API_KEYS_FILE ${settings.apiKeysFile}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+const parsedKeys = parseApiKeys(keyText);
+if (parsedKeys.problems.length > 0) {
+  process.stderr.write(`invalid API keys (DIFFID_API_KEYS / DIFFID_API_KEYS_FILE):\n  - ${parsedKeys.problems.join('\n  - ')}\n`);
+  process.exit(2);
+}
+const keys = keyRing(parsedKeys.tenants);
+keyText = '';
+// Without keys anyone who can reach the port can use the API: listen on loopback unless told.
+const host = settings.host ?? (keys.size > 0 ? '0.0.0.0' : '127.0.0.1');
 
 // Fail fast while Redis is away (requests get 503) instead of queueing commands in memory.
 const redis = new Redis(settings.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 5000 });
@@ -24,6 +46,8 @@ const app = await buildApp(
     inputTtlSeconds: settings.inputTtlSeconds,
     resultTtlSeconds: settings.resultTtlSeconds,
     attempts: settings.jobAttempts,
+    limits: { maxJobsPerKey: settings.maxJobsPerKey, maxQueuedStepsPerKey: settings.maxQueuedStepsPerKey, maxQueueDepth: settings.maxQueueDepth },
+    access: { keys, rateLimitPerMinute: settings.rateLimitPerMinute, maxStreamsPerKey: settings.maxStreamsPerKey },
   },
   { logger: { level: settings.logLevel } },
 );
@@ -37,4 +61,14 @@ const stop = async (signal: string) => {
 process.once('SIGINT', () => void stop('SIGINT'));
 process.once('SIGTERM', () => void stop('SIGTERM'));
 
-await app.listen({ port: settings.port, host: settings.host });
+await app.listen({ port: settings.port, host });
+if (keys.size === 0) {
+  app.log.warn(
+    { host },
+    host === '127.0.0.1' || host === '::1' || host === 'localhost'
+      ? 'no API keys configured (DIFFID_API_KEYS): listening on loopback only; set keys before setting HOST to expose it'
+      : 'no API keys configured (DIFFID_API_KEYS) and HOST exposes the API: anyone who reaches it can use it',
+  );
+} else {
+  app.log.info({ host, tenants: keys.size }, 'API keys required');
+}

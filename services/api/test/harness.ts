@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { redisScope, TEST_REDIS_URL } from '@diffid/shared/testing';
 import { buildTinyBundle, startWorkerService, writeBundle, type GeneratedBundle, type TinyOptions, type WorkerService } from '@diffid/gpu-worker';
-import { buildApp } from '../src/app.ts';
+import { buildApp, type AppOptions } from '../src/app.ts';
 
 export interface Stack {
   base: string;
@@ -28,6 +28,9 @@ export interface StackOptions {
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   resultTtlSeconds?: number;
+  /** API keys and limits, as server.ts passes them from the settings. */
+  access?: AppOptions['access'];
+  limits?: AppOptions['limits'];
 }
 
 export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
@@ -39,7 +42,7 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
   const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
   await apiRedis.connect();
   const app = await buildApp(
-    { redis: apiRedis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2 },
+    { redis: apiRedis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits },
     { logger: false },
   );
   await app.listen({ port: 0, host: '127.0.0.1' });

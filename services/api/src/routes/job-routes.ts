@@ -38,14 +38,18 @@ async function accepted(app: FastifyInstance, request: FastifyRequest, reply: Fa
     return reply.code(202).send({ id, status: 'queued', links: jobLinks(id) });
   }
   // With wait=0 the timer can beat the first read; then read the job once more.
-  const view = (await app.jobs.waitFor(id, wait * 1000)) ?? (await app.jobs.view(id));
+  const view = (await app.jobs.waitFor(id, wait * 1000)) ?? (await app.jobs.view(id, request.owner));
   if (!view) throw notFound(id);
   return reply.code(isTerminal(view.status) ? 200 : 202).header('preference-applied', `wait=${wait}`).send(view);
 }
 
 const notFound = (id: string) => new DiffIdError('JOB_NOT_FOUND', `no job ${id}; it may have expired`);
 
-export async function jobRoutes(app: FastifyInstance): Promise<void> {
+/** Event streams one job may have open on one API process. */
+export const MAX_STREAMS_PER_JOB = 10;
+
+export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKey: number }): Promise<void> {
+  const streams = { perJob: new Map<string, number>(), perOwner: new Map<string, number>() };
   const acceptedResponses = {
     200: jobSchema,
     202: { anyOf: [componentSchema('Accepted'), jobSchema] },
@@ -69,7 +73,7 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
       on_missing_face: (f.on_missing_face as OnMissingFace | undefined) ?? DEFAULTS.onMissingFace,
       ...optional('face_index', faceIndexes(f, photos.length)),
     };
-    const id = await app.jobs.submit('generate', params, { image: photos });
+    const id = await app.jobs.submit('generate', params, { image: photos }, request.owner);
     return accepted(app, request, reply, id);
   });
 
@@ -84,32 +88,32 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
       seed: seedOr(f.seed),
       ...pairFaceIndexes(f),
     };
-    const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] });
+    const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner);
     return accepted(app, request, reply, id);
   });
 
   app.post('/compare', { schema: { response: acceptedResponses } }, async (request, reply) => {
     const form = await readCompare(request);
-    const id = await app.jobs.submit('compare', pairFaceIndexes(form.fields), { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] });
+    const id = await app.jobs.submit('compare', pairFaceIndexes(form.fields), { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner);
     return accepted(app, request, reply, id);
   });
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { schema: { params: idParams, response: { 200: jobSchema, '4xx': errorSchema, '5xx': errorSchema } } }, async (request) => {
-    const view = await app.jobs.view(request.params.id);
+    const view = await app.jobs.view(request.params.id, request.owner);
     if (!view) throw notFound(request.params.id);
     return view;
   });
 
   app.delete<{ Params: { id: string } }>('/jobs/:id', { schema: { params: idParams, response: { 200: jobSchema, '4xx': errorSchema, '5xx': errorSchema } } }, async (request) =>
-    app.jobs.cancel(request.params.id),
+    app.jobs.cancel(request.params.id, request.owner),
   );
 
   app.get<{ Params: { id: string; file: string } }>('/jobs/:id/images/:file', { schema: { response: { '4xx': errorSchema, '5xx': errorSchema } } }, async (request, reply) => {
     const { id, file } = request.params;
     const index = /^(0|[1-9][0-9]{0,3})\.png$/.exec(file)?.[1];
-    const png = index === undefined ? null : await app.jobs.image(id, Number(index));
+    const png = index === undefined ? null : await app.jobs.image(id, Number(index), request.owner);
     if (!png) {
-      if (!(await app.jobs.view(id))) throw notFound(id);
+      if (!(await app.jobs.view(id, request.owner))) throw notFound(id);
       throw new DiffIdError('IMAGE_NOT_FOUND', `job ${id} has no result image "${file}"; see result.images in GET /jobs/${id}`);
     }
     return reply.type('image/png').header('cache-control', 'private, max-age=3600, immutable').send(png);
@@ -117,7 +121,26 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
 
   app.get<{ Params: { id: string } }>('/jobs/:id/events', { schema: { params: idParams, response: { '4xx': errorSchema, '5xx': errorSchema } } }, async (request, reply) => {
     const { id } = request.params;
-    if (!(await app.jobs.view(id))) throw notFound(id);
+    if (!(await app.jobs.view(id, request.owner))) throw notFound(id);
+    // Each open stream polls Redis: cap them per job and per key on this process.
+    const ownerKey = request.owner ?? '';
+    if ((streams.perJob.get(id) ?? 0) >= MAX_STREAMS_PER_JOB || (streams.perOwner.get(ownerKey) ?? 0) >= options.maxStreamsPerKey) {
+      throw new DiffIdError('TOO_MANY_STREAMS', `at most ${MAX_STREAMS_PER_JOB} event streams per job and ${options.maxStreamsPerKey} per key may be open; close one or poll GET /jobs/${id}`, { retryAfterSeconds: 5 });
+    }
+    const bump = (map: Map<string, number>, k: string, by: number) => {
+      const n = (map.get(k) ?? 0) + by;
+      if (n > 0) map.set(k, n);
+      else map.delete(k);
+    };
+    bump(streams.perJob, id, 1);
+    bump(streams.perOwner, ownerKey, 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      bump(streams.perJob, id, -1);
+      bump(streams.perOwner, ownerKey, -1);
+    };
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -126,6 +149,7 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
     const finish = () => {
       clearInterval(heartbeat);
       unsubscribe();
+      release();
       res.end();
     };
     let unsubscribe = () => {};
@@ -142,6 +166,7 @@ export async function jobRoutes(app: FastifyInstance): Promise<void> {
     request.raw.on('close', () => {
       clearInterval(heartbeat);
       unsubscribe();
+      release();
     });
   });
 }
