@@ -24,7 +24,8 @@ COPY --from=build /app/shared/dist shared/dist
 COPY --from=build /app/shared/src/bundle/manifest.schema.json shared/src/bundle/
 COPY --from=build /app/services/api/dist services/api/dist
 COPY openapi.yaml ./
-ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
+# No HOST here: without API keys the API listens on loopback only; with DIFFID_API_KEYS on every interface.
+ENV NODE_ENV=production PORT=8080
 EXPOSE 8080
 USER node
 CMD ["node", "services/api/dist/server.js"]

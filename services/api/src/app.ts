@@ -11,6 +11,7 @@ import type { JobServiceOptions } from './job-service.ts';
 import { accessPlugin, type AccessOptions } from './access-plugin.ts';
 import { keyRing } from './auth.ts';
 import { jobsPlugin } from './jobs-plugin.ts';
+import { createApiMetrics } from './metrics.ts';
 import { openapiDocument } from './openapi.ts';
 import { jobRoutes } from './routes/job-routes.ts';
 import { serviceRoutes } from './routes/service-routes.ts';
@@ -63,8 +64,12 @@ export const diffIdApi = fp<AppOptions>(
     await app.register(accessPlugin, { keys: options.access?.keys ?? keyRing([]), rateLimitPerMinute: options.access?.rateLimitPerMinute ?? 0, redis: options.redis, prefix: options.prefix });
     await app.register(jobsPlugin, options);
 
+    const metrics = createApiMetrics(() => app.jobs.counts());
+    app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+
     app.setErrorHandler((err: FastifyError, request, reply) => {
       const [key, message] = publicError(err);
+      metrics.rejected.inc({ code: ERROR_CATALOGUE[key].code });
       if (key === 'INTERNAL' || (err instanceof DiffIdError && err.status >= 500)) request.log.error({ err }, err.message);
       const headers: Record<string, string> = {};
       if (err instanceof DiffIdError && err.retryAfterSeconds !== undefined) headers['retry-after'] = String(err.retryAfterSeconds);

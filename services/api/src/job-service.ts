@@ -60,6 +60,8 @@ export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
   image(id: string, index: number, owner: Owner): Promise<Buffer | null>;
   /** What the workers' bundle says about itself (null before any worker started). */
   bundleInfo(): Promise<BundleInfo | null>;
+  /** Jobs in the queue by BullMQ state. */
+  counts(): Promise<Record<string, number>>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -227,6 +229,8 @@ export function createJobService(options: JobServiceOptions): JobService {
     watch: watcher.watch,
     waitFor: watcher.waitFor,
     bundleInfo,
+
+    counts: () => redisCall(() => queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'completed', 'failed')),
 
     async ping() {
       await redisCall(async () => {

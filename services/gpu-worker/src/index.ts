@@ -7,3 +7,4 @@ export { buildDefaultBundle, ensureDefaultBundle } from './bundles/default-bundl
 export { buildDemoBundle, type DemoOptions } from './bundles/demo-bundle.ts';
 export { LinkError, linkDetector, linkEmbedder } from './bundles/link-models.ts';
 export { SHIPPED, readShippedModel } from './shipped-models.ts';
+export { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.ts';

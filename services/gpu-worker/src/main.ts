@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { settingsOrExit } from '@diffid/shared';
 import { ensureDefaultBundle } from './bundles/default-bundle.ts';
+import { serveMetrics } from './metrics.ts';
 import { startWorkerService } from './worker-service.ts';
 
 const settings = settingsOrExit();
@@ -37,6 +38,10 @@ try {
     jobAttempts: settings.jobAttempts,
     log: (event, fields) => logger.info(fields, event),
   });
+  if (settings.workerMetricsPort !== undefined) {
+    await serveMetrics(service.metrics, settings.workerMetricsPort);
+    logger.info({ port: settings.workerMetricsPort }, 'metrics at /metrics');
+  }
   logger.info({ bundle: service.inference.bundle.name }, 'worker ready');
   const stop = async (signal: string) => {
     logger.info({ signal }, 'stopping: finishing the current job');

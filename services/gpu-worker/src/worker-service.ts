@@ -32,6 +32,7 @@ import {
 import { assertHandlersComplete, createHandlers, type Handler, type HandlerTable } from './handlers.ts';
 import { InferenceCanceled, startInference, type InferenceClient } from './inference-client.ts';
 import type { ThreadOptions } from './inference-protocol.ts';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
 
 export interface WorkerServiceOptions extends ThreadOptions {
   redis: Redis;
@@ -49,6 +50,8 @@ export interface WorkerServiceOptions extends ThreadOptions {
   jobAttempts?: number;
   /** This worker's name in Redis (its connections carry it); unique per process by default. */
   name?: string;
+  /** Where job metrics are recorded; a registry of its own by default. */
+  metrics?: WorkerMetrics;
   /** Replaces the handlers (tests); defaults to createHandlers over this service's Redis and thread. */
   handlers?: (deps: Parameters<typeof createHandlers>[0]) => HandlerTable;
   log?: (event: string, fields: Record<string, unknown>) => void;
@@ -56,6 +59,7 @@ export interface WorkerServiceOptions extends ThreadOptions {
 
 export interface WorkerService {
   inference: InferenceClient;
+  metrics: WorkerMetrics;
   worker: Worker<JobPayload, JobResult>;
   close(): Promise<void>;
 }
@@ -120,6 +124,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   const lockDuration = options.lockDurationMs ?? 120_000;
   const stalledInterval = options.stalledIntervalMs ?? 5_000;
   const attempts = options.jobAttempts ?? 3;
+  const metrics = options.metrics ?? createWorkerMetrics();
   const dropInputs = (id: string, kind: JobKind) => options.redis.del(...jobKeys(options.prefix, id).inputs(kind)).catch(() => 0);
 
   const worker = new Worker<JobPayload, JobResult>(
@@ -129,18 +134,42 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       const handler = handlers[job.data.kind] as Handler<JobKind> | undefined;
       if (!handler) throw new UnrecoverableError(formatFailure('DIFFID_ERR_INFERENCE_FAILED', `no handler for job kind "${job.data.kind}"`));
       const id = job.id as string;
-      log('job_started', { id, kind: job.data.kind, attempt: job.attemptsMade + 1, stalls: job.stalledCounter });
+      const kind = job.data.kind;
+      log('job_started', { id, kind, attempt: job.attemptsMade + 1, stalls: job.stalledCounter });
       await options.redis.set(jobKeys(options.prefix, id).owner, JSON.stringify({ worker: name, token }), 'EX', options.resultTtlSeconds);
+      const started = performance.now();
+      metrics.wait.observe({ kind }, Math.max(0, Date.now() - job.timestamp) / 1000);
+      metrics.busy.set(1);
+      let lastStep = started;
+      const ended = (outcome: string) => {
+        metrics.busy.set(0);
+        metrics.duration.observe({ kind, outcome: outcome === 'ok' ? 'ok' : 'error' }, (performance.now() - started) / 1000);
+        metrics.outcomes.inc({ kind, code: outcome });
+      };
       try {
-        return await handler(job.data, {
+        const result = await handler(job.data, {
           id,
           signal: signal ?? new AbortController().signal,
-          progress: (p) => void job.updateProgress(p).catch(() => undefined),
+          progress: (p) => {
+            const now = performance.now();
+            if (p.step > 0) metrics.step.observe((now - lastStep) / 1000);
+            lastStep = now;
+            void job.updateProgress(p).catch(() => undefined);
+          },
         });
+        ended('ok');
+        for (const image of result.images) {
+          for (const v of [image.arcface_similarity, image.arcface_similarity_a, image.arcface_similarity_b]) if (typeof v === 'number') metrics.similarity.observe({ kind }, v);
+        }
+        return result;
       } catch (err) {
         // The lock went to another run: stop quietly; that run finishes the job.
-        if (signal?.reason === LOCK_LOST) throw new Error(`job ${id}: this worker lost its lock`);
+        if (signal?.reason === LOCK_LOST) {
+          ended('lock_lost');
+          throw new Error(`job ${id}: this worker lost its lock`);
+        }
         const final = finalFailure(err);
+        ended(err instanceof DiffIdError ? err.code : err instanceof InferenceCanceled ? 'DIFFID_ERR_JOB_CANCELED' : 'DIFFID_ERR_INFERENCE_FAILED');
         if (!final) throw err;
         await dropInputs(id, job.data.kind);
         throw final;
@@ -185,6 +214,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
 
   return {
     inference,
+    metrics,
     worker,
     async close() {
       clearInterval(reaper);
