@@ -101,23 +101,38 @@ export async function checkImage(bytes: Uint8Array, label = 'image'): Promise<{ 
   }
 }
 
-/** Encodes RGB as PNG; the same pixels always give the same bytes. */
-export async function encodePng(image: RgbImage): Promise<Buffer> {
-  return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .png({ compressionLevel: 6, adaptiveFiltering: false, palette: false })
-    .toBuffer();
+/** Encodes RGB as PNG, with an XMP packet when given; the same pixels and packet always give the same bytes. */
+export async function encodePng(image: RgbImage, xmp?: string): Promise<Buffer> {
+  let s = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+  if (xmp !== undefined) s = s.withXmp(xmp);
+  return s.png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
 }
 
-/**
- * Encodes RGB as JPEG, PNG or WebP (tests and examples use it to make uploads); `orientation`
- * writes that EXIF orientation tag without moving pixels, as cameras do.
- */
-export async function encodeImage(image: RgbImage, format: ImageFormat, quality = 90, orientation?: number): Promise<Buffer> {
-  let s = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
+/** How encodeImage writes a file, for uploads of every kind people and attackers send. */
+export interface EncodeOptions {
+  quality?: number;
+  /** Writes this EXIF orientation tag without moving pixels, as cameras do. */
+  orientation?: number;
+  progressive?: boolean;
+  /** Stores the pixels as CMYK (JPEG), 16-bit RGB (PNG) or greyscale. */
+  colourspace?: 'cmyk' | 'rgb16' | 'b-w';
+  /** WebP: the image is a stack of frames this tall (an animation). */
+  pageHeight?: number;
+}
+
+/** Encodes RGB as JPEG, PNG or WebP (tests and examples use it to make uploads). */
+export async function encodeImage(image: RgbImage, format: ImageFormat, quality = 90, orientation?: number, options: EncodeOptions = {}): Promise<Buffer> {
+  let s = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3, ...(options.pageHeight ? { pageHeight: options.pageHeight } : {}) } });
   if (orientation !== undefined) s = s.withMetadata({ orientation });
-  if (format === 'jpeg') return s.jpeg({ quality }).toBuffer();
+  if (options.colourspace) s = s.toColourspace(options.colourspace);
+  if (format === 'jpeg') return s.jpeg({ quality, progressive: options.progressive ?? false }).toBuffer();
   if (format === 'webp') return s.webp({ quality }).toBuffer();
-  return s.png().toBuffer();
+  return s.png({ progressive: options.progressive ?? false }).toBuffer();
+}
+
+/** The XMP packet an image carries, as text ('' when it has none). */
+export async function imageXmp(bytes: Uint8Array): Promise<string> {
+  return (await sharp(bytes).metadata()).xmp?.toString('utf8') ?? '';
 }
 
 /** Reads back the size and channel count of encoded image bytes. */

@@ -6,3 +6,4 @@ export * from './errors.ts';
 export * from './bundle/manifest.ts';
 export * from './jobs.ts';
 export * from './settings.ts';
+export * from './provenance.ts';

@@ -27,6 +27,8 @@ export type BundleGraphs = { [R in Exclude<Role, 'face_detector'>]: Graph } & { 
 export interface LoadedBundle {
   dir: string;
   manifest: Manifest;
+  /** sha256 of manifest.json, which pins every file's sha256: the bundle's identity. */
+  digest: string;
   graphs: BundleGraphs;
   ports: BundlePorts;
   dims: BundleDims;
@@ -157,7 +159,8 @@ export async function loadBundle(dirInput: string, options: LoadOptions = {}): P
       }
     }
     // checkSignatures refuses a bundle missing a required role's graph, so every one was opened.
-    return { dir, manifest, graphs: graphs as BundleGraphs, ports: resolved.ports, dims: resolved.dims, tokenizer, release };
+    const digest = await sha256File(join(dir, MANIFEST_FILE));
+    return { dir, manifest, digest, graphs: graphs as BundleGraphs, ports: resolved.ports, dims: resolved.dims, tokenizer, release };
   } catch (err) {
     await release();
     throw err;

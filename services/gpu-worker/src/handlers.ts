@@ -9,6 +9,7 @@ import {
   assertEveryKind,
   inputLabel,
   jobKeys,
+  provenanceXmp,
   uploadCount,
   type InputName,
   type JobPayload,
@@ -37,7 +38,7 @@ export type HandlerTable = { [K in JobKind]: Handler<K> };
 export interface HandlerDeps {
   redis: Redis;
   prefix: string;
-  inference: Pick<InferenceClient, 'run'>;
+  inference: Pick<InferenceClient, 'run' | 'bundle'>;
   resultTtlSeconds: number;
 }
 
@@ -82,7 +83,13 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       signal: ctx.signal,
       onProgress: (step, total) => ctx.progress({ step, total }),
     });
-    const pngs = await Promise.all(output.images.map((i) => encodePng(i.rgb)));
+    // Each PNG says it is AI-generated, what made it and how (docs/operations.md).
+    const bundle = deps.inference.bundle;
+    const pngs = await Promise.all(
+      output.images.map((i) =>
+        encodePng(i.rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed: i.facts.seed, params: payload.params, ...(i.facts.alpha === undefined ? {} : { alpha: i.facts.alpha }) })),
+      ),
+    );
     ctx.progress({ step: output.total, total: output.total });
     const result: JobResult = {
       images: output.images.map((i, index) => ({ index, width: i.rgb.width, height: i.rgb.height, ...i.facts })),

@@ -43,7 +43,7 @@ export interface ThreadRequest {
 
 /** Thread → main. */
 export type ThreadMessage =
-  | { type: 'ready'; bundle: { name: string; dir: string; dims: BundleDims; info: Omit<BundleInfo, 'max_batch'> } }
+  | { type: 'ready'; bundle: { name: string; dir: string; digest: string; dims: BundleDims; info: Omit<BundleInfo, 'max_batch'> } }
   | { type: 'fatal'; code: string; message: string }
   | { type: 'progress'; requestId: number; step: number; total: number }
   | { type: 'done'; requestId: number; output: InferenceOutput }

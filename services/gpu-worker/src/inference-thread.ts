@@ -54,6 +54,7 @@ try {
     bundle: {
       name: m.name,
       dir: bundle.dir,
+      digest: bundle.digest,
       dims: bundle.dims,
       info: { name: m.name, architecture: m.adapter.architecture, image: m.image, defaults: m.defaults ?? {}, face_detector: Boolean(m.models.face_detector) },
     },

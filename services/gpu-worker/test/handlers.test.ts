@@ -1,11 +1,12 @@
 // Handlers without BullMQ: a payload and a context in, a result out, over real Redis and real
 // image codecs, with the inference thread replaced by a recorder that returns fixed pixels.
 import t from 'tap';
-import { DiffIdError, jobKeys, type JobProgress, type PayloadOf } from '@diffid/shared';
-import { decodeRgb, encodeImage } from '@diffid/shared/image';
+import { DiffIdError, jobKeys, type BundleInfo, type JobProgress, type PayloadOf } from '@diffid/shared';
+import { decodeRgb, encodeImage, imageXmp } from '@diffid/shared/image';
 import { facePattern, redisScope } from '@diffid/shared/testing';
 import { createHandlers, type JobContext } from '../src/handlers.ts';
 import { InferenceCanceled, type RunOptions } from '../src/inference-client.ts';
+import type { BundleDims } from '../src/bundle-signature.ts';
 import type { InferenceJob, InferenceJobOf, InferenceOutput } from '../src/inference-protocol.ts';
 
 const ID = '0b7e3f9a-1c2d-4e5f-8a9b-0c1d2e3f4a5b';
@@ -15,6 +16,7 @@ function fakeInference(output: InferenceOutput) {
   return {
     calls,
     inference: {
+      bundle: { name: 'fake', dir: '/nowhere', digest: 'ab'.repeat(32), dims: {} as BundleDims, info: {} as Omit<BundleInfo, 'max_batch'> },
       async run(job: InferenceJob, options?: RunOptions) {
         calls.push({ job, options });
         options?.onProgress?.(0, output.total);
@@ -76,6 +78,13 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
   t.ok((await scope.redis.ttl(keys.result(0))) > 100, 'results carry the result TTL');
   t.equal(await scope.redis.exists(keys.input('image_a'), keys.input('image_b')), 0, 'uploads deleted');
   t.same(JSON.parse((await scope.redis.get(keys.done)) as string), result, 'the result record, written with the PNGs, for any later run of the job');
+  const xmp = await imageXmp((await scope.redis.getBuffer(keys.result(1))) as Buffer);
+  t.match(xmp, /Iptc4xmpExt:DigitalSourceType="http:\/\/cv\.iptc\.org\/newscodes\/digitalsourcetype\/trainedAlgorithmicMedia"/, 'the PNG says it is AI-generated (IPTC digital source type)');
+  t.match(xmp, /xmp:CreatorTool="Diff-ID Serve"/);
+  t.match(xmp, new RegExp(`diffid:BundleManifestSha256="${'ab'.repeat(32)}"`), 'and which bundle made it');
+  t.match(xmp, /diffid:Seed="9"/);
+  t.match(xmp, /diffid:Alpha="1"/);
+  t.match(xmp, /diffid:Parameters="\{&quot;alphas&quot;/, 'and with which parameters');
 });
 
 t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t) => {
