@@ -10,6 +10,7 @@ import { MAX_FILE_BYTES } from './forms.ts';
 import type { JobServiceOptions } from './job-service.ts';
 import { accessPlugin, type AccessOptions } from './access-plugin.ts';
 import { keyRing } from './auth.ts';
+import { dashboardRoutes } from './dashboard-plugin.ts';
 import { jobsPlugin } from './jobs-plugin.ts';
 import { createApiMetrics } from './metrics.ts';
 import { openapiDocument } from './openapi.ts';
@@ -18,7 +19,7 @@ import { serviceRoutes } from './routes/service-routes.ts';
 
 export interface AppOptions extends JobServiceOptions {
   /** API keys and per-key limits; without it the API is open and unlimited per key. */
-  access?: AccessOptions & { maxStreamsPerKey: number };
+  access?: AccessOptions & { maxStreamsPerKey: number; adminTenant?: string };
 }
 
 function errorBody(key: ErrorKey, message: string) {
@@ -90,6 +91,13 @@ export const diffIdApi = fp<AppOptions>(
 
     await app.register(serviceRoutes);
     await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity });
+    await app.register(dashboardRoutes, {
+      redis: options.redis,
+      redisPrefix: options.prefix,
+      queueName: options.queueName,
+      keysConfigured: (options.access?.keys.size ?? 0) > 0,
+      ...(options.access?.adminTenant === undefined ? {} : { adminTenant: options.access.adminTenant }),
+    });
   },
   { name: 'diffid-api', fastify: '5.x' },
 );

@@ -47,7 +47,7 @@ const app = await buildApp(
     resultTtlSeconds: settings.resultTtlSeconds,
     attempts: settings.jobAttempts,
     limits: { maxJobsPerKey: settings.maxJobsPerKey, maxQueuedStepsPerKey: settings.maxQueuedStepsPerKey, maxQueueDepth: settings.maxQueueDepth },
-    access: { keys, rateLimitPerMinute: settings.rateLimitPerMinute, maxStreamsPerKey: settings.maxStreamsPerKey },
+    access: { keys, rateLimitPerMinute: settings.rateLimitPerMinute, maxStreamsPerKey: settings.maxStreamsPerKey, ...(settings.adminTenant ? { adminTenant: settings.adminTenant } : {}) },
   },
   { logger: { level: settings.logLevel } },
 );

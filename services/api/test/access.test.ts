@@ -155,3 +155,18 @@ t.test('without keys the API listens on loopback only, and says so', async (t) =
   t.equal(code, 2, 'bad keys stop the API before it listens');
   t.match(err, /invalid API keys \(DIFFID_API_KEYS \/ DIFFID_API_KEYS_FILE\):\n  - entry 1/);
 });
+
+t.test("the queue dashboard: read-only, the admin tenant's alone when keys are set", async (t) => {
+  const keys = keyRing(parseApiKeys(`ops:${ALPHA},beta:${BETA}`).tenants);
+  const s = await startStack(t, { worker: false, access: { keys, rateLimitPerMinute: 1000, maxStreamsPerKey: 10, adminTenant: 'ops' } });
+  t.equal((await post(s.base, '/compare', BETA)).status, 202, 'a job of another tenant');
+  const page = await get(s.base, '/admin/queues', ALPHA);
+  t.equal(page.status, 200, 'the admin tenant opens it');
+  t.match(await page.text(), /<html/i);
+  const api = (await (await get(s.base, '/admin/queues/api/queues', ALPHA)).json()) as { queues: Array<{ name: string; readOnlyMode: boolean; counts: Record<string, number> }> };
+  t.equal(api.queues[0]?.name, s.queueName);
+  t.equal(api.queues[0]?.readOnlyMode, true, 'read-only: no removing or retrying around the service');
+  const other = await get(s.base, '/admin/queues', BETA);
+  t.equal(other.status, 404, `another tenant: as if it were not there (${other.status} ${(await other.text()).slice(0, 120)})`);
+  t.equal((await get(s.base, '/admin/queues', null)).status, 401, 'no key: 401 like every route');
+});
