@@ -230,3 +230,30 @@ t.test('Redis paused past the lock time, then restarted from its append-only fil
   const lost = (l.log.join('').match(/job_lock_lost/g) ?? []).length;
   t.comment(`6 jobs, Redis paused 2 s and ${lockSeconds + 3} s (lock ${lockSeconds} s) and restarted: ${runs} runs, ${lost} runs stopped for a lost lock`);
 });
+
+t.test('a job whose worker is lost on every attempt fails for good as WORKER_LOST, and its uploads go', { skip: !haveRedis && 'redis-server is not installed' }, async (t) => {
+  const l = await lab(t, { DIFFID_LOCK_SECONDS: '60', DIFFID_JOB_ATTEMPTS: '2' });
+  l.spawnWorker();
+  await waitForWorkers(l, 1);
+  const [id] = (await submit(l, 1)) as [string];
+  // Two attempts: the worker is killed during each; the third worker finds the job spent.
+  const alive = (p: ChildProcess | undefined) => p !== undefined && p.exitCode === null && p.signalCode === null;
+  for (let kill = 0; kill < 2; kill++) {
+    let owner = await ownerOf(l, id);
+    for (let i = 0; i < 600 && (!owner || !alive(processOf(l, owner))); i++) {
+      await sleep(50);
+      owner = await ownerOf(l, id);
+    }
+    const victim = owner && processOf(l, owner);
+    t.ok(victim, `attempt ${kill + 1} runs on a known worker`);
+    await sleep(500);
+    victim?.kill('SIGKILL');
+    l.spawnWorker();
+    await waitForWorkers(l, kill + 2);
+  }
+  const [view] = (await settle(l, [id])) as [Record<string, any>];
+  t.equal(view.status, 'failed', `failed (got ${JSON.stringify(view).slice(0, 300)})\n${l.log.join('').slice(-3000)}`);
+  t.equal(view.error?.code, 'DIFFID_ERR_WORKER_LOST', `a clear code: ${view.error?.message}`);
+  for (let i = 0; i < 40 && (await l.redis.keys(`${PREFIX}:job:*:input:*`)).length > 0; i++) await sleep(100);
+  t.equal((await l.redis.keys(`${PREFIX}:job:*:input:*`)).length, 0, 'its uploads are deleted once it failed for good');
+});
