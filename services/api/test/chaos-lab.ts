@@ -1,12 +1,11 @@
-// At least once, made safe, under real faults: worker processes SIGKILLed during jobs (twice in
-// one job), and a private Redis (append-only) paused past the lock time and restarted. Every job
-// that got a 202 must end succeeded with one set of results and no uploads left behind.
+// The chaos lab: a private redis-server (append-only, noeviction), the API in this process, and
+// worker processes to kill — for the chaos tests (chaos-*.test.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t, { type Test } from 'tap';
+import type { Test } from 'tap';
 import { Redis } from 'ioredis';
 import { jobKeys } from '@diffid/shared';
 import { buildTinyBundle, writeBundle } from '@diffid/gpu-worker';
@@ -14,13 +13,13 @@ import { buildApp } from '../src/app.ts';
 import { freePort } from '../src/free-port.ts';
 import { faceFile } from './images.ts';
 
-const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
-const PREFIX = 'chaos';
-const QUEUE = 'jobs';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+export const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
+export const PREFIX = 'chaos';
+export const QUEUE = 'jobs';
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Lab {
+export interface Lab {
   redisPort: number;
   /** A client of the private Redis that survives its restarts. */
   redis: Redis;
@@ -34,7 +33,7 @@ interface Lab {
 }
 
 /** A private redis-server (AOF on, noeviction), the API in this process, and worker processes. */
-async function lab(t: Test, env: Record<string, string>): Promise<Lab> {
+export async function lab(t: Test, env: Record<string, string>): Promise<Lab> {
   const dir = await mkdtemp(join(tmpdir(), 'diffid-chaos-'));
   const redisPort = await freePort();
   let server: ChildProcess | null = null;
@@ -104,7 +103,7 @@ async function lab(t: Test, env: Record<string, string>): Promise<Lab> {
   };
 }
 
-async function waitForWorkers(l: Lab, n: number): Promise<void> {
+export async function waitForWorkers(l: Lab, n: number): Promise<void> {
   for (let i = 0; i < 600; i++) {
     if (l.log.join('').split('"worker ready"').length - 1 >= n) return;
     await sleep(100);
@@ -112,7 +111,7 @@ async function waitForWorkers(l: Lab, n: number): Promise<void> {
   throw new Error(`workers did not start:\n${l.log.join('')}`);
 }
 
-async function submit(l: Lab, n: number): Promise<string[]> {
+export async function submit(l: Lab, n: number): Promise<string[]> {
   const face = await faceFile(1);
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -127,7 +126,7 @@ async function submit(l: Lab, n: number): Promise<string[]> {
 }
 
 /** Polls every job until all are finished; a Redis outage (503) is waited out. */
-async function settle(l: Lab, ids: string[], ms = 150_000): Promise<Record<string, any>[]> {
+export async function settle(l: Lab, ids: string[], ms = 150_000): Promise<Record<string, any>[]> {
   const deadline = Date.now() + ms;
   const views = new Map<string, Record<string, any>>();
   while (Date.now() < deadline && views.size < ids.length) {
@@ -144,7 +143,7 @@ async function settle(l: Lab, ids: string[], ms = 150_000): Promise<Record<strin
 }
 
 /** What the runs left: statuses, result images served, uploads still stored, runs per job. */
-async function account(t: Test, l: Lab, ids: string[], views: Record<string, any>[]) {
+export async function account(t: Test, l: Lab, ids: string[], views: Record<string, any>[]) {
   t.same(views.map((v) => v.status), ids.map(() => 'succeeded'), `every accepted job succeeded${views.every((v) => v.status === 'succeeded') ? '' : `: ${JSON.stringify(views.map((v) => [v.status, v.error]))}\n${l.log.join('').slice(-4000)}`}`);
   for (const v of views) {
     if (v.status !== 'succeeded') continue;
@@ -161,99 +160,14 @@ async function account(t: Test, l: Lab, ids: string[], views: Record<string, any
   return { runs: ids.reduce((n, id) => n + (starts.get(id) ?? 0), 0), leftover };
 }
 
-async function ownerOf(l: Lab, id: string): Promise<{ worker: string; token: string } | null> {
+export async function ownerOf(l: Lab, id: string): Promise<{ worker: string; token: string } | null> {
   const raw = await l.redis.get(jobKeys(PREFIX, id).owner).catch(() => null);
   return raw ? (JSON.parse(raw) as { worker: string; token: string }) : null;
 }
 
 /** The worker process whose name (host-pid-…) owns the job. */
-function processOf(l: Lab, owner: { worker: string }): ChildProcess | undefined {
+export function processOf(l: Lab, owner: { worker: string }): ChildProcess | undefined {
   const pid = Number(owner.worker.split('-').at(-2));
   return l.workers.find((w) => w.pid === pid);
 }
 
-t.test('workers SIGKILLed during jobs, one job twice: every job succeeds once, within the attempts', { skip: !haveRedis && 'redis-server is not installed' }, async (t) => {
-  const l = await lab(t, { DIFFID_LOCK_SECONDS: '60', DIFFID_JOB_ATTEMPTS: '3' });
-  l.spawnWorker();
-  l.spawnWorker();
-  await waitForWorkers(l, 2);
-  const ids = await submit(l, 6);
-  const target = ids[0] as string;
-  const recoveries: number[] = [];
-  for (let kill = 0; kill < 2; kill++) {
-    let owner = await ownerOf(l, target);
-    for (let i = 0; i < 400 && !owner; i++) {
-      await sleep(50);
-      owner = await ownerOf(l, target);
-    }
-    const victim = owner && processOf(l, owner);
-    t.ok(victim, `kill ${kill + 1}: the job's worker process is known`);
-    if (!owner || !victim) break;
-    await sleep(500); // mid-job
-    victim.kill('SIGKILL');
-    const killedAt = Date.now();
-    l.spawnWorker();
-    // Recovered once another worker has taken the job (a new owner).
-    for (let i = 0; i < 1200; i++) {
-      const now = await ownerOf(l, target);
-      if (now && now.token !== owner.token) break;
-      await sleep(50);
-    }
-    recoveries.push(Date.now() - killedAt);
-  }
-  const views = await settle(l, ids);
-  const { runs } = await account(t, l, ids, views);
-  t.comment(`6 jobs, 2 kills of the same job's worker: recovered after ${recoveries.map((ms) => `${(ms / 1000).toFixed(1)} s`).join(' and ')}; ${runs} runs in all`);
-  t.ok(recoveries.every((ms) => ms < 20_000), 'a killed worker\'s job runs again within 20 s (3 stalled checks of 1 s plus start-up)');
-});
-
-t.test('Redis paused past the lock time, then restarted from its append-only file: no job lost or failed', { skip: !haveRedis && 'redis-server is not installed' }, async (t) => {
-  const lockSeconds = 10;
-  const l = await lab(t, { DIFFID_LOCK_SECONDS: String(lockSeconds), DIFFID_JOB_ATTEMPTS: '3' });
-  l.spawnWorker();
-  l.spawnWorker();
-  await waitForWorkers(l, 2);
-  const ids = await submit(l, 6);
-  // A pause shorter than the lock costs nothing; one longer than the lock expires the running
-  // jobs' locks: they run again elsewhere and their first runs stop at the next step.
-  await sleep(1500);
-  await l.pauseRedis(2_000);
-  await sleep(1500);
-  await l.pauseRedis((lockSeconds + 3) * 1000);
-  await sleep(1500);
-  // A restart: Redis shuts down (writing its AOF) and comes back on the same port and files.
-  await l.stopRedis('SIGTERM');
-  await sleep(1000);
-  await l.startRedis();
-  const views = await settle(l, ids);
-  const { runs } = await account(t, l, ids, views);
-  const lost = (l.log.join('').match(/job_lock_lost/g) ?? []).length;
-  t.comment(`6 jobs, Redis paused 2 s and ${lockSeconds + 3} s (lock ${lockSeconds} s) and restarted: ${runs} runs, ${lost} runs stopped for a lost lock`);
-});
-
-t.test('a job whose worker is lost on every attempt fails for good as WORKER_LOST, and its uploads go', { skip: !haveRedis && 'redis-server is not installed' }, async (t) => {
-  const l = await lab(t, { DIFFID_LOCK_SECONDS: '60', DIFFID_JOB_ATTEMPTS: '2' });
-  l.spawnWorker();
-  await waitForWorkers(l, 1);
-  const [id] = (await submit(l, 1)) as [string];
-  // Two attempts: the worker is killed during each; the third worker finds the job spent.
-  const alive = (p: ChildProcess | undefined) => p !== undefined && p.exitCode === null && p.signalCode === null;
-  for (let kill = 0; kill < 2; kill++) {
-    let owner = await ownerOf(l, id);
-    for (let i = 0; i < 600 && (!owner || !alive(processOf(l, owner))); i++) {
-      await sleep(50);
-      owner = await ownerOf(l, id);
-    }
-    const victim = owner && processOf(l, owner);
-    t.ok(victim, `attempt ${kill + 1} runs on a known worker`);
-    await sleep(500);
-    victim?.kill('SIGKILL');
-    l.spawnWorker();
-    await waitForWorkers(l, kill + 2);
-  }
-  const [view] = (await settle(l, [id])) as [Record<string, any>];
-  t.equal(view.status, 'failed', `failed (got ${JSON.stringify(view).slice(0, 300)})\n${l.log.join('').slice(-3000)}`);
-  t.equal(view.error?.code, 'DIFFID_ERR_WORKER_LOST', `a clear code: ${view.error?.message}`);
-  for (let i = 0; i < 40 && (await l.redis.keys(`${PREFIX}:job:*:input:*`)).length > 0; i++) await sleep(100);
-  t.equal((await l.redis.keys(`${PREFIX}:job:*:input:*`)).length, 0, 'its uploads are deleted once it failed for good');
-});
