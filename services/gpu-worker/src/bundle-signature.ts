@@ -61,7 +61,8 @@ interface Rule {
 /** The rules of every port the contract declares; the compiler refuses a port without one. */
 type RoleRules = { [R in Role]: PerPort<R, Rule> };
 
-const F32: DType[] = ['float32'];
+/** Float ports: float32, or float16 (fp16 exports), converted at the graph boundary (onnx.ts). */
+const F32: DType[] = ['float32', 'float16'];
 const SIDES = ['inputs', 'outputs'] as const;
 type Side = (typeof SIDES)[number];
 
@@ -129,7 +130,7 @@ function portRules(m: Manifest, w: Widths): RoleRules {
     unet: {
       inputs: {
         sample: { dtypes: F32, shapes: [[null, C, lh, lw]], why: { 1: `latent.channels is ${C}`, 2: `image height / downscale is ${lh}`, 3: `image width / downscale is ${lw}` } },
-        timestep: { dtypes: ['float32', 'int64'], shapes: [[], [null]] },
+        timestep: { dtypes: ['float32', 'float16', 'int64'], shapes: [[], [null]] },
         encoder_hidden_states: { dtypes: F32, shapes: [[null, N, Wc]], why: { 1: `adapter.conditioning_tokens is ${N}`, 2: `adapter.conditioning_width is ${Wc}` } },
       },
       outputs: { noise: { dtypes: F32, shapes: [[null, C, lh, lw]], why: { 1: `latent.channels is ${C}` } } },

@@ -20,7 +20,8 @@ export interface FixedFeed {
 function batchOf(rows: Array<Float32Array | Int32Array>, port: ResolvedPort, rowDims: number[]): Tensor {
   const size = rowDims.reduce((a, b) => a * b, 1);
   const dims = [rows.length, ...rowDims];
-  if (port.dtype === 'float32') {
+  // float16 ports take float32 here: the graph converts at its boundary (onnx.ts).
+  if (port.dtype === 'float32' || port.dtype === 'float16') {
     const data = new Float32Array(rows.length * size);
     rows.forEach((r, i) => data.set(r, i * size));
     return { dtype: 'float32', data, dims };

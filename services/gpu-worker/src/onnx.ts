@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DiffIdError, type ExecutionProvider } from '@diffid/shared';
+import { fromHalf, toHalf } from './float16.ts';
 
 /** Element types the pipeline can feed or read. */
 export type DType = 'float32' | 'float16' | 'int32' | 'int64' | 'uint8' | 'bool' | 'string' | 'other';
@@ -39,7 +40,10 @@ export interface SessionOptions {
   intraOpThreads?: number;
 }
 
-/** An opened graph. */
+/**
+ * An opened graph. `run` takes and gives float32 for a graph's float16 ports too: fp16 graphs are
+ * converted at their boundary (float16.ts), so the pipeline's math stays in float32.
+ */
 export interface Graph {
   readonly path: string;
   readonly signature: GraphSignature;
@@ -92,6 +96,7 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
     intraOpNumThreads: options.intraOpThreads ?? 0,
   });
   const signature: GraphSignature = { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) };
+  const halfInputs = new Set(signature.inputs.filter((i) => i.dtype === 'float16').map((i) => i.name));
   const stats = { calls: 0, ms: 0 };
   return {
     path,
@@ -100,7 +105,9 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
     async run(feeds) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(feeds)) {
-        ortFeeds[name] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
+        // An fp16 input is fed from the pipeline's float32, converted here and nowhere else.
+        if (t.dtype === 'float32' && halfInputs.has(name)) ortFeeds[name] = new ort.Tensor('float16', toHalf(t.data as Float32Array), t.dims);
+        else ortFeeds[name] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
       }
       const started = performance.now();
       const results = await session.run(ortFeeds);
@@ -108,7 +115,10 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
       stats.ms += performance.now() - started;
       const out: Record<string, Tensor> = {};
       for (const [name, value] of Object.entries(results)) {
-        out[name] = { dtype: value.type as DType, data: value.data as TensorData, dims: [...value.dims] };
+        out[name] =
+          value.type === 'float16'
+            ? { dtype: 'float32', data: fromHalf(value.data as Uint16Array), dims: [...value.dims] }
+            : { dtype: value.type as DType, data: value.data as TensorData, dims: [...value.dims] };
       }
       return out;
     },
