@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import {
   DiffIdError,
   MANIFEST_FILE,
@@ -13,9 +13,11 @@ import {
   ROLES,
   manifestFiles,
   validateManifest,
+  type GraphEntry,
   type Manifest,
   type Role,
 } from '@diffid/shared';
+import { externalDataLocations } from './bundles/onnx-inspect.ts';
 import { checkSignatures, SignatureMismatch, type BundleDims, type BundlePorts, type ResolvedSignatures } from './bundle-signature.ts';
 import { probeDetector } from './stages/detect-faces.ts';
 import { openGraph, type ExecutionProvider, type Graph, type GraphSignature } from './onnx.ts';
@@ -118,6 +120,29 @@ async function readTokenizer(dir: string, manifest: Manifest): Promise<PromptTok
   }
 }
 
+/** Graphs up to this size are read to see which weight files they name; larger ones are 2 GB exports that must keep their weights outside anyway. */
+const INSPECT_LIMIT_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Refuses a graph that reads weights from a file the manifest does not list (that file would
+ * escape the sha256 checks). Read from the graph itself, which holds no weights when they are
+ * external, so nothing large is read twice.
+ */
+async function checkExternalData(dir: string, role: Role, entry: GraphEntry, path: string): Promise<void> {
+  if ((await stat(path)).size > INSPECT_LIMIT_BYTES) return;
+  const graphDir = dirname(path);
+  const listed = new Set((entry.external_data ?? []).map((d) => inside(dir, d.file, `${role} external data`)));
+  for (const location of externalDataLocations(new Uint8Array(await readFile(path)))) {
+    const file = resolve(graphDir, location);
+    if (!listed.has(file)) {
+      throw new DiffIdError(
+        'BUNDLE_MANIFEST_INVALID',
+        `${role}: the graph "${entry.file}" keeps weights in "${location}", which the manifest does not list; add it as models.${role}.external_data: [{ "file": "${relative(dir, file)}", "sha256": "…" }]`,
+      );
+    }
+  }
+}
+
 /** Loads and checks a whole bundle; nothing is left open when it throws. */
 export async function loadBundle(dirInput: string, options: LoadOptions = {}): Promise<LoadedBundle> {
   const dir = resolve(dirInput);
@@ -133,6 +158,7 @@ export async function loadBundle(dirInput: string, options: LoadOptions = {}): P
       const entry = manifest.models[role];
       if (!entry) continue;
       const path = inside(dir, entry.file, role);
+      await checkExternalData(dir, role, entry, path);
       try {
         graphs[role] = await openGraph(path, { executionProvider: options.executionProvider ?? 'cpu', intraOpThreads: options.intraOpThreads ?? 0 });
       } catch (err) {

@@ -60,6 +60,8 @@ export interface Normalization {
 export interface GraphEntry extends BundleFile {
   inputs: Record<string, string>;
   outputs: Record<string, string>;
+  /** Files holding the graph's weights (ONNX external data), as the graph names them beside it. */
+  external_data?: BundleFile[];
 }
 
 export interface ImageEncoderEntry extends GraphEntry {
@@ -310,7 +312,9 @@ export function manifestFiles(m: Manifest): Array<{ where: string; entry: Bundle
   const files: Array<{ where: string; entry: BundleFile }> = [];
   for (const role of ROLES) {
     const entry = m.models[role];
-    if (entry) files.push({ where: role, entry });
+    if (!entry) continue;
+    files.push({ where: role, entry });
+    for (const data of entry.external_data ?? []) files.push({ where: `${role} external data`, entry: data });
   }
   for (const key of ['vocab', 'merges', 'tokenizer_json'] as const) {
     const entry = m.tokenizer[key];

@@ -19,3 +19,15 @@ export function inspectGraph(bytes: Uint8Array): GraphIo {
   // Older exports list weights among the inputs too; those are not fed.
   return { inputs: io((graph.input ?? []).filter((v) => !initializers.has(v.name ?? ''))), outputs: io(graph.output ?? []) };
 }
+
+/** The files a graph's initializers keep their weights in (ONNX external data), relative to it. */
+export function externalDataLocations(bytes: Uint8Array): string[] {
+  const graph = onnxProto.onnx.ModelProto.decode(bytes).graph;
+  const locations = new Set<string>();
+  for (const init of graph?.initializer ?? []) {
+    if (init.dataLocation !== onnxProto.onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const location = (init.externalData ?? []).find((e) => e.key === 'location')?.value;
+    if (location) locations.add(location);
+  }
+  return [...locations];
+}

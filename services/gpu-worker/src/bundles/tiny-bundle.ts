@@ -15,6 +15,7 @@ import {
   type TinyDims,
 } from './tiny-graphs.ts';
 import { tinyClipTokenizerFiles, tinyTokenizerBundlePart } from './tiny-tokenizer.ts';
+import { toExternalData } from './external-data.ts';
 import { graphEntry, type GeneratedBundle } from './write-bundle.ts';
 
 /** CLIP ViT-L/14 preprocessing (docs/reference-values.md). */
@@ -44,6 +45,8 @@ export interface TinyOptions {
   dims?: Partial<TinyDims>;
   /** Extra 512×512 matrix products per U-Net call: a deliberately slow graph for tests. */
   burnMatmuls?: number;
+  /** Keep the U-Net's weights in a side file (ONNX external data), as exports of graphs over 2 GB do. */
+  externalData?: boolean;
 }
 
 export function tinyDims(vocabSize: number, overrides: Partial<TinyDims> = {}): TinyDims {
@@ -120,5 +123,13 @@ export function buildTinyBundle(options: TinyOptions = {}): GeneratedBundle {
       vae_decoder: graphEntry('vae_decoder.onnx', { latent: 'latent_sample' }, { pixels: 'sample' }),
     },
   };
+  if (options.externalData) {
+    // As exporters lay it out: unet/model.onnx naming model.onnx_data beside it.
+    const { graph, data } = toExternalData(files.get('unet.onnx') as Uint8Array, 'model.onnx_data');
+    files.delete('unet.onnx');
+    files.set('unet/model.onnx', graph);
+    files.set('unet/model.onnx_data', data);
+    manifest.models.unet = { ...manifest.models.unet, file: 'unet/model.onnx', external_data: [{ file: 'unet/model.onnx_data', sha256: '' }] };
+  }
   return { files, manifest };
 }
