@@ -195,3 +195,36 @@ export function inversionStepAlphas(schedule: NoiseSchedule, N: number, t: numbe
     alphaBarT: alphaBarAt(schedule, Math.min(t, T - 1), schedule.initialAlphaCumprod),
   };
 }
+
+/** diffusers' scheduler_config.json keys that change nothing the DDIM core computes. */
+const IGNORED_DIFFUSERS_KEYS = new Set(['_class_name', '_diffusers_version', 'skip_prk_steps', 'trained_betas', 'variance_type', 'sample_max_value', 'dynamic_thresholding_ratio', 'timestep_type']);
+
+/**
+ * A diffusers scheduler_config.json (SD 1.5 ships a PNDM one; DDIM's is the same schedule) as the
+ * DDIM core's configuration. Missing keys take DDIMScheduler's defaults; an option the core does
+ * not implement is refused by name.
+ */
+export function schedulerFromDiffusers(json: Record<string, unknown>): SchedulerConfig {
+  const refuse = (key: string, why: string) => {
+    throw new RangeError(`scheduler_config.json: ${key} ${why}; the DDIM core does not implement it`);
+  };
+  if (json.trained_betas !== undefined && json.trained_betas !== null) refuse('trained_betas', 'is set');
+  if (json.thresholding === true) refuse('thresholding', 'is true');
+  if (json.rescale_betas_zero_snr === true) refuse('rescale_betas_zero_snr', 'is true');
+  const known = new Set(['num_train_timesteps', 'beta_schedule', 'beta_start', 'beta_end', 'timestep_spacing', 'steps_offset', 'set_alpha_to_one', 'prediction_type', 'clip_sample', 'thresholding', 'rescale_betas_zero_snr', 'clip_sample_range']);
+  for (const key of Object.keys(json)) if (!known.has(key) && !IGNORED_DIFFUSERS_KEYS.has(key)) refuse(key, 'is an unknown option');
+  const config = {
+    kind: 'ddim',
+    num_train_timesteps: json.num_train_timesteps ?? 1000,
+    beta_schedule: json.beta_schedule ?? 'linear',
+    beta_start: json.beta_start ?? 0.0001,
+    beta_end: json.beta_end ?? 0.02,
+    timestep_spacing: json.timestep_spacing ?? 'leading',
+    steps_offset: json.steps_offset ?? 0,
+    set_alpha_to_one: json.set_alpha_to_one ?? true,
+    prediction_type: json.prediction_type ?? 'epsilon',
+    clip_sample: json.clip_sample ?? true,
+  } as unknown as SchedulerConfig;
+  assertSupportedScheduler(config);
+  return config;
+}

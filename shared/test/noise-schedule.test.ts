@@ -1,6 +1,7 @@
 import t from 'tap';
 import {
   SD15_SCHEDULER,
+  schedulerFromDiffusers,
   alphasCumprod,
   betasScaledLinear,
   inversionStepAlphas,
@@ -97,4 +98,14 @@ t.test('unsupported scheduler options throw and name the option', async (t) => {
   t.throws(bad({ kind: 'pndm' }), /kind "pndm"/);
   t.throws(() => samplingTimesteps(SD15_SCHEDULER, 0), /1…1000/);
   t.throws(() => samplingTimesteps(SD15_SCHEDULER, 2.5), /1…1000/);
+});
+
+t.test("diffusers' scheduler_config.json: SD 1.5's gives the SD 1.5 schedule; unsupported options are refused by name", async (t) => {
+  const sd15 = { _class_name: 'PNDMScheduler', _diffusers_version: '0.6.0', beta_end: 0.012, beta_schedule: 'scaled_linear', beta_start: 0.00085, num_train_timesteps: 1000, set_alpha_to_one: false, skip_prk_steps: true, steps_offset: 1, trained_betas: null, clip_sample: false };
+  t.same(schedulerFromDiffusers(sd15), SD15_SCHEDULER);
+  t.throws(() => schedulerFromDiffusers({ ...sd15, clip_sample: undefined }), /clip_sample must be false/, "DDIM's default clip_sample is true: refused");
+  t.throws(() => schedulerFromDiffusers({ ...sd15, rescale_betas_zero_snr: true }), /rescale_betas_zero_snr is true; the DDIM core does not implement it/);
+  t.throws(() => schedulerFromDiffusers({ ...sd15, beta_schedule: 'squaredcos_cap_v2' }), /beta_schedule "squaredcos_cap_v2" is not supported/);
+  t.throws(() => schedulerFromDiffusers({ ...sd15, karras_sigmas: true }), /karras_sigmas is an unknown option/);
+  t.equal(schedulerFromDiffusers({ ...sd15, prediction_type: 'v_prediction', timestep_spacing: 'trailing' }).prediction_type, 'v_prediction');
 });

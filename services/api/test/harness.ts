@@ -24,6 +24,8 @@ export interface StackOptions {
   bundle?: TinyOptions;
   /** Builds another bundle instead of the tiny one. */
   build?: () => GeneratedBundle | Promise<GeneratedBundle>;
+  /** Writes the bundle itself into the given directory (an import, say) instead. */
+  prepare?: (dir: string) => Promise<void>;
   worker?: boolean;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
@@ -36,7 +38,8 @@ export interface StackOptions {
 export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
   const scope = await redisScope('api');
   const bundleDir = await mkdtemp(join(tmpdir(), 'diffid-api-bundle-'));
-  await writeBundle(bundleDir, options.build ? await options.build() : buildTinyBundle(options.bundle));
+  if (options.prepare) await options.prepare(bundleDir);
+  else await writeBundle(bundleDir, options.build ? await options.build() : buildTinyBundle(options.bundle));
   const queueName = 'jobs';
   // The API's connection fails fast, as server.ts configures it.
   const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });

@@ -8,3 +8,6 @@ export { buildDemoBundle, type DemoOptions } from './bundles/demo-bundle.ts';
 export { LinkError, linkDetector, linkEmbedder } from './bundles/link-models.ts';
 export { SHIPPED, readShippedModel } from './shipped-models.ts';
 export { createWorkerMetrics, serveMetrics, type WorkerMetrics } from './metrics.ts';
+export { writeExportLayout, type ExportLayoutOptions } from './bundles/export-layout.ts';
+export { importExport, type ImportOptions } from './bundles/import-export.ts';
+export { DIFFUSERS_FLAVOR, OPTIMUM_FLAVOR } from './bundles/tiny-graphs.ts';

@@ -1,11 +1,14 @@
 // npm run bundle -- --kind tiny|demo --out DIR [--detector FILE] [--embedder FILE]
 //   tiny: [--flavor diffusers|optimum] [--seed N]      demo: [--sigma S] [--seed N]
+// npm run bundle -- --kind import --from EXPORT_DIR --adapter FILE --image-encoder FILE --out DIR
+//   [--detector FILE] [--embedder FILE] [--copy] [--size N]   (a diffusers/optimum ONNX folder)
 // npm run bundle -- --check-colour A,B[,C…] --embedder FILE [--detector FILE]
 //   which channel order the recognizer wants, on photos A, B of one person and others of others
 import { parseArgs } from 'node:util';
 import { buildDemoBundle } from './demo-bundle.ts';
 import { readShippedModel } from '../shipped-models.ts';
 import { checkColourOrder, colourOrderReport } from './colour-check.ts';
+import { importExport } from './import-export.ts';
 import { linkDetector, linkEmbedder } from './link-models.ts';
 import { buildTinyBundle } from './tiny-bundle.ts';
 import { DIFFUSERS_FLAVOR, OPTIMUM_FLAVOR } from './tiny-graphs.ts';
@@ -14,6 +17,8 @@ import { writeBundle, type GeneratedBundle } from './write-bundle.ts';
 const USAGE =
   'usage: npm run bundle -- --kind tiny|demo --out DIR [--detector FILE] [--embedder FILE]\n' +
   '         tiny: [--flavor diffusers|optimum] [--seed N]   demo: [--sigma S] [--seed N]\n' +
+  '       npm run bundle -- --kind import --from EXPORT_DIR --adapter FILE --image-encoder FILE --out DIR\n' +
+  '         [--detector FILE] [--embedder FILE] [--copy] [--size N]\n' +
   '       npm run bundle -- --check-colour A.jpg,B.jpg[,C.jpg…] --embedder FILE [--detector FILE]\n' +
   '         A and B: one person; any others: other people';
 
@@ -34,6 +39,11 @@ const { values } = (() => {
         detector: { type: 'string' },
         embedder: { type: 'string' },
         'check-colour': { type: 'string' },
+        from: { type: 'string' },
+        adapter: { type: 'string' },
+        'image-encoder': { type: 'string' },
+        copy: { type: 'boolean', default: false },
+        size: { type: 'string' },
       },
       strict: true,
     });
@@ -56,7 +66,30 @@ if (values['check-colour'] !== undefined) {
 }
 
 if (!values.out) fail('--out DIR is required');
-if (values.kind !== 'tiny' && values.kind !== 'demo') fail(`--kind must be "tiny" or "demo" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
+if (values.kind === 'import') {
+  if (!values.from || !values.adapter || !values['image-encoder']) fail('--kind import needs --from EXPORT_DIR, --adapter FILE and --image-encoder FILE');
+  const size = values.size === undefined ? undefined : Number(values.size);
+  if (size !== undefined && !(Number.isInteger(size) && size >= 64 && size <= 4096 && size % 8 === 0)) fail('--size must be a multiple of 8 in 64…4096');
+  try {
+    const shippedDetector = await readShippedModel('face_detector');
+    const shippedEmbedder = await readShippedModel('face_embedder');
+    const manifest = await importExport({
+      from: values.from,
+      out: values.out,
+      adapter: values.adapter,
+      imageEncoder: values['image-encoder'],
+      detector: values.detector ? linkDetector(values.detector) : linkDetector(shippedDetector.path, shippedDetector.file.sidecar),
+      embedder: values.embedder ? linkEmbedder(values.embedder) : linkEmbedder(shippedEmbedder.path, shippedEmbedder.file.sidecar),
+      copy: values.copy,
+      ...(size ? { size } : {}),
+    });
+    process.stdout.write(`imported ${values.from} into ${values.out} (${manifest.image.width}×${manifest.image.height}, ${values.copy ? 'graphs copied' : 'graphs linked'})\n`);
+    process.exit(0);
+  } catch (err) {
+    fail((err as Error).message);
+  }
+}
+if (values.kind !== 'tiny' && values.kind !== 'demo') fail(`--kind must be "tiny", "demo" or "import" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
 const flavors = { diffusers: DIFFUSERS_FLAVOR, optimum: OPTIMUM_FLAVOR } as const;
 const flavor = flavors[values.flavor as keyof typeof flavors];
 if (!flavor) fail(`--flavor must be one of ${Object.keys(flavors).join(', ')}`);
