@@ -7,3 +7,4 @@ export * from './bundle/manifest.ts';
 export * from './jobs.ts';
 export * from './settings.ts';
 export * from './provenance.ts';
+export * from './eval-metrics.ts';

@@ -1,0 +1,146 @@
+// The paper's measures of a bundle on a folder of face photos (§4.1): for each face, N images per
+// prompt with fixed seeds; FS% under the bundle's recognizer (per face and overall) and the share
+// of outputs in which a face is found; FID against the photos when an Inception feature graph is
+// given, and FIQ = 100·FS%/FID; for morphs between consecutive faces, identity to A and B along
+// the frames and how evenly they travel.
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { faceSimilarityPercent, fiq, frechetDistance, gaussianOf, morphPacing } from '@diffid/shared';
+import type { LoadedBundle } from '../bundle-loader.ts';
+import { openGraph } from '../onnx.ts';
+import { normalizeToChw, resizeRgb, type Rgb } from '../pixels.ts';
+import { generate } from '../pipelines/generate.ts';
+import { morph } from '../pipelines/morph.ts';
+import { stageContext } from '../stages/context.ts';
+import { locateFaces } from '../stages/find-face.ts';
+
+export interface EvalOptions {
+  prompts: string[];
+  imagesPerPrompt: number;
+  steps: number;
+  morphFrames: number;
+  /** An Inception-style feature graph (one image input NCHW in [−1, 1], one feature output). */
+  inception?: string;
+}
+
+export interface FaceReport {
+  face: string;
+  fsPercent: number | null;
+  outputs: number;
+  /** Outputs in which the bundle's detector finds a face. */
+  withFace: number;
+}
+
+export interface MorphReport {
+  a: string;
+  b: string;
+  toA: number[];
+  toB: number[];
+  travel: number;
+  unevenness: number;
+}
+
+export interface EvalReport {
+  bundle: string;
+  faces: FaceReport[];
+  fsPercent: number | null;
+  detectedShare: number;
+  fid: number | null;
+  fiq: number | null;
+  morphs: MorphReport[];
+}
+
+/** Image files of a folder, by name. */
+export async function facePhotos(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((f) => /\.(jpe?g|png|webp)$/i.test(f)).sort().map((f) => join(dir, f));
+}
+
+async function features(path: string, images: Rgb[]): Promise<Float32Array[]> {
+  const graph = await openGraph(path, { executionProvider: 'cpu' });
+  try {
+    const input = graph.signature.inputs[0];
+    const output = graph.signature.outputs[0];
+    if (!input || !output) throw new Error(`${path}: a feature graph needs one input and one output`);
+    const size = typeof input.shape[2] === 'number' ? input.shape[2] : 299;
+    const rows: Float32Array[] = [];
+    for (const img of images) {
+      const data = normalizeToChw(resizeRgb(img, size, size, 'bicubic'), { channel_order: 'RGB', divide_by: 255, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+      const out = await graph.run({ [input.name]: { dtype: 'float32', data, dims: [1, 3, size, size] } });
+      rows.push(Float32Array.from(out[output.name]?.data as Float32Array));
+    }
+    return rows;
+  } finally {
+    await graph.release();
+  }
+}
+
+/** Runs the evaluation; `photos` are decoded images with their names. */
+export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: string; image: Rgb }>, o: EvalOptions): Promise<EvalReport> {
+  const faces: FaceReport[] = [];
+  const generated: Rgb[] = [];
+  let outputs = 0;
+  let withFace = 0;
+  const allPairs: number[] = [];
+  for (const { name, image } of photos) {
+    const sims: number[] = [];
+    let n = 0;
+    let found = 0;
+    for (const prompt of o.prompts) {
+      const out = await generate(
+        stageContext(bundle),
+        { image: [image] },
+        { prompt, negative_prompt: '', num_images: o.imagesPerPrompt, steps: o.steps, guidance_scale: bundle.manifest.defaults?.guidance_scale ?? 5, seed: 0, photos: 1, on_missing_face: 'fail' },
+        () => {},
+      );
+      for (const img of out.images) {
+        n++;
+        generated.push(img.rgb);
+        // Found by the detector itself (the job's score may fall back to the canvas layout).
+        if ((await locateFaces(stageContext(bundle), img.rgb)).length > 0) found++;
+        const s = img.facts.arcface_similarity;
+        if (typeof s === 'number') sims.push(s);
+      }
+    }
+    outputs += n;
+    withFace += found;
+    allPairs.push(...sims);
+    faces.push({ face: name, fsPercent: faceSimilarityPercent(sims), outputs: n, withFace: found });
+  }
+  // Each output's similarity is to its own source face, as the pipeline scored it.
+  const fsPercent = faceSimilarityPercent(allPairs);
+  let fid: number | null = null;
+  if (o.inception) {
+    const real = await features(o.inception, photos.map((p) => p.image));
+    const fake = await features(o.inception, generated);
+    fid = frechetDistance(gaussianOf(real), gaussianOf(fake));
+  }
+  const morphs: MorphReport[] = [];
+  for (let i = 0; i + 1 < photos.length && o.morphFrames >= 2; i++) {
+    const a = photos[i] as { name: string; image: Rgb };
+    const b = photos[i + 1] as { name: string; image: Rgb };
+    const alphas = Array.from({ length: o.morphFrames }, (_, k) => k / (o.morphFrames - 1));
+    const m = await morph(stageContext(bundle), { image_a: a.image, image_b: b.image }, { alphas, interpolation: 'slerp', prompt: o.prompts[0] ?? '', steps: o.steps, seed: 0 }, 8, () => {});
+    const toA = m.images.map((f) => f.facts.arcface_similarity_a ?? 0);
+    const toB = m.images.map((f) => f.facts.arcface_similarity_b ?? 0);
+    const pacing = morphPacing(toA, toB);
+    morphs.push({ a: a.name, b: b.name, toA, toB, travel: pacing.travel, unevenness: pacing.unevenness });
+  }
+  return { bundle: bundle.manifest.name, faces, fsPercent, detectedShare: outputs ? withFace / outputs : 0, fid, fiq: fiq(fsPercent, fid), morphs };
+}
+
+/** The report as a markdown table. */
+export function evalTable(r: EvalReport): string {
+  const f = (v: number | null, d = 1) => (v === null ? '—' : v.toFixed(d));
+  const lines = [
+    `bundle ${r.bundle}: FS% ${f(r.fsPercent)}, faces found in ${(100 * r.detectedShare).toFixed(0)} % of outputs, FID ${f(r.fid, 2)}, FIQ ${f(r.fiq, 2)}`,
+    '',
+    '| face | FS% | outputs | with a face |',
+    '|---|---|---|---|',
+    ...r.faces.map((x) => `| ${x.face} | ${f(x.fsPercent)} | ${x.outputs} | ${x.withFace} |`),
+  ];
+  if (r.morphs.length > 0) {
+    lines.push('', '| morph | similarity to A along the frames | to B | travel | unevenness |', '|---|---|---|---|---|');
+    for (const m of r.morphs) lines.push(`| ${m.a} → ${m.b} | ${m.toA.map((v) => v.toFixed(2)).join(' ')} | ${m.toB.map((v) => v.toFixed(2)).join(' ')} | ${m.travel.toFixed(2)} | ${m.unevenness.toFixed(2)} |`);
+  }
+  return lines.join('\n');
+}

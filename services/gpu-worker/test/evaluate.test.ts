@@ -1,0 +1,65 @@
+// The paper's measures end to end: FS%, faces found, FID with a feature graph, FIQ and morph
+// pacing on the demo bundle (synthetic faces, always run), and `npm run eval` on real photos with
+// the embedded default (when ../shared/faces is present).
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { facePattern } from '@diffid/shared/testing';
+import { loadBundle } from '../src/bundle-loader.ts';
+import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
+import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
+import { writeBundle } from '../src/bundles/write-bundle.ts';
+import { evalTable, evaluate } from '../src/eval/evaluate.ts';
+import { tempDir } from './helpers.ts';
+
+const run = promisify(execFile);
+const ROOT = join(import.meta.dirname, '../../..');
+const PHOTOS = join(ROOT, '../shared/faces/photos');
+
+/** A stand-in feature graph: 32² input, 4×4 average colours as 48 features. */
+function featureGraph(): Uint8Array {
+  const g = new GraphBuilder('features');
+  const x = g.input('images', 'float32', [1, 3, 32, 32]);
+  g.op('Flatten', [g.op('AveragePool', [x], { kernel_shape: { ints: [8, 8] }, strides: { ints: [8, 8] } })], { axis: { int: 1 } }, 'pool');
+  g.output('pool', 'float32', [1, 48]);
+  return g.toBytes('4×4 mean colours: a small feature graph for testing FID');
+}
+
+t.test('demo bundle: FS%, faces found, FID and FIQ, morph travel', async (t) => {
+  const dir = await tempDir(t, 'diffid-eval-');
+  await writeBundle(join(dir, 'bundle'), buildDemoBundle());
+  const features = join(dir, 'features.onnx');
+  await writeFile(features, featureGraph());
+  const bundle = await loadBundle(join(dir, 'bundle'));
+  t.teardown(() => bundle.release());
+  const photos = [1, 5, 9].map((seed) => ({ name: `face-${seed}`, image: facePattern(seed, 256, 256) }));
+  const report = await evaluate(bundle, photos, { prompts: ['a portrait', 'a photo'], imagesPerPrompt: 2, steps: 10, morphFrames: 3, inception: features });
+  t.comment(evalTable(report));
+  t.equal(report.faces.length, 3);
+  t.same(report.faces.map((f) => f.outputs), [4, 4, 4], '2 prompts × 2 images per face');
+  t.equal(report.detectedShare, 1, 'without a detector every output is an aligned portrait');
+  t.ok((report.fsPercent as number) > 90, `FS% ${report.fsPercent?.toFixed(1)}: the demo keeps the face (constructed recognizer)`);
+  t.ok(report.fid !== null && report.fid >= 0, `FID ${report.fid?.toFixed(3)} from the feature graph`);
+  t.equal(report.fiq, (100 * (report.fsPercent as number)) / (report.fid as number), 'FIQ = 100·FS%/FID');
+  t.equal(report.morphs.length, 2, 'consecutive faces morphed');
+  // The constructed recognizer tells these drawings apart only slightly: the frames move little,
+  // but in the right direction.
+  t.ok(report.morphs.every((m) => m.toA.length === 3 && (m.toA[0] as number) >= (m.toA[2] as number) && (m.toB[2] as number) >= (m.toB[0] as number) && m.travel > 0), `morphs travel from A to B (${report.morphs.map((m) => m.travel.toFixed(2)).join(', ')})`);
+});
+
+t.test('npm run eval on real photos with the embedded default prints the table', { skip: !existsSync(join(PHOTOS, 'fr_obama.jpg')) && `../shared/faces is absent (looked in ${PHOTOS})` }, async (t) => {
+  const dir = await tempDir(t, 'diffid-eval-');
+  const faces = join(dir, 'faces');
+  await mkdir(faces);
+  for (const f of ['fr_obama.jpg', 'fr_biden.jpg', 'max_Luciano.png']) await copyFile(join(PHOTOS, f), join(faces, f));
+  const { stdout } = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/eval/cli.ts', '--faces', faces, '--images', '2', '--steps', '20', '--frames', '5', '--json', join(dir, 'report.json')], { cwd: ROOT });
+  t.comment(stdout);
+  t.match(stdout, /^bundle demo: FS% \d+\.\d, faces found in \d+ % of outputs, FID —, FIQ —/);
+  t.match(stdout, /\| fr_obama\.jpg \| \d+\.\d \| 2 \|/);
+  t.match(stdout, /\| fr_biden\.jpg → fr_obama\.jpg \|/);
+  const report = JSON.parse(await (await import('node:fs/promises')).readFile(join(dir, 'report.json'), 'utf8')) as { fsPercent: number };
+  t.ok(report.fsPercent > 50, `FS% ${report.fsPercent.toFixed(1)} with the shipped recognizer`);
+});
