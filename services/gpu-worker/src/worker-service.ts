@@ -201,10 +201,20 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       worker.cancelJob(id, LOCK_LOST);
     }
   });
-  const reaper = setInterval(() => void reapLostWorkers(options.redis, options.prefix, options.queueName).then(
-    (ids) => ids.forEach((id) => log('job_worker_lost', { id })),
-    () => undefined,
-  ), stalledInterval);
+  // A Redis user without CLIENT LIST leaves recovery to lock expiry: say so once.
+  let reaperWarned = false;
+  const reaper = setInterval(
+    () =>
+      void reapLostWorkers(options.redis, options.prefix, options.queueName).then(
+        (ids) => ids.forEach((id) => log('job_worker_lost', { id })),
+        (err: Error) => {
+          if (reaperWarned) return;
+          reaperWarned = true;
+          log('reaper_unavailable', { err: err.message, effect: 'a killed worker\'s job waits for its lock to expire (DIFFID_LOCK_SECONDS)' });
+        },
+      ),
+    stalledInterval,
+  );
 
   const subscriber = options.redis.duplicate();
   subscriber.on('error', () => undefined); // reconnects on its own; the main connection logs outages
