@@ -4,9 +4,9 @@
 //   [--detector FILE] [--embedder FILE] [--copy] [--size N]   (a diffusers/optimum ONNX folder)
 // npm run bundle -- --check-colour A,B[,C…] --embedder FILE [--detector FILE]
 //   which channel order the recognizer wants, on photos A, B of one person and others of others
-import { parseArgs } from 'node:util';
+import { cliArgs, usageError } from '../cli-args.ts';
+import { shippedFaceModels } from './default-bundle.ts';
 import { buildDemoBundle } from './demo-bundle.ts';
-import { readShippedModel } from '../shipped-models.ts';
 import { checkColourOrder, colourOrderReport } from './colour-check.ts';
 import { importExport } from './import-export.ts';
 import { linkDetector, linkEmbedder } from './link-models.ts';
@@ -22,41 +22,28 @@ const USAGE =
   '       npm run bundle -- --check-colour A.jpg,B.jpg[,C.jpg…] --embedder FILE [--detector FILE]\n' +
   '         A and B: one person; any others: other people';
 
-function fail(message: string): never {
-  process.stderr.write(`${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-const { values } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        kind: { type: 'string' },
-        out: { type: 'string' },
-        flavor: { type: 'string', default: 'diffusers' },
-        seed: { type: 'string' },
-        sigma: { type: 'string' },
-        detector: { type: 'string' },
-        embedder: { type: 'string' },
-        'check-colour': { type: 'string' },
-        from: { type: 'string' },
-        adapter: { type: 'string' },
-        'image-encoder': { type: 'string' },
-        copy: { type: 'boolean', default: false },
-        size: { type: 'string' },
-      },
-      strict: true,
-    });
-  } catch (err) {
-    return fail((err as Error).message);
-  }
-})();
+// Declared with its type, so that the compiler knows a call to it does not return.
+const fail: (message: string) => never = (message) => usageError(USAGE, message);
+const values = cliArgs(USAGE, {
+  kind: { type: 'string' },
+  out: { type: 'string' },
+  flavor: { type: 'string', default: 'diffusers' },
+  seed: { type: 'string' },
+  sigma: { type: 'string' },
+  detector: { type: 'string' },
+  embedder: { type: 'string' },
+  'check-colour': { type: 'string' },
+  from: { type: 'string' },
+  adapter: { type: 'string' },
+  'image-encoder': { type: 'string' },
+  copy: { type: 'boolean', default: false },
+  size: { type: 'string' },
+});
 
 if (values['check-colour'] !== undefined) {
   if (!values.embedder) fail('--check-colour needs the recognizer to check: --embedder FILE');
   try {
-    const shipped = await readShippedModel('face_detector');
-    const detector = values.detector ? linkDetector(values.detector) : linkDetector(shipped.path, shipped.file.sidecar);
+    const detector = values.detector ? linkDetector(values.detector) : (await shippedFaceModels()).detector;
     const rows = await checkColourOrder(values.embedder, detector, values['check-colour'].split(','));
     process.stdout.write(`${colourOrderReport(values.embedder, rows)}\n`);
     process.exit(0);
@@ -71,15 +58,14 @@ if (values.kind === 'import') {
   const size = values.size === undefined ? undefined : Number(values.size);
   if (size !== undefined && !(Number.isInteger(size) && size >= 64 && size <= 4096 && size % 8 === 0)) fail('--size must be a multiple of 8 in 64…4096');
   try {
-    const shippedDetector = await readShippedModel('face_detector');
-    const shippedEmbedder = await readShippedModel('face_embedder');
+    const shipped = await shippedFaceModels();
     const manifest = await importExport({
       from: values.from,
       out: values.out,
       adapter: values.adapter,
       imageEncoder: values['image-encoder'],
-      detector: values.detector ? linkDetector(values.detector) : linkDetector(shippedDetector.path, shippedDetector.file.sidecar),
-      embedder: values.embedder ? linkEmbedder(values.embedder) : linkEmbedder(shippedEmbedder.path, shippedEmbedder.file.sidecar),
+      detector: values.detector ? linkDetector(values.detector) : shipped.detector,
+      embedder: values.embedder ? linkEmbedder(values.embedder) : shipped.embedder,
       copy: values.copy,
       ...(size ? { size } : {}),
     });

@@ -5,19 +5,24 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MANIFEST_FILE } from '@diffid/shared';
+import { MANIFEST_FILE, type FaceDetectorEntry, type FaceEmbedderEntry } from '@diffid/shared';
 import { readShippedModel } from '../shipped-models.ts';
 import { buildDemoBundle } from './demo-bundle.ts';
-import { linkDetector, linkEmbedder } from './link-models.ts';
+import { linkDetector, linkEmbedder, type LinkedModel } from './link-models.ts';
 import { sha256Hex, withChecksums, writeBundle, type GeneratedBundle } from './write-bundle.ts';
 
 export const DEFAULT_BUNDLE_KIND = 'demo';
 
-/** The demo bundle with the shipped detector and recognizer, in memory. */
-export async function buildDefaultBundle(): Promise<GeneratedBundle> {
+/** The shipped detector and recognizer, checked against their sha256 and linked (each file read once). */
+export async function shippedFaceModels(): Promise<{ detector: LinkedModel<FaceDetectorEntry>; embedder: LinkedModel<FaceEmbedderEntry> & { width: number } }> {
   const detector = await readShippedModel('face_detector');
   const embedder = await readShippedModel('face_embedder');
-  return buildDemoBundle({ detector: linkDetector(detector.path, detector.file.sidecar), embedder: linkEmbedder(embedder.path, embedder.file.sidecar) });
+  return { detector: linkDetector(detector.path, detector.file.sidecar, detector.bytes), embedder: linkEmbedder(embedder.path, embedder.file.sidecar, embedder.bytes) };
+}
+
+/** The demo bundle with the shipped detector and recognizer, in memory. */
+export async function buildDefaultBundle(): Promise<GeneratedBundle> {
+  return buildDemoBundle(await shippedFaceModels());
 }
 
 /** Returns the default bundle's directory under `dataDir`, generating it if it is not there. */

@@ -64,9 +64,8 @@ function withoutFileFields(values: Json): Json {
   return rest;
 }
 
-/** An ArcFace-style embedder file: one image input, one embedding output of width D. */
-export function linkEmbedder(path: string, given?: Json): LinkedModel<FaceEmbedderEntry> & { width: number } {
-  const bytes = new Uint8Array(readFileSync(path));
+/** An ArcFace-style embedder file: one image input, one embedding output of width D. `bytes`: the file's, when already read. */
+export function linkEmbedder(path: string, given?: Json, bytes: Uint8Array = new Uint8Array(readFileSync(path))): LinkedModel<FaceEmbedderEntry> & { width: number } {
   const io = inspectGraph(bytes);
   const sidecar = readSidecar(path, given);
   const input = io.inputs[0];
@@ -168,9 +167,8 @@ function sidecarExample(io: GraphIo): string {
   return JSON.stringify({ layout: 'scrfd', strides: [8, 16, 32], anchors_per_cell: 2, outputs }, null, 2);
 }
 
-/** A face detector file in a layout the contract names (DETECTOR_LAYOUTS). */
-export function linkDetector(path: string, given?: Json): LinkedModel<FaceDetectorEntry> {
-  const bytes = new Uint8Array(readFileSync(path));
+/** A face detector file in a layout the contract names (DETECTOR_LAYOUTS). `bytes`: the file's, when already read. */
+export function linkDetector(path: string, given?: Json, bytes: Uint8Array = new Uint8Array(readFileSync(path))): LinkedModel<FaceDetectorEntry> {
   const io = inspectGraph(bytes);
   const sidecar = readSidecar(path, given);
   const input = io.inputs[0];

@@ -4,36 +4,26 @@
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { LIMITS } from '@diffid/shared';
 import { WORKING_MAX_SIDE, decodeRgb } from '@diffid/shared/image';
 import { loadBundle } from '../bundle-loader.ts';
+import { cliArgs, usageError } from '../cli-args.ts';
 import { ensureDefaultBundle } from '../bundles/default-bundle.ts';
 import { evalTable, evaluate, facePhotos } from './evaluate.ts';
 
-const USAGE = 'usage: npm run eval -- --faces DIR [--bundle DIR] [--prompts FILE] [--inception FILE] [--images N] [--steps N] [--frames N] [--json FILE]';
-const fail = (message: string): never => {
-  process.stderr.write(`${message}\n${USAGE}\n`);
-  process.exit(2);
-};
-const { values } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        faces: { type: 'string' },
-        bundle: { type: 'string' },
-        prompts: { type: 'string' },
-        inception: { type: 'string' },
-        images: { type: 'string', default: '4' },
-        steps: { type: 'string', default: '30' },
-        frames: { type: 'string', default: '5' },
-        json: { type: 'string' },
-      },
-      strict: true,
-    });
-  } catch (err) {
-    return fail((err as Error).message);
-  }
-})();
+const USAGE = 'usage: npm run eval -- --faces DIR [--bundle DIR] [--prompts FILE] [--inception FILE] [--images N] [--steps N] [--frames N] [--json FILE]\n  --steps defaults to the bundle\'s recommendation';
+// Declared with its type, so that the compiler knows a call to it does not return.
+const fail: (message: string) => never = (message) => usageError(USAGE, message);
+const values = cliArgs(USAGE, {
+  faces: { type: 'string' },
+  bundle: { type: 'string' },
+  prompts: { type: 'string' },
+  inception: { type: 'string' },
+  images: { type: 'string', default: '4' },
+  steps: { type: 'string' },
+  frames: { type: 'string', default: '5' },
+  json: { type: 'string' },
+});
 const count = (name: string, v: string, min: number, max: number) => {
   const n = /^[0-9]{1,4}$/.test(v) ? Number(v) : NaN;
   return n >= min && n <= max ? n : fail(`--${name} must be a whole number in ${min}…${max}`);
@@ -50,7 +40,7 @@ const report = await evaluate(
   {
     prompts,
     imagesPerPrompt: count('images', values.images, 1, 64),
-    steps: count('steps', values.steps, 1, 150),
+    ...(values.steps === undefined ? {} : { steps: count('steps', values.steps, LIMITS.minSteps, LIMITS.maxSteps) }),
     morphFrames: count('frames', values.frames, 0, 64),
     ...(values.inception ? { inception: values.inception } : {}),
   },

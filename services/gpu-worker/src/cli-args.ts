@@ -1,0 +1,18 @@
+// Command-line arguments of the project's own CLIs (npm run bundle, npm run eval): parsed
+// strictly, and every problem answered with the message, the usage and exit status 2.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** Prints the problem and the usage, and exits with status 2. */
+export function usageError(usage: string, message: string): never {
+  process.stderr.write(`${message}\n${usage}\n`);
+  process.exit(2);
+}
+
+/** The parsed options; an unknown option or a missing value is a usage error. */
+export function cliArgs<const O extends NonNullable<ParseArgsConfig['options']>>(usage: string, options: O) {
+  try {
+    return parseArgs({ options, strict: true }).values;
+  } catch (err) {
+    return usageError(usage, (err as Error).message);
+  }
+}
