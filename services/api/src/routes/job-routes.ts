@@ -45,6 +45,13 @@ async function accepted(app: FastifyInstance, request: FastifyRequest, reply: Fa
 
 const notFound = (id: string) => new DiffIdError('JOB_NOT_FOUND', `no job ${id}; it may have expired`);
 
+/** Adds `by` to a counter of open streams, dropping it at zero. */
+function bump(map: Map<string, number>, key: string, by: number): void {
+  const n = (map.get(key) ?? 0) + by;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
+}
+
 /** Event streams one job may have open on one API process. */
 export const MAX_STREAMS_PER_JOB = 10;
 
@@ -127,11 +134,6 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
     if ((streams.perJob.get(id) ?? 0) >= MAX_STREAMS_PER_JOB || (streams.perOwner.get(ownerKey) ?? 0) >= options.maxStreamsPerKey) {
       throw new DiffIdError('TOO_MANY_STREAMS', `at most ${MAX_STREAMS_PER_JOB} event streams per job and ${options.maxStreamsPerKey} per key may be open; close one or poll GET /jobs/${id}`, { retryAfterSeconds: 5 });
     }
-    const bump = (map: Map<string, number>, k: string, by: number) => {
-      const n = (map.get(k) ?? 0) + by;
-      if (n > 0) map.set(k, n);
-      else map.delete(k);
-    };
     bump(streams.perJob, id, 1);
     bump(streams.perOwner, ownerKey, 1);
     let released = false;

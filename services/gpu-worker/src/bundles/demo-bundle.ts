@@ -21,7 +21,7 @@ import type { LinkedModel } from './link-models.ts';
 import type { FaceDetectorEntry, FaceEmbedderEntry } from '@diffid/shared';
 import { GraphBuilder } from './onnx-graph.ts';
 import { ARCFACE_NORMALIZATION, ARCFACE_TEMPLATE_112 } from './tiny-bundle.ts';
-import { tinyClipTokenizerFiles, tinyTokenizerBundlePart } from './tiny-tokenizer.ts';
+import { CLIP_SPECIAL_TOKENS, tinyClipTokenizerFiles, tinyTokenizerBundlePart } from './tiny-tokenizer.ts';
 import { graphEntry, type GeneratedBundle } from './write-bundle.ts';
 
 export interface DemoOptions {
@@ -146,8 +146,8 @@ export function buildDemoBundle(options: DemoOptions = {}): GeneratedBundle {
   const vocab = JSON.parse(tok.vocabJson) as Record<string, number>;
   const text = textEncoder(tok.vocabSize, rng);
   // The empty prompt is <|startoftext|> then 76 × <|endoftext|> (its padding).
-  const bos = vocab['<|startoftext|>'] as number;
-  const eos = vocab['<|endoftext|>'] as number;
+  const bos = vocab[CLIP_SPECIAL_TOKENS.bos_token] as number;
+  const eos = vocab[CLIP_SPECIAL_TOKENS.eos_token] as number;
   const emptySum = new Float32Array(TEXT_WIDTH);
   for (let j = 0; j < TEXT_WIDTH; j++) emptySum[j] = (text.table[bos * TEXT_WIDTH + j] as number) + 76 * (text.table[eos * TEXT_WIDTH + j] as number);
   const faceWidth = options.embedder?.width ?? THUMB * THUMB;

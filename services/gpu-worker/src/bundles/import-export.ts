@@ -19,7 +19,8 @@ import {
   type Manifest,
 } from '@diffid/shared';
 import { sha256File } from '../bundle-loader.ts';
-import { CLIP_IMAGE_NORMALIZATION } from './tiny-bundle.ts';
+import { CLIP_IMAGE_NORMALIZATION, SD15_VAE_SCALING_FACTOR } from './tiny-bundle.ts';
+import { CLIP_SPECIAL_TOKENS } from './tiny-tokenizer.ts';
 import { LinkError, type LinkedModel } from './link-models.ts';
 import { externalDataLocations, inspectGraph, type GraphIo } from './onnx-inspect.ts';
 
@@ -140,9 +141,9 @@ export async function importExport(o: ImportOptions): Promise<Manifest> {
     name: 'imported',
     description: `Imported from ${from}`,
     image: { width, height },
-    latent: { channels: latentChannels, downscale, scaling_factor: typeof vaeConfig.scaling_factor === 'number' ? vaeConfig.scaling_factor : 0.18215 },
+    latent: { channels: latentChannels, downscale, scaling_factor: typeof vaeConfig.scaling_factor === 'number' ? vaeConfig.scaling_factor : SD15_VAE_SCALING_FACTOR },
     scheduler,
-    tokenizer: { vocab: await sum('tokenizer/vocab.json'), merges: await sum('tokenizer/merges.txt'), max_length: textLength, bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>' },
+    tokenizer: { vocab: await sum('tokenizer/vocab.json'), merges: await sum('tokenizer/merges.txt'), max_length: textLength, ...CLIP_SPECIAL_TOKENS },
     adapter,
     models: {
       text_encoder: await graph('text_encoder', { input_ids: named(io.text_encoder as GraphIo, 'inputs', ['input_ids'], 'text_encoder') }, { hidden_states: named(io.text_encoder as GraphIo, 'outputs', ['last_hidden_state'], 'text_encoder') }),

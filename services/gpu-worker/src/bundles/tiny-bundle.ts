@@ -26,6 +26,9 @@ export const CLIP_IMAGE_NORMALIZATION: Normalization = {
   std: [0.26862954, 0.26130258, 0.27577711],
 };
 
+/** SD 1.5's VAE latent scaling factor (its vae/config.json). */
+export const SD15_VAE_SCALING_FACTOR = 0.18215;
+
 /** InsightFace ArcFace input: (p − 127.5) / 127.5, RGB. */
 export const ARCFACE_NORMALIZATION: Normalization = { channel_order: 'RGB', divide_by: 1, mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] };
 
@@ -95,7 +98,7 @@ export function buildTinyBundle(options: TinyOptions = {}): GeneratedBundle {
     name: 'tiny',
     description: 'Random-weight graphs with the signatures of real exports, for tests of shapes and plumbing. Outputs are noise.',
     image: { width: d.image, height: d.image },
-    latent: { channels: d.latentChannels, downscale: d.downscale, scaling_factor: 0.18215 },
+    latent: { channels: d.latentChannels, downscale: d.downscale, scaling_factor: SD15_VAE_SCALING_FACTOR },
     scheduler: { ...SD15_SCHEDULER },
     tokenizer: tokenizer.spec,
     adapter: {

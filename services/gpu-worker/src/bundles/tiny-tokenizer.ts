@@ -51,7 +51,7 @@ export function tinyClipTokenizerFiles(words: readonly string[] = TINY_WORDS): T
       left = merged;
     }
   }
-  vocab.push('<|startoftext|>', '<|endoftext|>');
+  vocab.push(CLIP_SPECIAL_TOKENS.bos_token, CLIP_SPECIAL_TOKENS.eos_token);
   const ids: Record<string, number> = {};
   vocab.forEach((tok, i) => {
     ids[tok] = i;
@@ -62,6 +62,9 @@ export function tinyClipTokenizerFiles(words: readonly string[] = TINY_WORDS): T
     vocabSize: vocab.length,
   };
 }
+
+/** CLIP's special tokens as SD 1.5's tokenizer names them (the end token also pads). */
+export const CLIP_SPECIAL_TOKENS = { bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>' } as const;
 
 /** The tokenizer files as bundle entries, and the manifest's tokenizer section naming them. */
 export function tinyTokenizerBundlePart(files: TokenizerFiles, maxLength: number): { files: Array<[string, Uint8Array]>; spec: TokenizerSpec } {
@@ -75,9 +78,7 @@ export function tinyTokenizerBundlePart(files: TokenizerFiles, maxLength: number
       vocab: { file: 'tokenizer/vocab.json', sha256: '' },
       merges: { file: 'tokenizer/merges.txt', sha256: '' },
       max_length: maxLength,
-      bos_token: '<|startoftext|>',
-      eos_token: '<|endoftext|>',
-      pad_token: '<|endoftext|>',
+      ...CLIP_SPECIAL_TOKENS,
     },
   };
 }

@@ -5,7 +5,7 @@
 // the frames and how evenly they travel.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { faceSimilarityPercent, fiq, frechetDistance, gaussianOf, morphPacing } from '@diffid/shared';
+import { DEFAULTS, faceSimilarityPercent, fiq, frechetDistance, gaussianOf, morphPacing } from '@diffid/shared';
 import type { LoadedBundle } from '../bundle-loader.ts';
 import { openGraph } from '../onnx.ts';
 import { normalizeToChw, resizeRgb, type Rgb } from '../pixels.ts';
@@ -17,7 +17,8 @@ import { locateFaces } from '../stages/find-face.ts';
 export interface EvalOptions {
   prompts: string[];
   imagesPerPrompt: number;
-  steps: number;
+  /** DDIM steps; left out: the bundle's recommendation, else the service's default. */
+  steps?: number;
   morphFrames: number;
   /** An Inception-style feature graph (one image input NCHW in [−1, 1], one feature output). */
   inception?: string;
@@ -76,6 +77,8 @@ async function features(path: string, images: Rgb[]): Promise<Float32Array[]> {
 
 /** Runs the evaluation; `photos` are decoded images with their names. */
 export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: string; image: Rgb }>, o: EvalOptions): Promise<EvalReport> {
+  // As the API fills a request that leaves them out.
+  const steps = o.steps ?? bundle.manifest.defaults?.steps ?? DEFAULTS.steps;
   const faces: FaceReport[] = [];
   const generated: Rgb[] = [];
   let outputs = 0;
@@ -89,7 +92,7 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
       const out = await generate(
         stageContext(bundle),
         { image: [image] },
-        { prompt, negative_prompt: '', num_images: o.imagesPerPrompt, steps: o.steps, guidance_scale: bundle.manifest.defaults?.guidance_scale ?? 5, seed: 0, photos: 1, on_missing_face: 'fail' },
+        { prompt, negative_prompt: '', num_images: o.imagesPerPrompt, steps, guidance_scale: bundle.manifest.defaults?.guidance_scale ?? DEFAULTS.guidanceScale, seed: 0, photos: 1, on_missing_face: 'fail' },
         () => {},
       );
       for (const img of out.images) {
@@ -119,7 +122,7 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
     const a = photos[i] as { name: string; image: Rgb };
     const b = photos[i + 1] as { name: string; image: Rgb };
     const alphas = Array.from({ length: o.morphFrames }, (_, k) => k / (o.morphFrames - 1));
-    const m = await morph(stageContext(bundle), { image_a: a.image, image_b: b.image }, { alphas, interpolation: 'slerp', prompt: o.prompts[0] ?? '', steps: o.steps, seed: 0 }, 8, () => {});
+    const m = await morph(stageContext(bundle), { image_a: a.image, image_b: b.image }, { alphas, interpolation: DEFAULTS.interpolation, prompt: o.prompts[0] ?? '', steps, seed: 0 }, 8, () => {});
     const toA = m.images.map((f) => f.facts.arcface_similarity_a ?? 0);
     const toB = m.images.map((f) => f.facts.arcface_similarity_b ?? 0);
     const pacing = morphPacing(toA, toB);
