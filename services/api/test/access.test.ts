@@ -168,5 +168,7 @@ t.test("the queue dashboard: read-only, the admin tenant's alone when keys are s
   t.equal(api.queues[0]?.readOnlyMode, true, 'read-only: no removing or retrying around the service');
   const other = await get(s.base, '/admin/queues', BETA);
   t.equal(other.status, 404, `another tenant: as if it were not there (${other.status} ${(await other.text()).slice(0, 120)})`);
-  t.equal((await get(s.base, '/admin/queues', null)).status, 401, 'no key: 401 like every route');
+  const none = await get(s.base, '/admin/queues', null);
+  t.equal(none.status, 401, 'no key: 401 like every route');
+  assertContract(t, 'GET', '/admin/queues', 401, await none.json());
 });
