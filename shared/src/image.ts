@@ -22,6 +22,11 @@ export const MAX_JOB_PIXELS = 2 * MAX_INPUT_PIXELS;
  * one decoded photo holds at most 2048² × 3 bytes (12 MB) whatever was uploaded.
  */
 export const WORKING_MAX_SIDE = 2048;
+/**
+ * The most one side of an upload may exceed the other. Beyond it an image is a strip, not a face
+ * photo, and resizing its short side to a model's input (CLIP's 224) would blow up the long one.
+ */
+export const MAX_ASPECT_RATIO = 10;
 
 /** Decoded pixels with how many upload pixels each stands for along a side (1: full size). */
 export interface DecodedImage extends RgbImage {
@@ -63,6 +68,7 @@ const open = (bytes: Uint8Array) => sharp(bytes, { limitInputPixels: MAX_INPUT_P
 export async function decodeRgb(bytes: Uint8Array, label = 'image', maxSide = Infinity): Promise<DecodedImage> {
   const format = formatOf(bytes, label);
   try {
+    const full = checkProportions(await uprightSize(bytes), label);
     let pipeline = open(bytes).rotate();
     if (Number.isFinite(maxSide)) pipeline = pipeline.resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
     const { data, info } = await pipeline
@@ -72,11 +78,19 @@ export async function decodeRgb(bytes: Uint8Array, label = 'image', maxSide = In
       .raw()
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    const full = await uprightSize(bytes);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, scale: full.width / info.width };
   } catch (err) {
     throw err instanceof DiffIdError ? err : decodeError(err, label, format);
   }
+}
+
+/** The size, when its sides are within MAX_ASPECT_RATIO of each other. */
+function checkProportions(size: { width: number; height: number }, label: string): { width: number; height: number } {
+  const { width, height } = size;
+  if (Math.max(width, height) > MAX_ASPECT_RATIO * Math.min(width, height)) {
+    throw new DiffIdError('UNSUPPORTED_IMAGE', `${label}: ${width}×${height} pixels is more than ${MAX_ASPECT_RATIO} times as long one way as the other; crop the photo around the face`);
+  }
+  return size;
 }
 
 /** Width and height as the image is shown (EXIF orientations 5–8 swap them), from its header. */
@@ -94,10 +108,11 @@ async function uprightSize(bytes: Uint8Array): Promise<{ width: number; height: 
 export async function checkImage(bytes: Uint8Array, label = 'image'): Promise<{ width: number; height: number }> {
   const format = formatOf(bytes, label);
   try {
+    const size = checkProportions(await uprightSize(bytes), label);
     await open(bytes).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
-    return await uprightSize(bytes);
+    return size;
   } catch (err) {
-    throw decodeError(err, label, format);
+    throw err instanceof DiffIdError ? err : decodeError(err, label, format);
   }
 }
 

@@ -2,6 +2,7 @@
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { ERROR_CATALOGUE } from '@diffid/shared';
+import { encodeImage } from '@diffid/shared/image';
 import { TEST_REDIS_URL } from '@diffid/shared/testing';
 import { buildApp } from '../src/app.ts';
 import { openapiDocument } from '../src/openapi.ts';
@@ -19,6 +20,8 @@ t.test('bad requests get their codes', async (t) => {
   const jpeg = { bytes: await faceFile(1) };
   const good = { image: jpeg, prompt: 'a person' };
   const truncated = { bytes: (await faceFile(2)).subarray(0, 600) };
+  // A 1×30000 strip: its short side resized to CLIP's 224 would make a 6.7-million-pixel-long image.
+  const strip = { bytes: await encodeImage({ width: 1, height: 30_000, data: new Uint8Array(30_000 * 3).fill(90) }, 'png') };
   const cases: Array<[string, string, Fields, number, string, RegExp?]> = [
     ['missing image', '/generate', { prompt: 'a person' }, 400, 'DIFFID_ERR_MISSING_FILE', /"image" is missing/],
     ['missing prompt', '/generate', { image: jpeg }, 400, 'DIFFID_ERR_VALIDATION', /"prompt" is required/],
@@ -28,6 +31,7 @@ t.test('bad requests get their codes', async (t) => {
     ['text file as image', '/generate', { image: { bytes: new TextEncoder().encode('hello, not an image'), type: 'image/jpeg' }, prompt: 'x' }, 415, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /checked by its bytes/],
     ['empty file', '/generate', { image: { bytes: new Uint8Array(0) }, prompt: 'x' }, 415, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /empty/],
     ['truncated JPEG', '/generate', { image: truncated, prompt: 'x' }, 415, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /cannot be decoded/],
+    ['a 1×30000 strip', '/generate', { image: strip, prompt: 'x' }, 415, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /1×30000 pixels is more than 10 times as long one way as the other; crop the photo around the face/],
     ['too many images', '/generate', { ...good, num_images: 9 }, 400, 'DIFFID_ERR_VALIDATION', /"num_images" must be ≤ 8 \(got 9\)/],
     ['zero steps', '/generate', { ...good, steps: 0 }, 400, 'DIFFID_ERR_VALIDATION', /"steps" must be ≥ 1/],
     ['fractional steps', '/generate', { ...good, steps: 2.5 }, 400, 'DIFFID_ERR_VALIDATION', /"steps" must be a whole number/],
