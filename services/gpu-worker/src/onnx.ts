@@ -49,8 +49,6 @@ export interface Graph {
   readonly signature: GraphSignature;
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
-  /** Calls made and milliseconds spent inside onnxruntime, for timing reports. */
-  readonly stats: { calls: number; ms: number };
 }
 
 const KNOWN_DTYPES = new Set<string>(['float32', 'float16', 'int32', 'int64', 'uint8', 'bool', 'string']);
@@ -97,11 +95,9 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
   });
   const signature: GraphSignature = { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) };
   const halfInputs = new Set(signature.inputs.filter((i) => i.dtype === 'float16').map((i) => i.name));
-  const stats = { calls: 0, ms: 0 };
   return {
     path,
     signature,
-    stats,
     async run(feeds) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(feeds)) {
@@ -109,10 +105,7 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
         if (t.dtype === 'float32' && halfInputs.has(name)) ortFeeds[name] = new ort.Tensor('float16', toHalf(t.data as Float32Array), t.dims);
         else ortFeeds[name] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
       }
-      const started = performance.now();
       const results = await session.run(ortFeeds);
-      stats.calls++;
-      stats.ms += performance.now() - started;
       const out: Record<string, Tensor> = {};
       for (const [name, value] of Object.entries(results)) {
         out[name] =
