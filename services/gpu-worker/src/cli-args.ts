@@ -9,7 +9,7 @@ export function usageError(usage: string, message: string): never {
 }
 
 /** The parsed options; an unknown option or a missing value is a usage error. */
-export function cliArgs<const O extends NonNullable<ParseArgsConfig['options']>>(usage: string, options: O) {
+export function cliArgs<const O extends NonNullable<ParseArgsConfig['options']>>(usage: string, options: O): ReturnType<typeof parseArgs<{ options: O; strict: true }>>['values'] {
   try {
     return parseArgs({ options, strict: true }).values;
   } catch (err) {
