@@ -59,7 +59,7 @@ t.test('schema errors name the field', async (t) => {
   t.same(problems((m) => (m.latent.fps = 3)), ['latent: unknown field "fps"']);
   t.match(problems((m) => (m.models.unet.sha256 = 'abc')), [/models.unet.sha256: must match pattern/]);
   t.match(problems((m) => (m.models.unet.file = '/etc/passwd')), [/models.unet.file: must match pattern/]);
-  t.match(problems((m) => (m.models.vae_encoder.output_kind = 'sample')), [/models.vae_encoder.output_kind: must be equal to one of the allowed values/]);
+  t.match(problems((m) => (m.models.vae_encoder.output_kind = 'sample')), [/models.vae_encoder.output_kind: must be one of "latent", "mean_logvar"/]);
 });
 
 t.test('cross-field rules: ports, tokenizer files, latent grid, token counts, scheduler', async (t) => {
@@ -73,4 +73,13 @@ t.test('cross-field rules: ports, tokenizer files, latent grid, token counts, sc
   t.same(problems((m) => (m.adapter.conditioning_tokens = 80)), ['adapter.conditioning_tokens 80 differs from the fused sequence\'s 81 (identity + attribute)']);
   t.same(problems((m) => (m.scheduler.prediction_type = 'sample')), ['scheduler.prediction_type "sample" is not supported; use "epsilon" or "v_prediction"']);
   t.same(problems((m) => m.models.face_embedder.preprocess.template.pop()), ['models.face_embedder.preprocess.template: needs the 5 landmarks (eyes, nose, mouth corners)']);
+});
+
+t.test('adapter architectures: pooling belongs to diff-id; every fused sequence must add up', async (t) => {
+  t.same(problems((m) => delete m.adapter.pooling), ['adapter: missing field "pooling"'], 'diff-id needs pooling');
+  const ip = { architecture: 'ip-adapter-faceid', identity_tokens: 4, text_tokens: 77, fused_sequence: ['attribute', 'identity'], conditioning_tokens: 81, conditioning_width: 768 };
+  t.same(problems((m) => (m.adapter = ip)), [], 'IP-Adapter-FaceID: text tokens, then 4 identity tokens, no pooling');
+  t.same(problems((m) => (m.adapter = { ...ip, architecture: 'arc2face', identity_tokens: 1, fused_sequence: ['attribute'], conditioning_tokens: 77 })), [], 'Arc2Face: 77 tokens');
+  t.same(problems((m) => (m.adapter = { ...ip, conditioning_tokens: 77 })), ['adapter.conditioning_tokens 77 differs from the fused sequence\'s 81 (attribute + identity)']);
+  t.match(problems((m) => (m.adapter.architecture = 'instantid')), [/adapter.architecture: must be one of "diff-id", "ip-adapter-faceid", "arc2face", "analytic-demo"/]);
 });

@@ -18,6 +18,7 @@ import { tempDir } from './helpers.ts';
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '../../..');
 const PHOTOS = join(ROOT, '../shared/faces/photos');
+const SECOND = join(ROOT, '../shared/faces/models/mobilefacenet_facegate.onnx');
 
 /** A stand-in feature graph: 32² input, 4×4 average colours as 48 features. */
 function featureGraph(): Uint8Array {
@@ -36,12 +37,18 @@ t.test('demo bundle: FS%, faces found, FID and FIQ, morph travel', async (t) => 
   const bundle = await loadBundle(join(dir, 'bundle'));
   t.teardown(() => bundle.release());
   const photos = [1, 5, 9].map((seed) => ({ name: `face-${seed}`, image: facePattern(seed, 256, 256) }));
-  const report = await evaluate(bundle, photos, { prompts: ['a portrait', 'a photo'], imagesPerPrompt: 2, steps: 10, morphFrames: 3, inception: features });
+  // The bundle's own recognizer given as the second one must score exactly as the pipeline does.
+  const own = { path: join(dir, 'bundle', bundle.manifest.models.face_embedder.file), entry: bundle.manifest.models.face_embedder };
+  const report = await evaluate(bundle, photos, { prompts: ['a portrait', 'a photo'], imagesPerPrompt: 2, steps: 10, morphFrames: 3, inception: features, recognizer: own });
   t.comment(evalTable(report));
   t.equal(report.faces.length, 3);
   t.same(report.faces.map((f) => f.outputs), [4, 4, 4], '2 prompts × 2 images per face');
   t.equal(report.detectedShare, 1, 'without a detector every output is an aligned portrait');
   t.ok((report.fsPercent as number) > 90, `FS% ${report.fsPercent?.toFixed(1)}: the demo keeps the face (constructed recognizer)`);
+  t.equal(report.recognizer, 'face_embedder.onnx');
+  t.ok(Math.abs((report.fsPercentSecond as number) - (report.fsPercent as number)) < 1e-4, `the same recognizer as second: FS% ${report.fsPercentSecond?.toFixed(4)} = ${report.fsPercent?.toFixed(4)}`);
+  t.same(report.faces.map((f) => f.fsPercentSecond?.toFixed(3)), report.faces.map((f) => f.fsPercent?.toFixed(3)), 'per face too');
+  t.match(evalTable(report), /\| face \| FS% \| FS% by face_embedder\.onnx \| outputs \| with a face \|/);
   t.ok(report.fid !== null && report.fid >= 0, `FID ${report.fid?.toFixed(3)} from the feature graph`);
   t.equal(report.fiq, (100 * (report.fsPercent as number)) / (report.fid as number), 'FIQ = 100·FS%/FID');
   t.equal(report.morphs.length, 2, 'consecutive faces morphed');
@@ -50,16 +57,17 @@ t.test('demo bundle: FS%, faces found, FID and FIQ, morph travel', async (t) => 
   t.ok(report.morphs.every((m) => m.toA.length === 3 && (m.toA[0] as number) >= (m.toA[2] as number) && (m.toB[2] as number) >= (m.toB[0] as number) && m.travel > 0), `morphs travel from A to B (${report.morphs.map((m) => m.travel.toFixed(2)).join(', ')})`);
 });
 
-t.test('npm run eval on real photos with the embedded default prints the table', { skip: !existsSync(join(PHOTOS, 'fr_obama.jpg')) && `../shared/faces is absent (looked in ${PHOTOS})` }, async (t) => {
+t.test('npm run eval on real photos with the embedded default prints the table, FS% also by a second recognizer', { skip: !existsSync(SECOND) && `../shared/faces is absent (looked for ${SECOND})` }, async (t) => {
   const dir = await tempDir(t, 'diffid-eval-');
   const faces = join(dir, 'faces');
   await mkdir(faces);
   for (const f of ['fr_obama.jpg', 'fr_biden.jpg', 'max_Luciano.png']) await copyFile(join(PHOTOS, f), join(faces, f));
-  const { stdout } = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/eval/cli.ts', '--faces', faces, '--images', '2', '--steps', '20', '--frames', '5', '--json', join(dir, 'report.json')], { cwd: ROOT });
+  const { stdout } = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/eval/cli.ts', '--faces', faces, '--images', '2', '--steps', '20', '--frames', '5', '--recognizer', SECOND, '--json', join(dir, 'report.json')], { cwd: ROOT });
   t.comment(stdout);
-  t.match(stdout, /^bundle demo: FS% \d+\.\d, faces found in \d+ % of outputs, FID —, FIQ —/);
-  t.match(stdout, /\| fr_obama\.jpg \| \d+\.\d \| 2 \|/);
+  t.match(stdout, /^bundle demo: FS% \d+\.\d \(mobilefacenet_facegate\.onnx: \d+\.\d\), faces found in \d+ % of outputs, FID —, FIQ —/);
+  t.match(stdout, /\| fr_obama\.jpg \| \d+\.\d \| \d+\.\d \| 2 \|/);
   t.match(stdout, /\| fr_biden\.jpg → fr_obama\.jpg \|/);
-  const report = JSON.parse(await (await import('node:fs/promises')).readFile(join(dir, 'report.json'), 'utf8')) as { fsPercent: number };
+  const report = JSON.parse(await (await import('node:fs/promises')).readFile(join(dir, 'report.json'), 'utf8')) as { fsPercent: number; fsPercentSecond: number };
   t.ok(report.fsPercent > 50, `FS% ${report.fsPercent.toFixed(1)} with the shipped recognizer`);
+  t.ok(report.fsPercentSecond > 30, `FS% ${report.fsPercentSecond.toFixed(1)} with MobileFaceNet, which played no part in generating`);
 });

@@ -134,14 +134,18 @@ export interface VaeEncoderEntry extends GraphEntry {
 
 /** What the adapter emits and the shape decisions the paper leaves open (docs/adapter.md). */
 export interface AdapterSpec {
-  architecture: 'diff-id' | 'analytic-demo';
+  /** Which adapter emits the conditioning (docs/exporting-adapters.md); the pipeline treats all alike. */
+  architecture: 'diff-id' | 'ip-adapter-faceid' | 'arc2face' | 'analytic-demo';
   /** Tokens of e_id (eq. 6): e'_arc, e'_i, e_max, e_avg. */
   identity_tokens: number;
   /** Tokens of ẽ_t: the text encoder's sequence length. */
   text_tokens: number;
-  /** What MaxPool / AvgPool reduce over: the token axis of e_img = [e'_arc; e'_i]. */
-  pooling: 'over_modalities';
-  /** How eq. 13 joins sequences of different lengths: along the token axis, in this order. */
+  /** diff-id only (required there): what MaxPool / AvgPool reduce over, the token axis of e_img = [e'_arc; e'_i]. */
+  pooling?: 'over_modalities';
+  /**
+   * The conditioning sequence's parts in order: identity (identity_tokens long) and attribute
+   * (text_tokens long). For diff-id, how eq. 13 joins its two branches along the token axis.
+   */
   fused_sequence: Array<'identity' | 'attribute'>;
   conditioning_tokens: number;
   conditioning_width: number;
@@ -215,6 +219,7 @@ function describe(e: ErrorObject): string {
   const where = e.instancePath === '' ? 'manifest' : e.instancePath.slice(1).replaceAll('/', '.');
   if (e.keyword === 'additionalProperties') return `${where}: unknown field "${String(e.params.additionalProperty)}"`;
   if (e.keyword === 'required') return `${where}: missing field "${String(e.params.missingProperty)}"`;
+  if (e.keyword === 'enum') return `${where}: must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
   return `${where}: ${e.message ?? e.keyword}`;
 }
 
@@ -254,7 +259,8 @@ export function detectorProblems(det: FaceDetectorEntry): string[] {
 /** Validates parsed JSON against the schema and the cross-field rules; returns it typed. */
 export function validateManifest(value: unknown): Manifest {
   if (!validateShape(value)) {
-    throw new ManifestError((validateShape.errors ?? []).map(describe));
+    // An `if` failure only restates the `then` finding beside it.
+    throw new ManifestError((validateShape.errors ?? []).filter((e) => e.keyword !== 'if').map(describe));
   }
   const m = value as Manifest;
   const problems: string[] = [];
@@ -286,11 +292,9 @@ export function validateManifest(value: unknown): Manifest {
   if (a.text_tokens !== tok.max_length) {
     problems.push(`adapter.text_tokens ${a.text_tokens} differs from tokenizer.max_length ${tok.max_length}`);
   }
-  if (a.architecture === 'diff-id') {
-    const sum = a.fused_sequence.reduce((n, part) => n + (part === 'identity' ? a.identity_tokens : a.text_tokens), 0);
-    if (sum !== a.conditioning_tokens) {
-      problems.push(`adapter.conditioning_tokens ${a.conditioning_tokens} differs from the fused sequence's ${sum} (${a.fused_sequence.join(' + ')})`);
-    }
+  const sum = a.fused_sequence.reduce((n, part) => n + (part === 'identity' ? a.identity_tokens : a.text_tokens), 0);
+  if (sum !== a.conditioning_tokens) {
+    problems.push(`adapter.conditioning_tokens ${a.conditioning_tokens} differs from the fused sequence's ${sum} (${a.fused_sequence.join(' + ')})`);
   }
   if (m.reference?.kind === 'aligned_face' && m.image.width !== m.image.height) {
     problems.push(`reference: an aligned_face canvas needs a square image, not ${m.image.width}×${m.image.height}`);

@@ -123,15 +123,18 @@ export async function importExport(o: ImportOptions): Promise<Manifest> {
     throw new LinkError(`adapter: its output "conditioning" must have fixed tokens and width ([B, N, C]); the graph's outputs are ${adapterIo.outputs.map((t) => `"${t.name}" [${t.shape.join(', ')}]`).join(', ')}`);
   }
   const adapterSidecar = o.adapter.replace(/\.onnx$/, '') + '.json';
+  // The exporter (services/gpu-worker/python) writes the adapter's manifest object beside it.
+  const given = existsSync(adapterSidecar) ? ((await readJson(adapterSidecar, 'adapter sidecar')) as Partial<AdapterSpec>) : {};
+  const architecture = given.architecture ?? 'diff-id';
   const adapter: AdapterSpec = {
-    architecture: 'diff-id',
+    architecture,
     identity_tokens: tokens - textLength,
     text_tokens: textLength,
-    pooling: 'over_modalities',
+    ...(architecture === 'diff-id' ? { pooling: 'over_modalities' as const } : {}),
     fused_sequence: ['identity', 'attribute'],
     conditioning_tokens: tokens,
     conditioning_width: conditioningWidth,
-    ...(existsSync(adapterSidecar) ? ((await readJson(adapterSidecar, 'adapter sidecar')) as Partial<AdapterSpec>) : {}),
+    ...given,
   };
   const imageIo = inspectGraph(new Uint8Array(await readFile(join(o.out, 'image_encoder.onnx'))));
   const vaeLatent = named(io.vae_encoder as GraphIo, 'outputs', ['latent_sample', 'latent_parameters', 'latent_dist'], 'vae_encoder');

@@ -1,17 +1,20 @@
 // npm run eval -- --faces DIR [--bundle DIR] [--prompts FILE] [--inception FILE]
-//   [--images N] [--steps N] [--frames N] [--json FILE]
+//   [--recognizer FILE] [--images N] [--steps N] [--frames N] [--json FILE]
 // Measures a bundle (the embedded default when --bundle is left out) on a folder of face photos.
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { LIMITS } from '@diffid/shared';
+import { LIMITS, type FaceEmbedderEntry } from '@diffid/shared';
 import { WORKING_MAX_SIDE, decodeRgb } from '@diffid/shared/image';
 import { loadBundle } from '../bundle-loader.ts';
 import { cliArgs, usageError } from '../cli-args.ts';
 import { ensureDefaultBundle } from '../bundles/default-bundle.ts';
+import { LinkError, linkEmbedder } from '../bundles/link-models.ts';
 import { evalTable, evaluate, facePhotos } from './evaluate.ts';
 
-const USAGE = 'usage: npm run eval -- --faces DIR [--bundle DIR] [--prompts FILE] [--inception FILE] [--images N] [--steps N] [--frames N] [--json FILE]\n  --steps defaults to the bundle\'s recommendation';
+const USAGE =
+  'usage: npm run eval -- --faces DIR [--bundle DIR] [--prompts FILE] [--inception FILE] [--recognizer FILE] [--images N] [--steps N] [--frames N] [--json FILE]\n' +
+  '  --steps defaults to the bundle\'s recommendation; --recognizer: a second ArcFace-style graph (FILE.json beside it may set its preprocess)';
 // Declared with its type, so that the compiler knows a call to it does not return.
 const fail: (message: string) => never = (message) => usageError(USAGE, message);
 const values = cliArgs(USAGE, {
@@ -19,6 +22,7 @@ const values = cliArgs(USAGE, {
   bundle: { type: 'string' },
   prompts: { type: 'string' },
   inception: { type: 'string' },
+  recognizer: { type: 'string' },
   images: { type: 'string', default: '4' },
   steps: { type: 'string' },
   frames: { type: 'string', default: '5' },
@@ -31,6 +35,14 @@ const count = (name: string, v: string, min: number, max: number) => {
 if (!values.faces) fail('--faces DIR is required');
 const photos = await facePhotos(values.faces as string);
 if (photos.length === 0) fail(`${values.faces}: no JPEG, PNG or WebP photos`);
+let recognizer: { path: string; entry: FaceEmbedderEntry } | undefined;
+if (values.recognizer) {
+  try {
+    recognizer = { path: values.recognizer, entry: linkEmbedder(values.recognizer).entry };
+  } catch (err) {
+    fail(err instanceof LinkError ? err.message : `--recognizer ${values.recognizer}: ${(err as Error).message}`);
+  }
+}
 const dir = values.bundle ?? (await ensureDefaultBundle(await mkdtemp(join(tmpdir(), 'diffid-eval-')))).dir;
 const bundle = await loadBundle(dir);
 const prompts = values.prompts ? (await readFile(values.prompts, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean) : ['a portrait photo'];
@@ -43,6 +55,7 @@ const report = await evaluate(
     ...(values.steps === undefined ? {} : { steps: count('steps', values.steps, LIMITS.minSteps, LIMITS.maxSteps) }),
     morphFrames: count('frames', values.frames, 0, 64),
     ...(values.inception ? { inception: values.inception } : {}),
+    ...(recognizer ? { recognizer } : {}),
   },
 );
 process.stdout.write(`${evalTable(report)}\n`);

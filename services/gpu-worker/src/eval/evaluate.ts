@@ -2,17 +2,18 @@
 // prompt with fixed seeds; FS% under the bundle's recognizer (per face and overall) and the share
 // of outputs in which a face is found; FID against the photos when an Inception feature graph is
 // given, and FIQ = 100·FS%/FID; for morphs between consecutive faces, identity to A and B along
-// the frames and how evenly they travel.
+// the frames and how evenly they travel. With a second recognizer, FS% under it too: a score from
+// the recognizer the model was conditioned on is known to run high.
 import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { DEFAULTS, faceSimilarityPercent, fiq, frechetDistance, gaussianOf, morphPacing } from '@diffid/shared';
+import { basename, join } from 'node:path';
+import { DEFAULTS, cosineSimilarity, faceSimilarityPercent, fiq, frechetDistance, gaussianOf, morphPacing, type FaceEmbedderEntry } from '@diffid/shared';
 import type { LoadedBundle } from '../bundle-loader.ts';
-import { openGraph } from '../onnx.ts';
+import { openGraph, type Graph } from '../onnx.ts';
 import { normalizeToChw, resizeRgb, type Rgb } from '../pixels.ts';
 import { generate } from '../pipelines/generate.ts';
 import { morph } from '../pipelines/morph.ts';
 import { stageContext } from '../stages/context.ts';
-import { locateFaces } from '../stages/find-face.ts';
+import { largestFaceCrop, locateFaces } from '../stages/find-face.ts';
 
 export interface EvalOptions {
   prompts: string[];
@@ -22,11 +23,15 @@ export interface EvalOptions {
   morphFrames: number;
   /** An Inception-style feature graph (one image input NCHW in [−1, 1], one feature output). */
   inception?: string;
+  /** A second face recognizer to report FS% with; `entry` says how to crop and normalise for it. */
+  recognizer?: { path: string; entry: FaceEmbedderEntry };
 }
 
 export interface FaceReport {
   face: string;
   fsPercent: number | null;
+  /** FS% under the second recognizer, when one is given. */
+  fsPercentSecond: number | null;
   outputs: number;
   /** Outputs in which the bundle's detector finds a face. */
   withFace: number;
@@ -43,8 +48,11 @@ export interface MorphReport {
 
 export interface EvalReport {
   bundle: string;
+  /** The second recognizer's file, when one is given. */
+  recognizer: string | null;
   faces: FaceReport[];
   fsPercent: number | null;
+  fsPercentSecond: number | null;
   detectedShare: number;
   fid: number | null;
   fiq: number | null;
@@ -75,6 +83,17 @@ async function features(path: string, images: Rgb[]): Promise<Float32Array[]> {
   }
 }
 
+/** Embeds the largest face of an image with a recognizer that is not the bundle's (null: no face). */
+async function secondEmbedding(bundle: LoadedBundle, graph: Graph, entry: FaceEmbedderEntry, image: Rgb): Promise<Float32Array | null> {
+  const pre = entry.preprocess;
+  const crop = await largestFaceCrop(stageContext(bundle), image, pre);
+  if (!crop) return null;
+  // Port names as the manifest (or linkEmbedder) maps them; an embedder entry always has both.
+  const input = entry.inputs.pixels as string;
+  const out = await graph.run({ [input]: { dtype: 'float32', data: normalizeToChw(crop, pre), dims: [1, 3, pre.size, pre.size] } });
+  return Float32Array.from(out[entry.outputs.embedding as string]?.data as Float32Array);
+}
+
 /** Runs the evaluation; `photos` are decoded images with their names. */
 export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: string; image: Rgb }>, o: EvalOptions): Promise<EvalReport> {
   // As the API fills a request that leaves them out.
@@ -84,8 +103,12 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
   let outputs = 0;
   let withFace = 0;
   const allPairs: number[] = [];
+  const allSecond: number[] = [];
+  const second = o.recognizer ? { graph: await openGraph(o.recognizer.path, { executionProvider: 'cpu' }), entry: o.recognizer.entry } : null;
   for (const { name, image } of photos) {
     const sims: number[] = [];
+    const secondSims: number[] = [];
+    const source = second ? await secondEmbedding(bundle, second.graph, second.entry, image) : null;
     let n = 0;
     let found = 0;
     for (const prompt of o.prompts) {
@@ -102,13 +125,19 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
         if ((await locateFaces(stageContext(bundle), img.rgb)).length > 0) found++;
         const s = img.facts.arcface_similarity;
         if (typeof s === 'number') sims.push(s);
+        if (second && source) {
+          const e = await secondEmbedding(bundle, second.graph, second.entry, img.rgb);
+          if (e) secondSims.push(cosineSimilarity(e, source));
+        }
       }
     }
     outputs += n;
     withFace += found;
     allPairs.push(...sims);
-    faces.push({ face: name, fsPercent: faceSimilarityPercent(sims), outputs: n, withFace: found });
+    allSecond.push(...secondSims);
+    faces.push({ face: name, fsPercent: faceSimilarityPercent(sims), fsPercentSecond: second ? faceSimilarityPercent(secondSims) : null, outputs: n, withFace: found });
   }
+  await second?.graph.release();
   // Each output's similarity is to its own source face, as the pipeline scored it.
   const fsPercent = faceSimilarityPercent(allPairs);
   let fid: number | null = null;
@@ -128,18 +157,20 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
     const pacing = morphPacing(toA, toB);
     morphs.push({ a: a.name, b: b.name, toA, toB, travel: pacing.travel, unevenness: pacing.unevenness });
   }
-  return { bundle: bundle.manifest.name, faces, fsPercent, detectedShare: outputs ? withFace / outputs : 0, fid, fiq: fiq(fsPercent, fid), morphs };
+  const fsPercentSecond = second ? faceSimilarityPercent(allSecond) : null;
+  return { bundle: bundle.manifest.name, recognizer: o.recognizer ? basename(o.recognizer.path) : null, faces, fsPercent, fsPercentSecond, detectedShare: outputs ? withFace / outputs : 0, fid, fiq: fiq(fsPercent, fid), morphs };
 }
 
 /** The report as a markdown table. */
 export function evalTable(r: EvalReport): string {
   const f = (v: number | null, d = 1) => (v === null ? '—' : v.toFixed(d));
+  const second = r.recognizer !== null;
   const lines = [
-    `bundle ${r.bundle}: FS% ${f(r.fsPercent)}, faces found in ${(100 * r.detectedShare).toFixed(0)} % of outputs, FID ${f(r.fid, 2)}, FIQ ${f(r.fiq, 2)}`,
+    `bundle ${r.bundle}: FS% ${f(r.fsPercent)}${second ? ` (${r.recognizer}: ${f(r.fsPercentSecond)})` : ''}, faces found in ${(100 * r.detectedShare).toFixed(0)} % of outputs, FID ${f(r.fid, 2)}, FIQ ${f(r.fiq, 2)}`,
     '',
-    '| face | FS% | outputs | with a face |',
-    '|---|---|---|---|',
-    ...r.faces.map((x) => `| ${x.face} | ${f(x.fsPercent)} | ${x.outputs} | ${x.withFace} |`),
+    `| face | FS% |${second ? ` FS% by ${r.recognizer} |` : ''} outputs | with a face |`,
+    `|---|---|${second ? '---|' : ''}---|---|`,
+    ...r.faces.map((x) => `| ${x.face} | ${f(x.fsPercent)} |${second ? ` ${f(x.fsPercentSecond)} |` : ''} ${x.outputs} | ${x.withFace} |`),
   ];
   if (r.morphs.length > 0) {
     lines.push('', '| morph | similarity to A along the frames | to B | travel | unevenness |', '|---|---|---|---|---|');

@@ -5,7 +5,7 @@
 // for bundles that use the photo itself); the bundle's own outputs have exactly that layout.
 // Either way the landmarks are mapped onto the embedder's template by a similarity transform
 // (Umeyama) and warped to its crop size.
-import { DETECTOR_LAYOUTS, DiffIdError, type DetectorLayout, type InputFaces, type ResultWarning, type SeenFace } from '@diffid/shared';
+import { DETECTOR_LAYOUTS, DiffIdError, type DetectorLayout, type FaceEmbedderEntry, type InputFaces, type ResultWarning, type SeenFace } from '@diffid/shared';
 import { alignmentPairs, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../face-geometry.ts';
 import type { Rgb } from '../pixels.ts';
 import type { StageContext } from './context.ts';
@@ -54,9 +54,11 @@ function portraitFace(ctx: StageContext, image: Rgb): DetectedFace {
   return { landmarks: portraitLandmarks(image, pre.template as Point[], pre.size, fraction), box: [left, top, left + box, top + box], score: 1 };
 }
 
+/** How a recognizer wants its crop: the bundle's own, or a second recognizer's (npm run eval). */
+type CropSpec = Pick<FaceEmbedderEntry['preprocess'], 'size' | 'template'>;
+
 /** Aligns a face by its landmarks; a portrait face has the template's 5 points (SCRFD's layout). */
-function align(ctx: StageContext, image: Rgb, face: DetectedFace, layout = layoutOf(ctx)): FoundFace {
-  const pre = ctx.bundle.manifest.models.face_embedder.preprocess;
+function align(ctx: StageContext, image: Rgb, face: DetectedFace, layout = layoutOf(ctx), pre: CropSpec = ctx.bundle.manifest.models.face_embedder.preprocess): FoundFace {
   const { src, dst } = alignmentPairs(layout, face.landmarks, pre.template as Point[]);
   return { ...face, layout, crop: warpSimilarity(image, similarityTransform(src, dst), pre.size, pre.size) };
 }
@@ -122,13 +124,13 @@ export async function findFace(ctx: StageContext, image: Rgb, label: string, fac
  * canvas (`aligned_face`), the face that layout puts there — a detector's confidence drops on
  * sampling noise, and the canvas fixes where the face is; otherwise null.
  */
-export async function largestFaceCrop(ctx: StageContext, image: Rgb): Promise<Rgb | null> {
+export async function largestFaceCrop(ctx: StageContext, image: Rgb, pre?: CropSpec): Promise<Rgb | null> {
   const faces = await locateFaces(ctx, image);
   const largest = faces[largestIndex(faces)];
-  if (largest) return align(ctx, image, largest).crop;
+  if (largest) return align(ctx, image, largest, layoutOf(ctx), pre).crop;
   const m = ctx.bundle.manifest;
   const onCanvas = m.reference?.kind === 'aligned_face' && image.width === m.image.width && image.height === m.image.height;
-  return onCanvas ? align(ctx, image, portraitFace(ctx, image), 'scrfd').crop : null;
+  return onCanvas ? align(ctx, image, portraitFace(ctx, image), 'scrfd', pre).crop : null;
 }
 
 /**
