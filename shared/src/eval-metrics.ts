@@ -3,6 +3,7 @@
 // features of real and generated images; FIQ = 100·FS%/FID (eq. 4). And for morphs, how evenly a
 // sequence of frames travels from A to B. Pure functions over Float32Array.
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { coefficientOfVariation } from './pacing.ts';
 
 /** FS%: the mean ×100 of each output's cosine similarity to its source (outputs with no face left out). */
 export function faceSimilarityPercent(similarities: number[]): number | null {
@@ -61,7 +62,7 @@ export function morphPacing(toA: number[], toB: number[]): { places: number[]; t
     return sa + sb === 0 ? 0.5 : sb / (sa + sb);
   });
   const steps = places.slice(1).map((p, i) => p - (places[i] as number));
-  const mean = steps.reduce((s, x) => s + x, 0) / Math.max(1, steps.length);
-  const sd = Math.sqrt(steps.reduce((s, x) => s + (x - mean) ** 2, 0) / Math.max(1, steps.length));
-  return { places, travel: (places.at(-1) ?? 0) - (places[0] ?? 0), unevenness: mean === 0 ? Infinity : sd / Math.abs(mean) };
+  const travel = (places.at(-1) ?? 0) - (places[0] ?? 0);
+  // A morph that goes nowhere is not evenly paced.
+  return { places, travel, unevenness: travel === 0 ? Infinity : coefficientOfVariation(steps) };
 }

@@ -123,6 +123,35 @@ export async function encodePng(image: RgbImage, xmp?: string): Promise<Buffer> 
   return s.png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
 }
 
+/** What encodeAnimation makes of a sequence of frames. */
+export interface AnimationOptions {
+  format: 'webp' | 'gif';
+  fps: number;
+  /** Plays forward, then back to the start (the first and last frames shown once each way). */
+  boomerang?: boolean;
+}
+
+/**
+ * Encodes equally sized RGB frames as a looping animated WebP or GIF; returns the file and how
+ * many frames it shows. Sharp writes a stack of frames (one tall image, `pageHeight` per frame).
+ */
+export async function encodeAnimation(frames: RgbImage[], o: AnimationOptions): Promise<{ bytes: Buffer; frames: number }> {
+  const first = frames[0];
+  if (!first) throw new RangeError('an animation needs at least one frame');
+  const shown = o.boomerang && frames.length > 2 ? [...frames, ...frames.slice(1, -1).reverse()] : frames;
+  const { width, height } = first;
+  const frameBytes = width * height * 3;
+  const stack = Buffer.alloc(frameBytes * shown.length);
+  shown.forEach((f, i) => {
+    if (f.width !== width || f.height !== height) throw new RangeError(`frame ${i} is ${f.width}×${f.height}, not ${width}×${height}`);
+    stack.set(f.data, i * frameBytes);
+  });
+  const delay = Array.from({ length: shown.length }, () => Math.round(1000 / o.fps));
+  const s = sharp(stack, { raw: { width, height: height * shown.length, channels: 3, pageHeight: height } });
+  const bytes = o.format === 'webp' ? await s.webp({ loop: 0, delay, quality: 85 }).toBuffer() : await s.gif({ loop: 0, delay }).toBuffer();
+  return { bytes, frames: shown.length };
+}
+
 /** How encodeImage writes a file, for uploads of every kind people and attackers send. */
 export interface EncodeOptions {
   quality?: number;
@@ -154,4 +183,11 @@ export async function imageXmp(bytes: Uint8Array): Promise<string> {
 export async function imageInfo(bytes: Uint8Array): Promise<{ format: string; width: number; height: number; channels: number }> {
   const m = await sharp(bytes).metadata();
   return { format: m.format ?? 'unknown', width: m.width ?? 0, height: m.height ?? 0, channels: m.channels ?? 0 };
+}
+
+/** Reads back an animated file: its format, frame size, frame count and each frame's delay (ms). */
+export async function animationInfo(bytes: Uint8Array): Promise<{ format: string; width: number; height: number; frames: number; delays: number[]; loop: number | undefined }> {
+  const m = await sharp(bytes, { animated: true }).metadata();
+  const frames = m.pages ?? 1;
+  return { format: m.format ?? 'unknown', width: m.width ?? 0, height: m.pageHeight ?? m.height ?? 0, frames, delays: m.delay ?? [], loop: m.loop };
 }

@@ -8,3 +8,4 @@ export * from './jobs.ts';
 export * from './settings.ts';
 export * from './provenance.ts';
 export * from './eval-metrics.ts';
+export * from './pacing.ts';

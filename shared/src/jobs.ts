@@ -23,6 +23,9 @@ export const LIMITS = {
   maxPromptChars: 1000,
   maxAlphas: 64,
   maxSeed: 2 ** 32 - 1,
+  /** Frame rate of a morph animation. */
+  minFps: 1,
+  maxFps: 50,
 } as const;
 
 export const DEFAULTS = {
@@ -32,6 +35,9 @@ export const DEFAULTS = {
   morphSteps: 50,
   interpolation: 'slerp',
   onMissingFace: 'fail',
+  pacing: 'linear',
+  background: 'morph',
+  fps: 12,
 } as const;
 
 /** What /generate does with a photo in which no usable face is found. */
@@ -54,6 +60,20 @@ export interface GenerateParams {
 
 export type Interpolation = 'slerp' | 'lerp';
 
+/**
+ * How a morph's factors are spaced: `linear` as asked; `even` renders the frames once, measures
+ * how much the picture changes between neighbours, and renders again at factors that make every
+ * step change it equally (a second sampling pass).
+ */
+export type Pacing = 'linear' | 'even';
+
+/** Where a morph's pixels outside the face come from: the morph itself, or face A's / B's photo. */
+export type MorphBackground = 'morph' | 'a' | 'b';
+
+/** Animated files a morph can be delivered as, besides its PNG frames. */
+export const ANIMATION_FORMATS = ['webp', 'gif'] as const;
+export type AnimationFormat = (typeof ANIMATION_FORMATS)[number];
+
 export interface MorphParams {
   alphas: number[];
   interpolation: Interpolation;
@@ -63,6 +83,14 @@ export interface MorphParams {
   seed: number;
   face_index_a?: number;
   face_index_b?: number;
+  // The API always sets the fields below; jobs queued before they existed lack them, and a
+  // missing one means its default (DEFAULTS; no animation; no boomerang).
+  pacing?: Pacing;
+  background?: MorphBackground;
+  /** Animations to write, each frame shown 1/fps s; boomerang plays back to the start. */
+  animation?: AnimationFormat[];
+  fps?: number;
+  boomerang?: boolean;
 }
 
 /** compare takes only the choice of face in each image (no steps: `params.steps` does not compile). */
@@ -111,18 +139,21 @@ function unknownKind(payload: never): never {
   throw new Error(`unknown job kind ${JSON.stringify((payload as { kind?: unknown }).kind)}`);
 }
 
+/** Sampling passes over a morph's frames: two when `even` pacing measures first. */
+export const morphPasses = (params: Pick<MorphParams, 'pacing'>) => (params.pacing === 'even' ? 2 : 1);
+
 /**
  * The U-Net evaluations a job plans: its progress total, the same number whether the API shows
  * it queued or the worker counts it down. A morph inverts both faces in one run of `steps`, then
- * samples its frames in batches of at most `maxBatch`, one run of `steps` per batch. compare
- * runs no U-Net; its one step is the face comparison.
+ * samples its frames in batches of at most `maxBatch`, one run of `steps` per batch, once per
+ * pass (morphPasses). compare runs no U-Net; its one step is the face comparison.
  */
 export function plannedSteps(payload: JobPayload, maxBatch: number): number {
   switch (payload.kind) {
     case 'generate':
       return payload.params.steps;
     case 'morph':
-      return payload.params.steps * (1 + Math.ceil(payload.params.alphas.length / maxBatch));
+      return payload.params.steps * (1 + morphPasses(payload.params) * Math.ceil(payload.params.alphas.length / maxBatch));
     case 'compare':
       return 1;
     default:
@@ -140,7 +171,7 @@ export function plannedCost(payload: JobPayload): number {
     case 'generate':
       return payload.params.steps * payload.params.num_images;
     case 'morph':
-      return payload.params.steps * (2 + payload.params.alphas.length);
+      return payload.params.steps * (2 + morphPasses(payload.params) * payload.params.alphas.length);
     case 'compare':
       return 1;
     default:
@@ -239,8 +270,26 @@ export interface ResultFacts {
   warnings?: ResultWarning[];
   /** Morph only: cosine similarity of face A to face B. */
   arcface_similarity_ab?: number;
+  /**
+   * Morph only: how evenly the frames change, the coefficient of variation (std / mean) of the
+   * RMS pixel differences between consecutive frames; 0 is perfectly even.
+   */
+  pacing_evenness?: number;
+  /** Morph with `even` pacing: the same measure of the first, linearly spaced pass. */
+  pacing_evenness_linear?: number;
+  /** Morph only: the animations written (their bytes sit under jobKeys().animation(format)). */
+  animations?: AnimationInfo[];
   /** True when the prompt was longer than the text encoder takes and was cut. */
   prompt_truncated?: boolean;
+}
+
+/** One animated file of a morph. */
+export interface AnimationInfo {
+  format: AnimationFormat;
+  /** Frames shown, the return trip of a boomerang included. */
+  frames: number;
+  fps: number;
+  bytes: number;
 }
 
 export interface JobResult extends ResultFacts {
@@ -260,12 +309,17 @@ export interface JobProgress {
 /** Redis keys of one job, under the deployment's key prefix. */
 export const jobKeys = (prefix: string, id: string) => {
   const input = (name: InputName, index = 0) => `${prefix}:job:${id}:input:${name}${index > 0 ? `:${index}` : ''}`;
+  const result = (index: number) => `${prefix}:job:${id}:result:${index}`;
+  const animation = (format: AnimationFormat) => `${prefix}:job:${id}:animation:${format}`;
   return {
     input,
     /** The keys of every upload a job may have (the most photos each of its fields takes). */
     inputs: (kind: JobKind) =>
       Object.entries(JOB_INPUTS[kind]).flatMap(([name, most]) => Array.from({ length: most }, (_, i) => input(name as InputName, i))),
-    result: (index: number) => `${prefix}:job:${id}:result:${index}`,
+    result,
+    animation,
+    /** Every result key a job of `count` images may have: the images and any animation. */
+    results: (count: number) => [...Array.from({ length: count }, (_, i) => result(i)), ...ANIMATION_FORMATS.map(animation)],
     /**
      * The finished result as JSON, written with the PNGs in one transaction: a run that finds it
      * (the job ran again after its first run lost the lock) returns it instead of running again.

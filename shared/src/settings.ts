@@ -50,7 +50,7 @@ export const SETTINGS = {
   adminTenant: { env: 'DIFFID_ADMIN_TENANT', default: undefined, parse: optionalText, doc: 'the tenant whose key opens the read-only queue dashboard at /admin/queues (with keys configured, no one else can)' },
   rateLimitPerMinute: { env: 'DIFFID_RATE_LIMIT_PER_MINUTE', default: 300, parse: int(1, 1_000_000), doc: 'requests per minute per API key, unless its entry says otherwise (Redis-backed: holds across API replicas)' },
   maxJobsPerKey: { env: 'DIFFID_MAX_JOBS_PER_KEY', default: 50, parse: int(1, 1_000_000), doc: 'jobs one key may have queued or running at once' },
-  maxQueuedStepsPerKey: { env: 'DIFFID_MAX_QUEUED_STEPS_PER_KEY', default: 100_000, parse: int(1, 1_000_000_000), doc: 'U-Net evaluations of single images one key may have queued or running (a generate job costs steps × images, a morph steps × (frames + 2))' },
+  maxQueuedStepsPerKey: { env: 'DIFFID_MAX_QUEUED_STEPS_PER_KEY', default: 100_000, parse: int(1, 1_000_000_000), doc: 'U-Net evaluations of single images one key may have queued or running (a generate job costs steps × images, a morph steps × (2 + frames), frames twice with pacing=even)' },
   maxQueueDepth: { env: 'DIFFID_MAX_QUEUE_DEPTH', default: 10_000, parse: int(1, 10_000_000), doc: 'jobs queued or running in all; past it new jobs get 503 with Retry-After' },
   maxStreamsPerKey: { env: 'DIFFID_MAX_STREAMS_PER_KEY', default: 50, parse: int(1, 100_000), doc: 'event streams one key may hold open on one API process (10 per job)' },
   inputTtlSeconds: { env: 'DIFFID_INPUT_TTL_SECONDS', default: 7 * 86_400, parse: int(60), doc: 'how long uploads wait for a worker' },

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, inputLabel, inputNames, jobKeys, plannedImages, plannedSteps, uploadCount, type JobPayload } from '../src/index.ts';
+import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload } from '../src/index.ts';
 
 const generate: JobPayload = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip' } };
 const morph = (frames: number, steps: number): JobPayload => ({
@@ -47,4 +47,12 @@ t.test("a job's input keys are its kind's uploads, under its own prefix and id",
   t.same(keys.inputs('morph'), [keys.input('image_a'), keys.input('image_b')]);
   t.throws(() => assertEveryKind({ generate: () => 0, morph: () => 0 }, 'the table'), /^the table has no handler for job kind\(s\): compare$/);
   t.doesNotThrow(() => assertEveryKind({ generate: () => 0, morph: () => 0, compare: () => 0 }, 'the table'));
+});
+
+t.test('even pacing samples the frames twice: planned steps and cost count both passes', async (t) => {
+  const even = (frames: number, steps: number): JobPayload => ({ kind: 'morph', params: { ...(morph(frames, steps).params as object), pacing: 'even' } as never });
+  t.equal(plannedSteps(even(9, 50), 8), 50 * (1 + 2 * 2), 'one inversion run, then 2 passes of 2 batches');
+  t.equal(plannedCost(even(24, 10)), 10 * (2 + 2 * 24));
+  t.equal(plannedCost(morph(24, 10)), 10 * (2 + 24), 'linear (or left out, as in jobs queued before pacing existed): one pass');
+  t.same(jobKeys('p', 'j').results(2), ['p:job:j:result:0', 'p:job:j:result:1', 'p:job:j:animation:webp', 'p:job:j:animation:gif']);
 });

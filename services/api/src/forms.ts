@@ -5,7 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import addFormats from 'ajv-formats';
 import type {} from '@fastify/multipart';
 import type { FastifyRequest } from 'fastify';
-import { DiffIdError, LIMITS, inputLabel, type InputName } from '@diffid/shared';
+import { ANIMATION_FORMATS, DiffIdError, LIMITS, inputLabel, type AnimationFormat, type InputName } from '@diffid/shared';
 import { MAX_JOB_PIXELS, checkImage, sniffImageFormat } from '@diffid/shared/image';
 import { formSchema } from './openapi.ts';
 
@@ -203,6 +203,21 @@ export function morphAlphas(fields: Record<string, unknown>): number[] {
     });
   }
   throw new DiffIdError('VALIDATION', 'give the morph factor: one of alpha, alphas or frames');
+}
+
+/** Parses `animation`: comma-separated formats, each once ([] when not given). */
+export function animationFormats(value: string | undefined): AnimationFormat[] {
+  if (value === undefined || value.trim() === '') return [];
+  const out: AnimationFormat[] = [];
+  for (const raw of value.split(',')) {
+    const format = raw.trim().toLowerCase();
+    if (!(ANIMATION_FORMATS as readonly string[]).includes(format)) {
+      throw new DiffIdError('VALIDATION', `"animation" lists formats from ${ANIMATION_FORMATS.join(', ')} separated by commas; "${raw.trim().slice(0, 20)}" is not one`);
+    }
+    if (out.includes(format as AnimationFormat)) throw new DiffIdError('VALIDATION', `"animation" names ${format} twice`);
+    out.push(format as AnimationFormat);
+  }
+  return out;
 }
 
 /**

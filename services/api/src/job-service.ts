@@ -15,6 +15,7 @@ import {
   jobKeys,
   plannedCost,
   plannedImages,
+  type AnimationFormat,
   type BundleInfo,
   type JobKind,
   type JobPayload,
@@ -58,6 +59,8 @@ export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
   view(id: string, owner: Owner): Promise<JobView | null>;
   cancel(id: string, owner: Owner): Promise<JobView>;
   image(id: string, index: number, owner: Owner): Promise<Buffer | null>;
+  /** A succeeded morph's animation in one format (null when it has none). */
+  animation(id: string, format: AnimationFormat, owner: Owner): Promise<Buffer | null>;
   /** What the workers' bundle says about itself (null before any worker started). */
   bundleInfo(): Promise<BundleInfo | null>;
   /** Jobs in the queue by BullMQ state. */
@@ -213,8 +216,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         await redis.publish(cancelChannel(prefix), id);
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
-        const results = Array.from({ length: plannedImages(payload) }, (_, i) => keys.result(i));
-        await redis.del(...keys.inputs(payload.kind), ...results, keys.done);
+        await redis.del(...keys.inputs(payload.kind), ...keys.results(plannedImages(payload)), keys.done);
       });
       watcher.notify(id);
       return canceled;
@@ -224,6 +226,12 @@ export function createJobService(options: JobServiceOptions): JobService {
       const v = await view(id, owner);
       if (!v || v.status !== 'succeeded') return null;
       return redisCall(() => redis.getBuffer(jobKeys(prefix, id).result(index)));
+    },
+
+    async animation(id, format, owner) {
+      const v = await view(id, owner);
+      if (!v || v.status !== 'succeeded') return null;
+      return redisCall(() => redis.getBuffer(jobKeys(prefix, id).animation(format)));
     },
 
     watch: watcher.watch,

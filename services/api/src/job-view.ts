@@ -16,7 +16,10 @@ export interface JobView {
   finished_at: string | null;
   params: JobPayload['params'];
   error?: { code: string; message: string };
-  result?: Omit<JobResult, 'images'> & { images: Array<JobResult['images'][number] & { url: string }> };
+  result?: Omit<JobResult, 'images' | 'animations'> & {
+    images: Array<JobResult['images'][number] & { url: string }>;
+    animations?: Array<NonNullable<JobResult['animations']>[number] & { url: string }>;
+  };
   links: { self: string; events: string };
 }
 
@@ -111,7 +114,9 @@ export function jobView(snapshot: JobSnapshot, maxBatch: number): JobView | null
   if (status === 'failed') view.error = publicError(snapshot.failedReason);
   if (status === 'succeeded' && snapshot.returnvalue) {
     const result = snapshot.returnvalue;
-    view.result = { ...result, images: result.images.map((img) => ({ ...img, url: `/jobs/${id}/images/${img.index}.png` })) };
+    const { animations, ...rest } = result;
+    view.result = { ...rest, images: result.images.map((img) => ({ ...img, url: `/jobs/${id}/images/${img.index}.png` })) };
+    if (animations) view.result.animations = animations.map((a) => ({ ...a, url: `/jobs/${id}/animation.${a.format}` }));
   }
   return view;
 }

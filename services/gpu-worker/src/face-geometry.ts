@@ -123,3 +123,34 @@ export function portraitLandmarks(img: Rgb, template: Point[], templateSize: num
   const s = box / templateSize;
   return template.map(([x, y]) => [left + (x + 0.5) * s - 0.5, top + (y + 0.5) * s - 0.5]);
 }
+
+/**
+ * A soft mask of a face from its eyes (the first two landmarks of every layout): an ellipse
+ * centred half an eye distance e below the eyes' midpoint, along the face's own axes, with
+ * semi-axes 1.35e across and 1.75e down — forehead to chin of an ArcFace-aligned face — fading
+ * from 1 to 0 over its outer 15 %. Row-major, one value per pixel.
+ */
+export function faceMask(width: number, height: number, eyes: [Point, Point]): Float32Array {
+  const [[x1, y1], [x2, y2]] = eyes;
+  const e = Math.hypot(x2 - x1, y2 - y1) || 1;
+  const ux = (x2 - x1) / e;
+  const uy = (y2 - y1) / e;
+  // Down the face: the eye line turned a quarter, towards the mouth for upright faces.
+  const vx = -uy;
+  const vy = ux;
+  const cx = (x1 + x2) / 2 + 0.5 * e * vx;
+  const cy = (y1 + y2) / 2 + 0.5 * e * vy;
+  const rx = 1.35 * e;
+  const ry = 1.75 * e;
+  const mask = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const dx = x - cx;
+      const dy = y - cy;
+      const r = Math.hypot((dx * ux + dy * uy) / rx, (dx * vx + dy * vy) / ry);
+      const t = Math.min(1, Math.max(0, (1 - r) / 0.15));
+      mask[y * width + x] = t * t * (3 - 2 * t);
+    }
+  }
+  return mask;
+}

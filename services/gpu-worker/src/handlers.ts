@@ -4,6 +4,7 @@
 // every pipeline returns the same shape; the table still names a handler per kind.
 
 import {
+  DEFAULTS,
   DiffIdError,
   JOB_INPUTS,
   assertEveryKind,
@@ -11,6 +12,7 @@ import {
   jobKeys,
   provenanceXmp,
   uploadCount,
+  type AnimationInfo,
   type InputName,
   type JobPayload,
   type JobKind,
@@ -18,7 +20,7 @@ import {
   type JobResult,
   type PayloadOf,
 } from '@diffid/shared';
-import { WORKING_MAX_SIDE, decodeRgb, encodePng } from '@diffid/shared/image';
+import { WORKING_MAX_SIDE, decodeRgb, encodeAnimation, encodePng } from '@diffid/shared/image';
 import type { Redis } from 'ioredis';
 import { InferenceCanceled, type InferenceClient } from './inference-client.ts';
 import type { InferenceJob } from './inference-protocol.ts';
@@ -68,6 +70,18 @@ async function loadInputs(deps: HandlerDeps, id: string, payload: JobPayload): P
   return images;
 }
 
+/** A morph's animations, in the formats it asked for. */
+async function animate(frames: Rgb[], params: PayloadOf<'morph'>['params']): Promise<Array<{ info: AnimationInfo; bytes: Buffer }>> {
+  const fps = params.fps ?? DEFAULTS.fps;
+  const boomerang = params.boomerang ?? false;
+  return Promise.all(
+    (params.animation ?? []).map(async (format) => {
+      const { bytes, frames: shown } = await encodeAnimation(frames, { format, fps, boomerang });
+      return { info: { format, frames: shown, fps, bytes: bytes.length }, bytes };
+    }),
+  );
+}
+
 /** The handler of every kind, over its dependencies. */
 export function createHandlers(deps: HandlerDeps): HandlerTable {
   const run = async (payload: PayloadOf<JobKind>, ctx: JobContext): Promise<JobResult> => {
@@ -90,10 +104,12 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
         encodePng(i.rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed: i.facts.seed, params: payload.params, ...(i.facts.alpha === undefined ? {} : { alpha: i.facts.alpha }) })),
       ),
     );
+    const animations = payload.kind === 'morph' ? await animate(output.images.map((i) => i.rgb), payload.params) : [];
     ctx.progress({ step: output.total, total: output.total });
     const result: JobResult = {
       images: output.images.map((i, index) => ({ index, width: i.rgb.width, height: i.rgb.height, ...i.facts })),
       ...output.facts,
+      ...(animations.length > 0 ? { animations: animations.map((a) => a.info) } : {}),
       timings_ms: {
         total: Math.round(performance.now() - started),
         inference: Math.round(output.inferenceMs),
@@ -105,6 +121,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     // (this one lost its lock before BullMQ marked the job done) finds the result, not a gap.
     const tx = deps.redis.multi();
     pngs.forEach((png, index) => tx.set(keys.result(index), png, 'EX', deps.resultTtlSeconds));
+    for (const a of animations) tx.set(keys.animation(a.info.format), a.bytes, 'EX', deps.resultTtlSeconds);
     tx.set(keys.done, JSON.stringify(result), 'EX', deps.resultTtlSeconds);
     tx.del(...keys.inputs(payload.kind));
     await tx.exec();

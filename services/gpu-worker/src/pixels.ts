@@ -117,6 +117,18 @@ export function resizeShortestSideAndCrop(img: Rgb, size: number): Rgb {
   return centerCrop(resizeRgb(img, w, h, 'bicubic'), size, size);
 }
 
+/** `inside` where the mask is 1, `outside` where it is 0, mixed between (same sizes). */
+export function blendByMask(inside: Rgb, outside: Rgb, mask: Float32Array): Rgb {
+  const n = inside.width * inside.height;
+  if (outside.width !== inside.width || outside.height !== inside.height || mask.length !== n) throw new RangeError('blendByMask: sizes differ');
+  const data = new Uint8Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    const m = mask[i] as number;
+    for (let c = 0; c < 3; c++) data[i * 3 + c] = Math.round(m * (inside.data[i * 3 + c] as number) + (1 - m) * (outside.data[i * 3 + c] as number));
+  }
+  return { data, width: inside.width, height: inside.height };
+}
+
 /** Largest centred square, resized to size² (an image taken to be an aligned portrait). */
 export function squarePortrait(img: Rgb, size: number): Rgb {
   const side = Math.min(img.width, img.height);

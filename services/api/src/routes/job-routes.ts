@@ -1,9 +1,9 @@
 // POST /generate, POST /morph, GET and DELETE /jobs/{id}, result images and the event stream.
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams, type OnMissingFace } from '@diffid/shared';
+import { ANIMATION_FORMATS, DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams, type OnMissingFace } from '@diffid/shared';
 import { isTerminal, jobLinks } from '../job-view.ts';
-import { faceIndexes, formReader, morphAlphas } from '../forms.ts';
+import { animationFormats, faceIndexes, formReader, morphAlphas } from '../forms.ts';
 import { componentSchema } from '../openapi.ts';
 
 const errorSchema = componentSchema('Error');
@@ -87,6 +87,10 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
   app.post('/morph', { schema: { response: acceptedResponses } }, async (request, reply) => {
     const form = await readMorph(request);
     const f = form.fields;
+    const pacing = (f.pacing as MorphParams['pacing'] | undefined) ?? DEFAULTS.pacing;
+    if (pacing === 'even' && !((f.frames as number | undefined) !== undefined && (f.frames as number) >= 3)) {
+      throw new DiffIdError('VALIDATION', '"pacing=even" chooses the factors itself: give "frames" (at least 3) instead of "alpha" or "alphas"');
+    }
     const params: MorphParams = {
       alphas: morphAlphas(f),
       interpolation: (f.interpolation as MorphParams['interpolation'] | undefined) ?? DEFAULTS.interpolation,
@@ -94,6 +98,11 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
       steps: (f.steps as number | undefined) ?? DEFAULTS.morphSteps,
       seed: seedOr(f.seed),
       ...pairFaceIndexes(f),
+      pacing,
+      background: (f.background as MorphParams['background'] | undefined) ?? DEFAULTS.background,
+      animation: animationFormats(f.animation as string | undefined),
+      fps: (f.fps as number | undefined) ?? DEFAULTS.fps,
+      boomerang: (f.boomerang as boolean | undefined) ?? false,
     };
     const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner);
     return accepted(app, request, reply, id);
@@ -125,6 +134,18 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
     }
     return reply.type('image/png').header('cache-control', 'private, max-age=3600, immutable').send(png);
   });
+
+  for (const format of ANIMATION_FORMATS) {
+    app.get<{ Params: { id: string } }>(`/jobs/:id/animation.${format}`, { schema: { params: idParams, response: { '4xx': errorSchema, '5xx': errorSchema } } }, async (request, reply) => {
+      const { id } = request.params;
+      const bytes = await app.jobs.animation(id, format, request.owner);
+      if (!bytes) {
+        if (!(await app.jobs.view(id, request.owner))) throw notFound(id);
+        throw new DiffIdError('IMAGE_NOT_FOUND', `job ${id} has no ${format} animation; ask for one with animation=${format} on POST /morph (see result.animations)`);
+      }
+      return reply.type(`image/${format}`).header('cache-control', 'private, max-age=3600, immutable').send(bytes);
+    });
+  }
 
   app.get<{ Params: { id: string } }>('/jobs/:id/events', { schema: { params: idParams, response: { '4xx': errorSchema, '5xx': errorSchema } } }, async (request, reply) => {
     const { id } = request.params;

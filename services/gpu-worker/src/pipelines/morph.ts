@@ -3,8 +3,13 @@
 // sample with DDIM. The CLIP image embeddings are mixed linearly whatever `interpolation` says:
 // they carry appearance — on the demo bundle they are the pixels themselves — and SLERP's
 // coefficients sum to 1/cos(ω/2) > 1 mid-way, which scales that appearance (a colour cast).
-import { cosineSimilarity, lerp, slerp, type MorphParams } from '@diffid/shared';
+// `even` pacing renders the frames twice: once at the factors asked for, to measure how much the
+// picture changes between neighbours, then at factors re-spaced so every step changes it equally
+// (shared/src/pacing.ts). A background of `a` or `b` keeps that face's photo outside both faces.
+import { DEFAULTS, coefficientOfVariation, consecutiveDistances, cosineSimilarity, evenAlphas, lerp, slerp, type MorphParams } from '@diffid/shared';
+import { faceMask } from '../face-geometry.ts';
 import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
+import { blendByMask, squarePortrait, type Rgb } from '../pixels.ts';
 import { condition } from '../stages/condition.ts';
 import type { StageContext, StepHook } from '../stages/context.ts';
 import { decodeLatents } from '../stages/decode.ts';
@@ -13,7 +18,7 @@ import { embedFaces } from '../stages/embed-face.ts';
 import { embedImages } from '../stages/embed-image.ts';
 import { encodeLatents } from '../stages/encode-latent.ts';
 import { encodePrompts } from '../stages/encode-prompt.ts';
-import { findInputFaces, referenceImage } from '../stages/find-face.ts';
+import { eyesOnFrame, findInputFaces, referenceImage } from '../stages/find-face.ts';
 import { invert } from '../stages/invert.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
@@ -40,24 +45,58 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
   const latentsAB = await clock.time('encode_latent', () => encodeLatents(ctx, references));
   const [zA, zB] = (await clock.time('invert', () => invert(ctx, latentsAB, own, params.steps, onStep))) as [Float32Array, Float32Array];
   const mixIdentity = params.interpolation === 'slerp' ? slerp : lerp;
-  const frames: PipelineOutput['images'] = [];
-  for (let start = 0; start < params.alphas.length; start += maxBatch) {
-    const alphas = params.alphas.slice(start, start + maxBatch);
-    const conditioning = await clock.time('condition', () =>
-      condition(ctx, alphas.map((alpha) => ({ face: mixIdentity(arcA, arcB, alpha), image: lerp(clipA, clipB, alpha), text: prompt }))),
-    );
-    const latents = await clock.time('denoise', () =>
-      denoise(ctx, { latents: alphas.map((alpha) => lerp(zA, zB, alpha)), conditioning, guidanceScale: 1, steps: params.steps, onStep }),
-    );
-    const decoded = await clock.time('decode', () => decodeLatents(ctx, latents));
-    const scores = await clock.time('score', () => scoreIdentity(ctx, decoded, [arcA, arcB]));
-    decoded.forEach((rgb, i) =>
-      frames.push({
-        rgb,
-        // Morphing is deterministic; the seed is recorded only.
-        facts: { seed: params.seed, alpha: alphas[i] as number, arcface_similarity_a: scores[i]?.[0] ?? null, arcface_similarity_b: scores[i]?.[1] ?? null },
-      }),
-    );
+  const size = ctx.bundle.manifest.image.width;
+  const from = params.background ?? DEFAULTS.background;
+  const background = from === 'morph' ? null : squarePortrait(references[from === 'a' ? 0 : 1] as Rgb, size);
+  // Both faces' areas, so that a face moving between their places stays inside the mask.
+  const mask = background
+    ? maxOf(used.map((u, i) => faceMask(size, ctx.bundle.manifest.image.height, eyesOnFrame(ctx, references[i] as Rgb, u.face))))
+    : null;
+  const render = async (alphas: number[]): Promise<Rgb[]> => {
+    const out: Rgb[] = [];
+    for (let start = 0; start < alphas.length; start += maxBatch) {
+      const batch = alphas.slice(start, start + maxBatch);
+      const conditioning = await clock.time('condition', () =>
+        condition(ctx, batch.map((alpha) => ({ face: mixIdentity(arcA, arcB, alpha), image: lerp(clipA, clipB, alpha), text: prompt }))),
+      );
+      const latents = await clock.time('denoise', () =>
+        denoise(ctx, { latents: batch.map((alpha) => lerp(zA, zB, alpha)), conditioning, guidanceScale: 1, steps: params.steps, onStep }),
+      );
+      const decoded = await clock.time('decode', () => decodeLatents(ctx, latents));
+      out.push(...(background && mask ? decoded.map((f) => blendByMask(f, background, mask)) : decoded));
+    }
+    return out;
+  };
+  let alphas = params.alphas;
+  let linearEvenness: number | undefined;
+  if ((params.pacing ?? DEFAULTS.pacing) === 'even') {
+    const distances = consecutiveDistances((await render(alphas)).map((f) => f.data));
+    linearEvenness = coefficientOfVariation(distances);
+    alphas = evenAlphas(alphas, distances);
   }
-  return { images: frames, facts: { arcface_similarity_ab: cosineSimilarity(arcA, arcB), prompt_truncated: text.truncated[0] === true, inputs, warnings } };
+  const rendered = await render(alphas);
+  const scores = await clock.time('score', () => scoreIdentity(ctx, rendered, [arcA, arcB]));
+  const frames: PipelineOutput['images'] = rendered.map((rgb, i) => ({
+    rgb,
+    // Morphing is deterministic; the seed is recorded only.
+    facts: { seed: params.seed, alpha: alphas[i] as number, arcface_similarity_a: scores[i]?.[0] ?? null, arcface_similarity_b: scores[i]?.[1] ?? null },
+  }));
+  return {
+    images: frames,
+    facts: {
+      arcface_similarity_ab: cosineSimilarity(arcA, arcB),
+      pacing_evenness: coefficientOfVariation(consecutiveDistances(rendered.map((f) => f.data))),
+      ...(linearEvenness === undefined ? {} : { pacing_evenness_linear: linearEvenness }),
+      prompt_truncated: text.truncated[0] === true,
+      inputs,
+      warnings,
+    },
+  };
+}
+
+/** The elementwise maximum of masks of one size. */
+function maxOf(masks: Float32Array[]): Float32Array {
+  const out = new Float32Array(masks[0]?.length ?? 0);
+  for (const m of masks) for (let i = 0; i < out.length; i++) out[i] = Math.max(out[i] as number, m[i] as number);
+  return out;
 }

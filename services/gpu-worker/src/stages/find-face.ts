@@ -148,6 +148,30 @@ export function referenceImage(ctx: StageContext, image: Rgb, face: FoundFace): 
   return warpSimilarity(image, similarityTransform(src, dst), m.image.width, m.image.height);
 }
 
+/**
+ * Where a face's eyes are on the frames made from its reference image: the VAE sees the
+ * reference's centred square at the bundle's size (encodeLatents), and an `aligned_face`
+ * reference puts the eyes on the canvas template.
+ */
+export function eyesOnFrame(ctx: StageContext, image: Rgb, face: FoundFace): [Point, Point] {
+  const m = ctx.bundle.manifest;
+  const size = m.image.width;
+  if (m.reference?.kind === 'aligned_face') {
+    const pre = m.models.face_embedder.preprocess;
+    const [a, b] = templateOnCanvas(pre.template as Point[], pre.size, size, m.reference.face_fraction) as [Point, Point];
+    return [a, b];
+  }
+  const side = Math.min(image.width, image.height);
+  const left = Math.round((image.width - side) / 2);
+  const top = Math.round((image.height - side) / 2);
+  const k = size / side;
+  const [a, b] = face.landmarks as [Point, Point];
+  return [
+    [(a[0] - left) * k, (a[1] - top) * k],
+    [(b[0] - left) * k, (b[1] - top) * k],
+  ];
+}
+
 /** One input image to find a face in: its pixels, how results name it, the face asked for. */
 export interface FaceRequest {
   image: Rgb;

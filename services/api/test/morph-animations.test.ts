@@ -1,0 +1,84 @@
+// Morphs people can use: even pacing (two passes, measured), animated WebP and GIF with a frame
+// rate and a boomerang, and a face-only morph that keeps one photo's background. On the demo
+// bundle, whose frames are faces, through real HTTP, Redis and a worker.
+import t from 'tap';
+import { animationInfo, decodeRgb } from '@diffid/shared/image';
+import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
+import { call } from './contract.ts';
+import { finished, pollJob, postForm, startStack } from './harness.ts';
+import { faceFile } from './images.ts';
+
+/** The top-left 8×8 corner's bytes of a frame. */
+async function corner(base: string, url: string): Promise<string> {
+  const rgb = await decodeRgb(new Uint8Array(await (await fetch(`${base}${url}`)).arrayBuffer()), 'frame');
+  const rows: number[] = [];
+  for (let y = 0; y < 8; y++) rows.push(...rgb.data.subarray(y * rgb.width * 3, (y * rgb.width + 8) * 3));
+  return Buffer.from(rows).toString('hex');
+}
+
+t.test('pacing=even, animations and a face-only morph', async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const faces = { image_a: { bytes: await faceFile(21) }, image_b: { bytes: await faceFile(22) } };
+  const res = await postForm(s.base, '/morph', { ...faces, frames: 6, steps: 10, pacing: 'even', animation: 'webp,gif', fps: 8, boomerang: 'true', background: 'a' });
+  t.equal(res.status, 202);
+  const { id } = (await res.json()) as { id: string };
+  await pollJob(s.base, id, finished);
+  const job = (await call(t, s.base, 'GET', `/jobs/${id}`, '/jobs/{id}')).body;
+  t.equal(job.status, 'succeeded', JSON.stringify(job.error ?? ''));
+  t.same(job.progress, { step: 30, total: 30 }, 'one inversion run, then two passes of one sampling run: 10 × (1 + 2)');
+  t.match(job.params, { pacing: 'even', background: 'a', animation: ['webp', 'gif'], fps: 8, boomerang: true });
+  const r = job.result;
+  const alphas = r.images.map((i: { alpha: number }) => i.alpha) as number[];
+  t.equal(alphas[0], 0);
+  t.equal(alphas.at(-1), 1);
+  t.ok(alphas.every((a, i) => i === 0 || a > (alphas[i - 1] as number)), `factors increase: ${alphas.map((a) => a.toFixed(3)).join(' ')}`);
+  t.notSame(alphas, [0, 0.2, 0.4, 0.6, 0.8, 1], 'the factors were re-spaced');
+  t.ok(r.pacing_evenness < r.pacing_evenness_linear, `evenness ${r.pacing_evenness.toFixed(3)} with even pacing, ${r.pacing_evenness_linear.toFixed(3)} linear`);
+
+  t.same(r.animations.map((a: { format: string }) => a.format), ['webp', 'gif']);
+  for (const a of r.animations as Array<{ format: string; url: string; frames: number; fps: number; bytes: number }>) {
+    t.equal(a.url, `/jobs/${id}/animation.${a.format}`);
+    t.equal(a.frames, 10, 'a boomerang of 6 frames shows 6 + 4');
+    const file = await fetch(`${s.base}${a.url}`);
+    t.equal(file.headers.get('content-type'), `image/${a.format}`);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    t.equal(bytes.length, a.bytes);
+    const info = await animationInfo(bytes);
+    t.match(info, { format: a.format, width: 256, height: 256, frames: 10, loop: 0 }, `${a.format}: ${bytes.length} bytes`);
+    t.ok(info.delays.every((d) => Math.abs(d - 125) <= 10), `${a.format}: 8 fps is ${info.delays[0]} ms a frame`);
+  }
+
+  // Face-only: the corner (outside both faces) is face A's photo in every frame.
+  const corners = await Promise.all(r.images.map((i: { url: string }) => corner(s.base, i.url)));
+  t.equal(new Set(corners).size, 1, 'every frame has A\'s background');
+  const plain = await postForm(s.base, '/morph', { ...faces, frames: 3, steps: 10 });
+  const other = await pollJob(s.base, ((await plain.json()) as { id: string }).id, finished);
+  const plainCorners = await Promise.all(other.result.images.map((i: { url: string }) => corner(s.base, i.url)));
+  t.not(plainCorners[0], plainCorners[2], 'without it the background cross-fades');
+  t.equal(other.result.pacing_evenness_linear, undefined, 'linear pacing measures only its one pass');
+  t.ok(other.result.pacing_evenness >= 0);
+  const none = await call(t, s.base, 'GET', `/jobs/${other.id}/animation.webp`, '/jobs/{id}/animation.{format}');
+  t.equal(none.status, 404);
+  t.equal(none.body.error.code, 'DIFFID_ERR_IMAGE_NOT_FOUND');
+});
+
+t.test('morph options that cannot work are refused by name', async (t) => {
+  const s = await startStack(t, { worker: false });
+  const faces = { image_a: { bytes: await faceFile(1) }, image_b: { bytes: await faceFile(2) } };
+  const cases: Array<[Record<string, string | number>, RegExp]> = [
+    [{ alphas: '0,0.5,1', pacing: 'even' }, /"pacing=even" chooses the factors itself: give "frames" \(at least 3\)/],
+    [{ frames: 2, pacing: 'even' }, /give "frames" \(at least 3\)/],
+    [{ frames: 3, animation: 'mp4' }, /"animation" lists formats from webp, gif separated by commas; "mp4" is not one/],
+    [{ frames: 3, animation: 'gif,GIF' }, /"animation" names gif twice/],
+    [{ frames: 3, fps: 0 }, /"fps" must be ≥ 1/],
+    [{ frames: 3, background: 'c' }, /"background" must be one of morph, a, b/],
+    [{ frames: 3, boomerang: 'maybe' }, /"boomerang" must be a boolean/],
+  ];
+  for (const [fields, message] of cases) {
+    const res = await postForm(s.base, '/morph', { ...faces, ...fields });
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    t.equal(res.status, 400, JSON.stringify(fields));
+    t.equal(body.error.code, 'DIFFID_ERR_VALIDATION');
+    t.match(body.error.message, message);
+  }
+});
