@@ -5,7 +5,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeRgb, encodePng } from '@diffid/shared/image';
+import { decodeRgb, encodeAnimation, encodePng } from '@diffid/shared/image';
 import { buildDefaultBundle, loadBundle, writeBundle } from '@diffid/gpu-worker';
 import type { Rgb } from '../services/gpu-worker/src/pixels.ts';
 import { generate } from '../services/gpu-worker/src/pipelines/generate.ts';
@@ -36,9 +36,15 @@ const gen = await generate(stageContext(bundle), { image: [luciano] }, { prompt:
 const m = await morph(stageContext(bundle), { image_a: luciano, image_b: bryan }, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 50, seed: 0 }, 8, () => {});
 await writeFile(join(import.meta.dirname, 'images/generate.png'), await encodePng(row(gen.images.map((g) => g.rgb))));
 await writeFile(join(import.meta.dirname, 'images/morph-strip.png'), await encodePng(row(m.images.map((f) => f.rgb))));
+// The animation: 24 evenly paced frames, forward and back at 12 frames a second.
+const frames = Array.from({ length: 24 }, (_, i) => i / 23);
+const clip = await morph(stageContext(bundle), { image_a: luciano, image_b: bryan }, { alphas: frames, interpolation: 'slerp', prompt: '', steps: 50, seed: 0, pacing: 'even' }, 8, () => {});
+const webp = await encodeAnimation(clip.images.map((f) => f.rgb), { format: 'webp', fps: 12, boomerang: true });
+await writeFile(join(import.meta.dirname, 'images/morph.webp'), webp.bytes);
 process.stdout.write(
   `generate similarities ${gen.images.map((g) => g.facts.arcface_similarity?.toFixed(3)).join(', ')}\n` +
-    `morph A→B: ${m.images.map(({ facts: f }) => `α ${f.alpha}: ${f.arcface_similarity_a?.toFixed(3)}/${f.arcface_similarity_b?.toFixed(3)}`).join('  ')}\n`,
+    `morph A→B: ${m.images.map(({ facts: f }) => `α ${f.alpha}: ${f.arcface_similarity_a?.toFixed(3)}/${f.arcface_similarity_b?.toFixed(3)}`).join('  ')}\n` +
+    `animation: ${webp.frames} frames, ${webp.bytes.length} bytes; pacing evenness ${clip.facts.pacing_evenness?.toFixed(4)} (first, linear pass ${clip.facts.pacing_evenness_linear?.toFixed(4)})\n`,
 );
 await bundle.release();
 await rm(dir, { recursive: true, force: true });
