@@ -9,6 +9,7 @@ export const ERROR_CATALOGUE = {
   VALIDATION: { code: 'DIFFID_ERR_VALIDATION', status: 400, title: 'A request field is missing, malformed or out of range' },
   NOT_MULTIPART: { code: 'DIFFID_ERR_NOT_MULTIPART', status: 415, title: 'The request body must be multipart/form-data' },
   MISSING_FILE: { code: 'DIFFID_ERR_MISSING_FILE', status: 400, title: 'A required image file is missing' },
+  WEBHOOK_REFUSED: { code: 'DIFFID_ERR_WEBHOOK_REFUSED', status: 400, title: 'The webhook URL is not one this service will call' },
   UNEXPECTED_FIELD: { code: 'DIFFID_ERR_UNEXPECTED_FIELD', status: 400, title: 'The request has a field or file this route does not take' },
   UNSUPPORTED_IMAGE: { code: 'DIFFID_ERR_UNSUPPORTED_IMAGE', status: 415, title: 'An uploaded file is not a JPEG, PNG or WebP image that can be decoded' },
   FILE_TOO_LARGE: { code: 'DIFFID_ERR_FILE_TOO_LARGE', status: 413, title: 'An uploaded file or image is larger than allowed' },

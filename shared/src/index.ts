@@ -9,3 +9,4 @@ export * from './settings.ts';
 export * from './provenance.ts';
 export * from './eval-metrics.ts';
 export * from './pacing.ts';
+export * from './webhooks.ts';

@@ -2,6 +2,8 @@
 // Images never travel in job data (BullMQ stores it as JSON); they sit under their own keys with
 // a TTL and the job carries the key names.
 
+import type { WebhookTarget } from './webhooks.ts';
+
 /** Job names as BullMQ sees them. Each must have a handler in the worker, or it refuses to start. */
 export const JOB_KINDS = {
   generate: 'generate',
@@ -117,14 +119,15 @@ export const JOB_INPUTS = {
 export const inputNames = <K extends JobKind>(kind: K) => Object.keys(JOB_INPUTS[kind]) as Array<keyof (typeof JOB_INPUTS)[K] & InputName>;
 
 /**
- * Job data: the kind, its parameters, and the tenant whose API key made it (absent when the API
- * runs without keys). The images sit under jobKeys(prefix, id).input(name, i).
+ * Job data: the kind, its parameters, the tenant whose API key made it (absent when the API runs
+ * without keys), and where to announce its events (webhooks.ts). The images sit under
+ * jobKeys(prefix, id).input(name, i).
  */
 export type JobPayload = (
   | { kind: 'generate'; params: GenerateParams }
   | { kind: 'morph'; params: MorphParams }
   | { kind: 'compare'; params: CompareParams }
-) & { owner?: string };
+) & { owner?: string; webhook?: WebhookTarget };
 
 /** Refuses a per-kind table (handlers, pipelines) that misses a job kind of the contract. */
 export function assertEveryKind(table: Partial<Record<string, unknown>>, what: string): void {

@@ -2,6 +2,7 @@
 // with its default and its check, in one table. Only the entry points call `readSettings`; the
 // rest of the code takes plain options.
 import { fileURLToPath } from 'node:url';
+import { webhookKey } from './webhooks.ts';
 
 /** Where the repository's own writable data goes by default (`var/`, git-ignored). */
 const DEFAULT_DATA_DIR = fileURLToPath(new URL('../../var', import.meta.url));
@@ -34,6 +35,10 @@ function oneOf<const T extends readonly string[]>(values: T) {
 }
 
 const text = (raw: string): string => raw;
+const secret = (raw: string): string | { error: string } => {
+  const key = webhookKey(raw);
+  return Buffer.isBuffer(key) ? raw : key;
+};
 const optionalText = (raw: string): string | undefined => raw;
 
 /** Every setting: its variable, default, check and meaning (the README's table is this one). */
@@ -51,6 +56,8 @@ export const SETTINGS = {
   rateLimitPerMinute: { env: 'DIFFID_RATE_LIMIT_PER_MINUTE', default: 300, parse: int(1, 1_000_000), doc: 'requests per minute per API key, unless its entry says otherwise (Redis-backed: holds across API replicas)' },
   maxJobsPerKey: { env: 'DIFFID_MAX_JOBS_PER_KEY', default: 50, parse: int(1, 1_000_000), doc: 'jobs one key may have queued or running at once' },
   maxQueuedStepsPerKey: { env: 'DIFFID_MAX_QUEUED_STEPS_PER_KEY', default: 100_000, parse: int(1, 1_000_000_000), doc: 'U-Net evaluations of single images one key may have queued or running (a generate job costs steps × images, a morph steps × (2 + frames), frames twice with pacing=even)' },
+  webhookSecret: { env: 'DIFFID_WEBHOOK_SECRET', default: undefined, parse: secret, doc: 'the Standard Webhooks signing secret (whsec_ then base64 of at least 24 random bytes); unset: requests that ask for a webhook get 400' },
+  webhookAllow: { env: 'DIFFID_WEBHOOK_ALLOW', default: undefined, parse: optionalText, doc: 'host names and CIDRs, comma-separated, that webhooks may reach although not public (loopback, private, link-local and reserved addresses are refused otherwise)' },
   maxQueueDepth: { env: 'DIFFID_MAX_QUEUE_DEPTH', default: 10_000, parse: int(1, 10_000_000), doc: 'jobs queued or running in all; past it new jobs get 503 with Retry-After' },
   maxStreamsPerKey: { env: 'DIFFID_MAX_STREAMS_PER_KEY', default: 50, parse: int(1, 100_000), doc: 'event streams one key may hold open on one API process (10 per job)' },
   inputTtlSeconds: { env: 'DIFFID_INPUT_TTL_SECONDS', default: 7 * 86_400, parse: int(60), doc: 'how long uploads wait for a worker' },

@@ -12,6 +12,7 @@ import { accessPlugin, type AccessOptions } from './access-plugin.ts';
 import { keyRing } from './auth.ts';
 import { dashboardRoutes } from './dashboard-plugin.ts';
 import { jobsPlugin } from './jobs-plugin.ts';
+import { webhooksPlugin, type WebhookOptions } from './webhooks-plugin.ts';
 import { createApiMetrics } from './metrics.ts';
 import { openapiDocument } from './openapi.ts';
 import { jobRoutes } from './routes/job-routes.ts';
@@ -20,6 +21,8 @@ import { serviceRoutes } from './routes/service-routes.ts';
 export interface AppOptions extends JobServiceOptions {
   /** API keys and per-key limits; without it the API is open and unlimited per key. */
   access?: AccessOptions & { maxStreamsPerKey: number; adminTenant?: string };
+  /** Webhook signing and the addresses they may go to; without it requests asking for one get 400. */
+  webhooks?: WebhookOptions;
 }
 
 function errorBody(key: ErrorKey, message: string) {
@@ -64,6 +67,7 @@ export const diffIdApi = fp<AppOptions>(
     await app.register(swaggerUi, { routePrefix: '/docs' });
     await app.register(accessPlugin, { keys: options.access?.keys ?? keyRing([]), rateLimitPerMinute: options.access?.rateLimitPerMinute ?? 0, redis: options.redis, prefix: options.prefix });
     await app.register(jobsPlugin, options);
+    await app.register(webhooksPlugin, options);
 
     const metrics = createApiMetrics(() => app.jobs.counts());
     app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));

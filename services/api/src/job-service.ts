@@ -15,6 +15,11 @@ import {
   jobKeys,
   plannedCost,
   plannedImages,
+  announce,
+  webhookQueueName,
+  type DeliveryQueue,
+  type WebhookDelivery,
+  type WebhookTarget,
   type AnimationFormat,
   type BundleInfo,
   type JobKind,
@@ -55,7 +60,8 @@ export type Owner = string | null;
 export type InputFiles<K extends JobKind> = { [N in keyof (typeof JOB_INPUTS)[K]]: Buffer[] };
 
 export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
-  submit<K extends JobKind>(kind: K, params: PayloadOf<K>['params'], files: InputFiles<K>, owner: Owner): Promise<string>;
+  /** Queues a job; `webhook`, when given, was checked by the caller (webhook-policy.ts). */
+  submit<K extends JobKind>(kind: K, params: PayloadOf<K>['params'], files: InputFiles<K>, owner: Owner, webhook?: WebhookTarget): Promise<string>;
   view(id: string, owner: Owner): Promise<JobView | null>;
   cancel(id: string, owner: Owner): Promise<JobView>;
   image(id: string, index: number, owner: Owner): Promise<Buffer | null>;
@@ -84,6 +90,7 @@ async function redisCall<T>(fn: () => Promise<T>): Promise<T> {
 export function createJobService(options: JobServiceOptions): JobService {
   const { redis, prefix, queueName } = options;
   const queue = new Queue<JobPayload, JobResult>(queueName, { connection: redis, prefix });
+  const webhooks = new Queue<WebhookDelivery>(webhookQueueName(queueName), { connection: redis, prefix });
   let bundleCache: { at: number; info: BundleInfo | null } | null = null;
 
   const bundleInfo = async (): Promise<BundleInfo | null> => {
@@ -171,10 +178,10 @@ export function createJobService(options: JobServiceOptions): JobService {
   };
 
   return {
-    async submit(kind, params, files, owner) {
+    async submit(kind, params, files, owner, webhook) {
       const id = randomUUID();
       const keys = jobKeys(prefix, id);
-      const payload = { kind, params, ...(owner === null ? {} : { owner }) } as JobPayload;
+      const payload = { kind, params, ...(owner === null ? {} : { owner }), ...(webhook ? { webhook } : {}) } as JobPayload;
       await redisCall(async () => {
         const cost = plannedCost(payload);
         await admit(owner, cost);
@@ -217,6 +224,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
         await redis.del(...keys.inputs(payload.kind), ...keys.results(plannedImages(payload)), keys.done);
+        await announce(webhooks as DeliveryQueue, payload, id, 'canceled');
       });
       watcher.notify(id);
       return canceled;
@@ -250,6 +258,7 @@ export function createJobService(options: JobServiceOptions): JobService {
     async close() {
       await watcher.close();
       await queue.close();
+      await webhooks.close();
     },
   };
 }

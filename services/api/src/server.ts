@@ -2,9 +2,10 @@
 // settings table). Listens, and exits cleanly on signals.
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { settingsOrExit } from '@diffid/shared';
+import { settingsOrExit, webhookKey } from '@diffid/shared';
 import { buildApp } from './app.ts';
 import { keyRing, parseApiKeys } from './auth.ts';
+import { webhookPolicy } from './webhook-policy.ts';
 
 const settings = settingsOrExit();
 
@@ -25,6 +26,14 @@ if (parsedKeys.problems.length > 0) {
 }
 const keys = keyRing(parsedKeys.tenants);
 keyText = '';
+const policy = webhookPolicy(settings.webhookAllow);
+if ('error' in policy) {
+  process.stderr.write(`invalid DIFFID_WEBHOOK_ALLOW: ${policy.error}\n`);
+  process.exit(2);
+}
+// Checked by the settings table already: a string here is a valid secret.
+const webhookSigningKey = settings.webhookSecret === undefined ? undefined : (webhookKey(settings.webhookSecret) as Buffer);
+
 // Without keys anyone who can reach the port can use the API: listen on loopback unless told.
 const host = settings.host ?? (keys.size > 0 ? '0.0.0.0' : '127.0.0.1');
 
@@ -47,6 +56,7 @@ const app = await buildApp(
     resultTtlSeconds: settings.resultTtlSeconds,
     attempts: settings.jobAttempts,
     limits: { maxJobsPerKey: settings.maxJobsPerKey, maxQueuedStepsPerKey: settings.maxQueuedStepsPerKey, maxQueueDepth: settings.maxQueueDepth },
+    webhooks: { policy, ...(webhookSigningKey ? { key: webhookSigningKey } : {}) },
     access: { keys, rateLimitPerMinute: settings.rateLimitPerMinute, maxStreamsPerKey: settings.maxStreamsPerKey, ...(settings.adminTenant ? { adminTenant: settings.adminTenant } : {}) },
   },
   { logger: { level: settings.logLevel } },

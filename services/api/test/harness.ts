@@ -33,6 +33,7 @@ export interface StackOptions {
   /** API keys and limits, as server.ts passes them from the settings. */
   access?: AppOptions['access'];
   limits?: AppOptions['limits'];
+  webhooks?: AppOptions['webhooks'];
 }
 
 export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
@@ -45,7 +46,7 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
   const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
   await apiRedis.connect();
   const app = await buildApp(
-    { redis: apiRedis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits },
+    { redis: apiRedis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits, webhooks: options.webhooks },
     { logger: false },
   );
   await app.listen({ port: 0, host: '127.0.0.1' });

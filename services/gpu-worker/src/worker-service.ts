@@ -16,14 +16,18 @@
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   DiffIdError,
+  announce,
   bundleInfoKey,
   cancelChannel,
   formatFailure,
   jobKeys,
+  webhookQueueName,
+  type DeliveryQueue,
+  type WebhookEvent,
   type BundleInfo,
   type JobKind,
   type JobPayload,
@@ -126,6 +130,10 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   const attempts = options.jobAttempts ?? 3;
   const metrics = options.metrics ?? createWorkerMetrics();
   const dropInputs = (id: string, kind: JobKind) => options.redis.del(...jobKeys(options.prefix, id).inputs(kind)).catch(() => 0);
+  // Webhook deliveries are queued here and sent by the API processes (services/api/src/webhook-dispatcher.ts).
+  const webhooks = new Queue(webhookQueueName(options.queueName), { connection: options.redis, prefix: options.prefix });
+  const announceEvent = (job: Job<JobPayload, JobResult>, event: WebhookEvent) =>
+    announce(webhooks as unknown as DeliveryQueue, job.data, job.id as string, event).catch((err: Error) => log('webhook_not_queued', { id: job.id, event, err: err.message }));
 
   const worker = new Worker<JobPayload, JobResult>(
     options.queueName,
@@ -137,6 +145,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       const kind = job.data.kind;
       log('job_started', { id, kind, attempt: job.attemptsMade + 1, stalls: job.stalledCounter });
       await options.redis.set(jobKeys(options.prefix, id).owner, JSON.stringify({ worker: name, token }), 'EX', options.resultTtlSeconds);
+      await announceEvent(job, 'start');
       const started = performance.now();
       metrics.wait.observe({ kind }, Math.max(0, Date.now() - job.timestamp) / 1000);
       metrics.busy.set(1);
@@ -187,11 +196,25 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       autorun: true,
     },
   );
-  worker.on('completed', (job) => log('job_succeeded', { id: job.id, kind: job.data.kind, timings_ms: job.returnvalue?.timings_ms }));
+  worker.on('completed', (job) => {
+    log('job_succeeded', { id: job.id, kind: job.data.kind, timings_ms: job.returnvalue?.timings_ms });
+    void announceEvent(job, 'completed');
+  });
   worker.on('failed', (job, err) => {
     log('job_failed', { id: job?.id, kind: job?.data.kind, reason: err.message });
     // A job that will not run again (its tries spent, or its workers lost too often) keeps no uploads.
-    if (job?.id) void job.getState().then((state) => (state === 'failed' ? dropInputs(job.id as string, job.data.kind) : 0), () => 0);
+    // A canceled job was announced as canceled by the API that canceled it.
+    const canceled = err.message.startsWith('DIFFID_ERR_JOB_CANCELED');
+    if (job?.id) {
+      void job.getState().then(
+        async (state) => {
+          if (state !== 'failed') return;
+          await dropInputs(job.id as string, job.data.kind);
+          if (!canceled) await announceEvent(job, 'failed');
+        },
+        () => undefined,
+      );
+    }
   });
   // Redis outages and lost locks surface here; without a listener an 'error' event would end the process.
   worker.on('error', (err) => log('worker_error', { err: err.message }));
@@ -229,6 +252,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
     async close() {
       clearInterval(reaper);
       await worker.close();
+      await webhooks.close();
       await subscriber.quit();
       await inference.close();
     },

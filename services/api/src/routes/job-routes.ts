@@ -57,6 +57,7 @@ export const MAX_STREAMS_PER_JOB = 10;
 
 export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKey: number }): Promise<void> {
   const streams = { perJob: new Map<string, number>(), perOwner: new Map<string, number>() };
+  const webhookOf = (f: Record<string, unknown>) => app.webhooks.target(f.webhook as string | undefined, f.webhook_events as string | undefined);
   const acceptedResponses = {
     200: jobSchema,
     202: { anyOf: [componentSchema('Accepted'), jobSchema] },
@@ -80,7 +81,7 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
       on_missing_face: (f.on_missing_face as OnMissingFace | undefined) ?? DEFAULTS.onMissingFace,
       ...optional('face_index', faceIndexes(f, photos.length)),
     };
-    const id = await app.jobs.submit('generate', params, { image: photos }, request.owner);
+    const id = await app.jobs.submit('generate', params, { image: photos }, request.owner, await webhookOf(f));
     return accepted(app, request, reply, id);
   });
 
@@ -104,13 +105,13 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
       fps: (f.fps as number | undefined) ?? DEFAULTS.fps,
       boomerang: (f.boomerang as boolean | undefined) ?? false,
     };
-    const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner);
+    const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner, await webhookOf(f));
     return accepted(app, request, reply, id);
   });
 
   app.post('/compare', { schema: { response: acceptedResponses } }, async (request, reply) => {
     const form = await readCompare(request);
-    const id = await app.jobs.submit('compare', pairFaceIndexes(form.fields), { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner);
+    const id = await app.jobs.submit('compare', pairFaceIndexes(form.fields), { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner, await webhookOf(form.fields));
     return accepted(app, request, reply, id);
   });
 
