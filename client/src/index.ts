@@ -1,0 +1,160 @@
+// A typed client for Diff-ID Serve. The types are generated from openapi.yaml by openapi-typescript
+// (api-types.ts, `npm run client:types`); requests go through openapi-fetch, so a route, a field or
+// a response shape that the contract does not have does not compile. Helpers add what the raw
+// routes leave to the caller: multipart forms with files, following a job's event stream, and
+// errors as exceptions carrying the API's stable code.
+import createClient, { type Client } from 'openapi-fetch';
+import { EventSourceParserStream } from 'eventsource-parser/stream';
+import type { components, paths } from './api-types.ts';
+
+export type { components, paths };
+export type Job = components['schemas']['Job'];
+export type JobResult = components['schemas']['JobResult'];
+export type Accepted = components['schemas']['Accepted'];
+export type ErrorCode = components['schemas']['ErrorCode'];
+export type AnimationFormat = components['schemas']['Animation']['format'];
+
+/** A file to upload: bytes with an optional name and type (the server decides the type by the bytes). */
+export type Upload = Blob | Uint8Array | { bytes: Uint8Array; name?: string; type?: string };
+
+type FormFields<S> = { [K in keyof S]?: S[K] extends string ? (K extends ImageFields ? never : S[K] | number | boolean) : S[K] };
+type ImageFields = 'image' | 'image_a' | 'image_b';
+export type GenerateRequest = Omit<FormFields<components['schemas']['GenerateForm']>, ImageFields> & { image: Upload | Upload[] };
+export type MorphRequest = Omit<FormFields<components['schemas']['MorphForm']>, ImageFields> & { image_a: Upload; image_b: Upload };
+export type CompareRequest = Omit<FormFields<components['schemas']['CompareForm']>, ImageFields> & { image_a: Upload; image_b: Upload };
+
+export interface ClientOptions {
+  /** The service, e.g. http://localhost:8080. */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer KEY` when the service has API keys. */
+  apiKey?: string;
+  fetch?: typeof fetch;
+}
+
+/** An error answer of the API: its HTTP status, stable code and message. */
+export class DiffIdApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = 'DiffIdApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export const TERMINAL_STATUSES: ReadonlySet<Job['status']> = new Set(['succeeded', 'failed', 'canceled']);
+
+function blobOf(u: Upload, name: string): { blob: Blob; name: string } {
+  if (u instanceof Blob) return { blob: u, name };
+  if (u instanceof Uint8Array) return { blob: new Blob([u]), name };
+  return { blob: new Blob([u.bytes], u.type ? { type: u.type } : {}), name: u.name ?? name };
+}
+
+/** A request object as multipart/form-data: files for the image fields, text for the rest. */
+export function formData(fields: Record<string, unknown>): FormData {
+  const form = new FormData();
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    if (key === 'image' || key === 'image_a' || key === 'image_b') {
+      const list = Array.isArray(value) ? value : [value];
+      list.forEach((u: Upload, i) => {
+        const { blob, name } = blobOf(u, `${key}${list.length > 1 ? `-${i}` : ''}`);
+        form.append(key, blob, name);
+      });
+    } else {
+      form.append(key, String(value));
+    }
+  }
+  return form;
+}
+
+async function fail(response: Response, error: unknown): Promise<never> {
+  const body = error as { error?: { code?: string; message?: string } } | undefined;
+  throw new DiffIdApiError(response.status, body?.error?.code ?? `HTTP_${response.status}`, body?.error?.message ?? response.statusText);
+}
+
+export interface DiffIdClient {
+  /** The openapi-fetch client itself, for routes the helpers do not cover. */
+  raw: Client<paths>;
+  generate(request: GenerateRequest): Promise<Accepted>;
+  morph(request: MorphRequest): Promise<Accepted>;
+  /** A compare; with `waitSeconds` the answer is the finished job when it finishes in time. */
+  compare(request: CompareRequest, waitSeconds?: number): Promise<Accepted | Job>;
+  job(id: string): Promise<Job>;
+  cancel(id: string): Promise<Job>;
+  image(id: string, index: number): Promise<Uint8Array>;
+  animation(id: string, format: AnimationFormat): Promise<Uint8Array>;
+  /** The job's event stream: the job each time its status or progress changes, until it finishes. */
+  events(id: string, signal?: AbortSignal): AsyncGenerator<Job>;
+  /** Follows the job until it finishes; `onUpdate` sees every state on the way. */
+  wait(id: string, options?: { onUpdate?: (job: Job) => void; signal?: AbortSignal }): Promise<Job>;
+}
+
+export function createDiffIdClient(options: ClientOptions): DiffIdClient {
+  const raw = createClient<paths>({
+    baseUrl: options.baseUrl.replace(/\/+$/, ''),
+    ...(options.apiKey ? { headers: { authorization: `Bearer ${options.apiKey}` } } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  const multipart = { bodySerializer: (body: unknown) => formData(body as Record<string, unknown>) };
+  const bytes = async (path: '/jobs/{id}/images/{n}.png' | '/jobs/{id}/animation.{format}', params: Record<string, string | number>): Promise<Uint8Array> => {
+    const { data, error, response } = await raw.GET(path as '/jobs/{id}/images/{n}.png', { params: { path: params as never }, parseAs: 'arrayBuffer' });
+    if (error !== undefined || data === undefined) return fail(response, error);
+    return new Uint8Array(data as unknown as ArrayBuffer);
+  };
+
+  const client: DiffIdClient = {
+    raw,
+    async generate(request) {
+      const { data, error, response } = await raw.POST('/generate', { body: request as never, ...multipart });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data as Accepted;
+    },
+    async morph(request) {
+      const { data, error, response } = await raw.POST('/morph', { body: request as never, ...multipart });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data as Accepted;
+    },
+    async compare(request, waitSeconds) {
+      const { data, error, response } = await raw.POST('/compare', {
+        body: request as never,
+        ...multipart,
+        ...(waitSeconds === undefined ? {} : { params: { header: { Prefer: `wait=${waitSeconds}` } } }),
+      });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async job(id) {
+      const { data, error, response } = await raw.GET('/jobs/{id}', { params: { path: { id } } });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async cancel(id) {
+      const { data, error, response } = await raw.DELETE('/jobs/{id}', { params: { path: { id } } });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    image: (id, index) => bytes('/jobs/{id}/images/{n}.png', { id, n: index }),
+    animation: (id, format) => bytes('/jobs/{id}/animation.{format}', { id, format }),
+    async *events(id, signal) {
+      const { error, response } = await raw.GET('/jobs/{id}/events', { params: { path: { id } }, parseAs: 'stream', ...(signal ? { signal } : {}) });
+      if (error !== undefined || !response.body) return fail(response, error);
+      const stream = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
+      for await (const message of stream) {
+        if (message.event === 'job') yield JSON.parse(message.data) as Job;
+      }
+    },
+    async wait(id, o = {}) {
+      let last: Job | undefined;
+      for await (const job of client.events(id, o.signal)) {
+        last = job;
+        o.onUpdate?.(job);
+        if (TERMINAL_STATUSES.has(job.status)) return job;
+      }
+      // The stream ended without a final state (a proxy cut it): ask once.
+      return last && TERMINAL_STATUSES.has(last.status) ? last : client.job(id);
+    },
+  };
+  return client;
+}

@@ -1,0 +1,117 @@
+// The diffid command end to end against the service: generate, morph with an animation, compare,
+// jobs, --json, exit codes by outcome, and Ctrl-C canceling the job it follows. It runs as users
+// run it — the built bin when `npm run build` made one, else the source under tsx.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { animationInfo, imageInfo } from '@diffid/shared/image';
+import { buildDemoBundle } from '../../services/gpu-worker/src/bundles/demo-bundle.ts';
+import { startStack } from '../../services/api/test/harness.ts';
+import { faceFile } from '../../services/api/test/images.ts';
+import { freePort } from '../../services/api/src/free-port.ts';
+import { tempDir } from '../../services/gpu-worker/test/helpers.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BUILT = join(ROOT, 'client/dist/bin.js');
+const command = existsSync(BUILT) ? [BUILT] : ['--conditions=diffid-source', '--import', 'tsx', join(ROOT, 'client/src/bin.ts')];
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs diffid; `onStderr` may act on what it prints (send Ctrl-C, say). */
+function diffid(args: string[], env: Record<string, string>, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...command, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      onStderr?.(stderr, child);
+    });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+t.test('generate, morph, compare and jobs from the command line', async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const dir = await tempDir(t, 'diffid-cli-');
+  const env = { DIFFID_URL: s.base };
+  for (const [name, seed] of [['a.jpg', 1], ['b.jpg', 2]] as const) await writeFile(join(dir, name), await faceFile(seed));
+
+  const gen = await diffid(['generate', join(dir, 'a.jpg'), '--prompt', 'a portrait', '-n', '2', '--seed', '5', '--steps', '4', '-o', join(dir, 'out')], env);
+  t.equal(gen.code, 0, gen.stderr);
+  t.match(gen.stdout, /image 0, seed 5, similarity 0\.\d{3}\nimage 1, seed 6, similarity/);
+  t.match(gen.stderr, /^job [0-9a-f-]{36}\n/, 'the job id first');
+  t.match(gen.stderr, /succeeded \[[=█░-]+\] 4\/4 steps/, 'a progress bar to the last step');
+  t.same((await readdir(join(dir, 'out'))).sort(), ['generated-0.png', 'generated-1.png']);
+  t.match(await imageInfo(await readFile(join(dir, 'out/generated-1.png'))), { format: 'png', width: 256 });
+
+  const morph = await diffid(['morph', join(dir, 'a.jpg'), join(dir, 'b.jpg'), '--frames', '4', '--steps', '4', '--webp', join(dir, 'm.webp'), '--fps', '10', '--boomerang', '--json'], env);
+  t.equal(morph.code, 0, morph.stderr);
+  const job = JSON.parse(morph.stdout) as { status: string; result: { images: unknown[]; animations: Array<{ frames: number }> } };
+  t.equal(job.status, 'succeeded');
+  t.equal(job.result.images.length, 4);
+  t.match(await animationInfo(await readFile(join(dir, 'm.webp'))), { format: 'webp', frames: 6 }, '4 frames there and 2 back');
+  t.notMatch(morph.stderr, /steps/, 'no progress bar with --json');
+
+  const compare = await diffid(['compare', join(dir, 'a.jpg'), join(dir, 'a.jpg')], env);
+  t.equal(compare.code, 0, compare.stderr);
+  t.match(compare.stdout, /^similarity 1\.0000|^similarity 0\.99\d\d/);
+
+  const id = /job ([0-9a-f-]{36})/.exec(gen.stderr)?.[1] as string;
+  const got = await diffid(['jobs', 'get', id], env);
+  t.match(got.stdout, new RegExp(`job ${id}: generate succeeded, step 4/4`));
+});
+
+t.test('exit codes say what went wrong', async (t) => {
+  const s = await startStack(t);
+  const dir = await tempDir(t, 'diffid-cli-');
+  const env = { DIFFID_URL: s.base };
+  await writeFile(join(dir, 'a.jpg'), await faceFile(3));
+  await writeFile(join(dir, 'not-an-image.jpg'), 'hello');
+
+  const failed = await diffid(['generate', join(dir, 'a.jpg'), '--prompt', 'x', '--steps', '2', '--no-progress', '--json'], { ...env });
+  t.equal(failed.code, 0, 'the tiny bundle generates');
+  const badFace = await diffid(['jobs', 'get', 'no-such-job'], env);
+  t.equal(badFace.code, 2, 'a 4xx answer is exit 2');
+  t.match(badFace.stderr, /DIFFID_ERR_JOB_NOT_FOUND/);
+  const refused = await diffid(['generate', join(dir, 'not-an-image.jpg'), '--prompt', 'x'], env);
+  t.equal(refused.code, 2);
+  t.match(refused.stderr, /DIFFID_ERR_UNSUPPORTED_IMAGE: "image" is not a JPEG, PNG or WebP image/);
+  const usage = await diffid(['generate', join(dir, 'a.jpg')], env);
+  t.equal(usage.code, 2, 'a missing option is a usage error');
+  t.match(usage.stderr, /required option '-p, --prompt <text>' not specified/);
+  const missing = await diffid(['compare', join(dir, 'nope.jpg'), join(dir, 'a.jpg')], env);
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /cannot read .*nope\.jpg: ENOENT/);
+  const down = await diffid(['jobs', 'get', 'x'], { DIFFID_URL: `http://127.0.0.1:${await freePort()}` });
+  t.equal(down.code, 3, 'no service is exit 3');
+  t.match(down.stderr, /cannot reach the service \(ECONNREFUSED\); check --url or DIFFID_URL/);
+});
+
+t.test('Ctrl-C cancels the job being followed', async (t) => {
+  // No worker: the job waits in the queue until the interrupt cancels it.
+  const s = await startStack(t, { worker: false });
+  const dir = await tempDir(t, 'diffid-cli-');
+  await writeFile(join(dir, 'a.jpg'), await faceFile(4));
+  let sent = false;
+  const run = await diffid(['generate', join(dir, 'a.jpg'), '--prompt', 'x'], { DIFFID_URL: s.base }, (text, child) => {
+    if (!sent && /queued \[/.test(text)) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  t.equal(run.code, 130);
+  t.match(run.stderr, /canceling job/);
+  const id = /job ([0-9a-f-]{36})/.exec(run.stderr)?.[1] as string;
+  const view = (await (await fetch(`${s.base}/jobs/${id}`)).json()) as { status: string };
+  t.equal(view.status, 'canceled', 'the job itself was canceled');
+  t.match(run.stdout, new RegExp(`job ${id} canceled`));
+});

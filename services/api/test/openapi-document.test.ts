@@ -1,0 +1,36 @@
+// openapi.yaml is a valid OpenAPI 3.1 document: by the specification's JSON schema
+// (@seriousme/openapi-schema-validator) and by Redocly's structural and recommended rules, which
+// also catch what a schema cannot — a flow-style description whose comma silently split it into
+// stray keys, operations without the security the API applies, a license without its identifier.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { parse } from 'yaml';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { createConfig, lint } from '@redocly/openapi-core';
+
+const FILE = fileURLToPath(new URL('../../../openapi.yaml', import.meta.url));
+const text = await readFile(FILE, 'utf8');
+
+t.test('openapi.yaml validates against the OpenAPI 3.1 schema', async (t) => {
+  const result = await new Validator().validate(parse(text) as Parameters<Validator['validate']>[0]);
+  t.same(result, { valid: true }, JSON.stringify(result.errors ?? [], null, 2).slice(0, 2000));
+});
+
+t.test('Redocly\'s recommended rules find nothing', async (t) => {
+  // Health, readiness, metrics and the document itself take no input, so they have no 4xx answer.
+  const config = await createConfig({ extends: ['recommended'], rules: { 'operation-4xx-response': 'off' } });
+  const problems = await lint({ ref: FILE, config });
+  t.same(problems.map((p) => `${p.severity} ${p.ruleId}: ${p.message} at ${p.location[0]?.pointer}`), []);
+});
+
+t.test('the rules do catch a license with neither identifier nor url', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'diffid-openapi-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const broken = join(dir, 'openapi.yaml');
+  await writeFile(broken, text.replace('    identifier: Apache-2.0\n', ''));
+  const problems = await lint({ ref: broken, config: await createConfig({ extends: ['recommended'] }) });
+  t.ok(problems.some((p) => p.ruleId === 'info-license-strict'), problems.map((p) => p.ruleId).join(', '));
+});
