@@ -49,28 +49,16 @@ async function follow(client: DiffIdClient, g: Globals, id: string, write: (job:
     interrupted = true;
     process.stderr.write(`\ncanceling job ${id}…\n`);
     controller.abort();
+    // Whatever the network does, Ctrl-C ends the program soon (a second one at once).
+    setTimeout(() => process.exit(EXIT.interrupted), 10_000).unref();
   };
   process.on('SIGINT', onSigint);
-  const bar = g.progress === false || g.json ? null : new SingleBar(
-          // Piped or logged (not a terminal), the bar is written as a line every half second.
-          { format: '{status} [{bar}] {value}/{total} steps', stream: process.stderr, hideCursor: true, clearOnComplete: false, noTTYOutput: true, notTTYSchedule: 500 },
-          undefined,
-        );
-  let started = false;
+  const bar = g.progress === false || g.json ? null : progressBar();
   try {
     process.stderr.write(`job ${id}\n`);
     const job = await client.wait(id, {
       signal: controller.signal,
-      onUpdate: (j) => {
-        if (!bar) return;
-        if (!started) {
-          bar.start(j.progress.total, j.progress.step, { status: j.status });
-          started = true;
-        } else {
-          bar.setTotal(j.progress.total);
-          bar.update(j.progress.step, { status: j.status });
-        }
-      },
+      onUpdate: (j) => bar?.update(j.status, j.progress.step, j.progress.total),
     }).catch(async (err: unknown) => {
       if (!interrupted) throw err;
       return client.cancel(id).catch(() => client.job(id));
@@ -91,6 +79,44 @@ async function follow(client: DiffIdClient, g: Globals, id: string, write: (job:
     bar?.stop();
     process.off('SIGINT', onSigint);
   }
+}
+
+const BAR_FORMAT = '{status} [{bar}] {value}/{total} steps';
+
+/**
+ * Progress on stderr: cli-progress's bar on a terminal; piped or logged, a line each time the
+ * status changes or another tenth of the steps is done.
+ */
+function progressBar(): { update(status: string, step: number, total: number): void; stop(): void } {
+  if (process.stderr.isTTY) {
+    const bar = new SingleBar({ format: BAR_FORMAT, stream: process.stderr, hideCursor: true, clearOnComplete: false }, undefined);
+    let started = false;
+    return {
+      update(status, step, total) {
+        if (!started) bar.start(total, step, { status });
+        else {
+          bar.setTotal(total);
+          bar.update(step, { status });
+        }
+        started = true;
+      },
+      stop() {
+        if (started) bar.stop();
+        started = false;
+      },
+    };
+  }
+  let last = { status: '', tenth: -1 };
+  return {
+    update(status, step, total) {
+      const tenth = total > 0 ? Math.floor((10 * step) / total) : 10;
+      if (status === last.status && tenth === last.tenth) return;
+      last = { status, tenth };
+      const filled = total > 0 ? Math.round((40 * step) / total) : 40;
+      process.stderr.write(`${BAR_FORMAT.replace('{status}', status).replace('{bar}', '='.repeat(filled) + '-'.repeat(40 - filled)).replace('{value}', String(step)).replace('{total}', String(total))}\n`);
+    },
+    stop: () => undefined,
+  };
 }
 
 function report(g: Globals, job: Job, text: string): void {
@@ -218,8 +244,12 @@ export function program(run: (action: (client: DiffIdClient, g: Globals) => Prom
     .action((a: string, b: string) =>
       run(async (client, g) => {
         const answer = await client.compare({ image_a: await upload(a), image_b: await upload(b) }, 30);
-        const id = answer.id;
-        return follow(client, g, id, async () => []);
+        // Prefer: wait usually brings the finished job; only a slow queue leaves it to follow.
+        if ('status' in answer && answer.status === 'succeeded') {
+          report(g, answer as Job, summary(answer as Job, []));
+          return EXIT.ok;
+        }
+        return follow(client, g, answer.id, async () => []);
       }),
     );
 

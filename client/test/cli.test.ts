@@ -35,7 +35,12 @@ function diffid(args: string[], env: Record<string, string>, onStderr?: (text: s
       stderr += c.toString();
       onStderr?.(stderr, child);
     });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // A run that hangs is killed, so that the test reports what it printed instead of timing out.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
@@ -108,7 +113,7 @@ t.test('Ctrl-C cancels the job being followed', async (t) => {
       child.kill('SIGINT');
     }
   });
-  t.equal(run.code, 130);
+  t.equal(run.code, 130, run.stderr);
   t.match(run.stderr, /canceling job/);
   const id = /job ([0-9a-f-]{36})/.exec(run.stderr)?.[1] as string;
   const view = (await (await fetch(`${s.base}/jobs/${id}`)).json()) as { status: string };

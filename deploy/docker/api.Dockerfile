@@ -8,6 +8,7 @@ WORKDIR /app
 COPY package.json package-lock.json .npmrc tsconfig.base.json tsconfig.build.json ./
 COPY shared shared
 COPY services services
+COPY client client
 RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 
 # Stage 2: the API's production dependencies only, and the compiled JavaScript.
@@ -23,6 +24,7 @@ RUN node /tmp/only-workspace.mjs services/api \
 COPY --from=build /app/shared/dist shared/dist
 COPY --from=build /app/shared/src/bundle/manifest.schema.json shared/src/bundle/
 COPY --from=build /app/services/api/dist services/api/dist
+COPY services/api/playground services/api/playground
 COPY openapi.yaml ./
 # No HOST here: without API keys the API listens on loopback only; with DIFFID_API_KEYS on every interface.
 ENV NODE_ENV=production PORT=8080

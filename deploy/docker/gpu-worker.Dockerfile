@@ -11,6 +11,7 @@ WORKDIR /app
 COPY package.json package-lock.json .npmrc tsconfig.base.json tsconfig.build.json ./
 COPY shared shared
 COPY services services
+COPY client client
 RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 
 # Stage 2: CUDA runtime, the worker's production dependencies, and the compiled JavaScript.

@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import { DiffIdError } from '@diffid/shared';
 import type { KeyRing } from './auth.ts';
 import type { Owner } from './job-service.ts';
+import { PAGE_PATHS } from './playground-plugin.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,8 +22,11 @@ export interface AccessOptions {
   rateLimitPerMinute: number;
 }
 
-/** Routes that answer without a key: liveness, readiness and metrics for the platform. */
-export const OPEN_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * Routes that answer without a key: liveness, readiness and metrics for the platform, and the
+ * playground's static page (it asks for the key and sends it with its API calls).
+ */
+export const OPEN_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', ...PAGE_PATHS]);
 
 export const accessPlugin = fp<AccessOptions & { redis: Redis; prefix: string }>(
   async (app, options) => {

@@ -17,6 +17,7 @@ import { createApiMetrics } from './metrics.ts';
 import { openapiDocument } from './openapi.ts';
 import { jobRoutes } from './routes/job-routes.ts';
 import { serviceRoutes } from './routes/service-routes.ts';
+import { playgroundRoutes } from './playground-plugin.ts';
 
 export interface AppOptions extends JobServiceOptions {
   /** API keys and per-key limits; without it the API is open and unlimited per key. */
@@ -94,6 +95,7 @@ export const diffIdApi = fp<AppOptions>(
     );
 
     await app.register(serviceRoutes);
+    await app.register(playgroundRoutes);
     await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity });
     await app.register(dashboardRoutes, {
       redis: options.redis,

@@ -1,0 +1,135 @@
+// The playground in a real browser: Debian's Chromium driven by playwright-core (no browser
+// download). Upload real photos (JPEG files), see the images and the detected faces appear, play a
+// morph, compare, see the API's error message; with API keys, the page sends the key it is given.
+// With ../shared/faces present the tour runs again on real photos with the embedded default.
+// DIFFID_SCREENSHOTS=DIR saves a screenshot of each tab of the first run there (docs/images has them).
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { chromium, type Browser } from 'playwright-core';
+import { buildDefaultBundle } from '../../gpu-worker/src/bundles/default-bundle.ts';
+import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
+import { tempDir } from '../../gpu-worker/test/helpers.ts';
+import { keyRing, parseApiKeys } from '../src/auth.ts';
+import { startStack } from './harness.ts';
+import { faceFile } from './images.ts';
+
+const CHROMIUM = process.env.DIFFID_CHROMIUM ?? '/usr/bin/chromium';
+const skip = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it): the playground is not tested in a browser`;
+const SHOTS = process.env.DIFFID_SCREENSHOTS;
+const PHOTOS = join(import.meta.dirname, '../../../../shared/faces/photos');
+
+async function launch(t: Test): Promise<Browser> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // As root in a container Chromium needs --no-sandbox; the rest keep it off this machine's closed network.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  return browser;
+}
+
+/** Generate, morph, compare and an error, as a user does them; screenshots when SHOTS is set. */
+async function tour(t: Test, base: string, photos: { a: string; b: string }, shots?: string): Promise<void> {
+  const browser = await launch(t);
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(err.message));
+  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+
+  const landing = await page.goto(`${base}/`);
+  t.equal(landing?.status(), 200);
+  await page.click('a[href="/playground"]');
+  await page.waitForURL(`${base}/playground`);
+
+  // Generate: choose the photo, submit, watch it finish.
+  await page.setInputFiles('#generate-photos', photos.a);
+  await page.fill('#generate-prompt', 'a portrait photo');
+  await page.fill('#generate-count', '2');
+  await page.fill('#generate-seed', '3');
+  await page.click('#generate-submit');
+  // Waits go through locators: the page's CSP (no eval) refuses string predicates.
+  await page.locator('#generate-results figure img').nth(1).waitFor({ timeout: 60_000 });
+  // Browser-side code sees the DOM; this file is type-checked without the DOM's types (any).
+  t.same(await page.locator('#generate-results img').evaluateAll((imgs) => Promise.all(imgs.map(async (i) => (await (i as any).decode(), (i as any).naturalWidth)))), [256, 256], 'both images decode in the browser');
+  const captions = await page.locator('#generate-results figcaption').allTextContents();
+  t.match(captions, [/^seed 3 · similarity 0\.\d{3}$/, /^seed 4 · similarity/], 'two images with their similarity');
+  t.match(await page.textContent('#generate-status'), /^done in \d+\.\d s$/);
+  t.equal(await page.locator('#generate-previews canvas').getAttribute('data-faces'), '1', 'the face found is drawn on the photo');
+  t.equal(await page.getAttribute('#generate-progress', 'value'), await page.getAttribute('#generate-progress', 'max'), 'the progress bar reached the end');
+  if (shots) await page.screenshot({ path: join(shots, 'playground-generate.png'), fullPage: true });
+
+  // Morph: two photos, even pacing, the animation plays and can be downloaded.
+  await page.click('#tab-morph');
+  await page.setInputFiles('#morph-a', photos.a);
+  await page.setInputFiles('#morph-b', photos.b);
+  await page.fill('#morph-frames', '6');
+  await page.selectOption('#morph-pacing', 'even');
+  await page.click('#morph-submit');
+  await page.waitForSelector('#morph-player:not([hidden])', { timeout: 60_000 });
+  const animation = await page.locator('#morph-animation').evaluate(async (img: any) => {
+    await img.decode();
+    const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+    return { width: img.naturalWidth, riff: String.fromCharCode(...bytes.slice(0, 4)), anim: new TextDecoder().decode(bytes.slice(0, 200)).includes('ANIM') };
+  });
+  t.same(animation, { width: 256, riff: 'RIFF', anim: true }, 'an animated WebP is playing');
+  t.equal(await page.locator('#morph-results figure').count(), 6);
+  t.match(await page.textContent('#morph-pacing-result'), /pacing evenness \d\.\d{3} · 10 frames at 12 a second/);
+  const download = page.waitForEvent('download');
+  await page.click('#morph-download-gif');
+  t.equal((await download).suggestedFilename(), 'morph.gif');
+  if (shots) await page.screenshot({ path: join(shots, 'playground-morph.png'), fullPage: true });
+
+  // Compare.
+  await page.click('#tab-compare');
+  await page.setInputFiles('#compare-a', photos.a);
+  await page.setInputFiles('#compare-b', photos.b);
+  await page.click('#compare-submit');
+  await page.locator('#compare-similarity', { hasText: 'similarity' }).waitFor({ timeout: 60_000 });
+  t.match(await page.textContent('#compare-similarity'), /^similarity -?[01]\.\d{3}$/);
+  t.equal(await page.locator('#compare-previews canvas').count(), 2);
+  if (shots) await page.screenshot({ path: join(shots, 'playground-compare.png'), fullPage: true });
+
+  // An error answer is shown as the API's message.
+  await page.setInputFiles('#compare-b', { name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') });
+  await page.click('#compare-submit');
+  await page.waitForSelector('#compare-error:not([hidden])');
+  t.match(await page.textContent('#compare-error'), /"image_b" is not a JPEG, PNG or WebP image .*\(DIFFID_ERR_UNSUPPORTED_IMAGE\)/);
+  t.same(problems.filter((p) => !/400 \(Bad Request\)|415 \(Unsupported Media Type\)/.test(p)), [], 'no script errors');
+}
+
+t.test('generate, morph and compare in the playground (demo bundle, drawn faces)', { skip }, async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const dir = await tempDir(t, 'diffid-playground-');
+  const photos = { a: join(dir, 'person-a.jpg'), b: join(dir, 'person-b.jpg') };
+  await writeFile(photos.a, await faceFile(31));
+  await writeFile(photos.b, await faceFile(32));
+  await tour(t, s.base, photos, SHOTS);
+});
+
+t.test('the same with real photos on the embedded default (its detector finds the faces)', { skip: skip || (!existsSync(join(PHOTOS, 'max_Luciano.png')) && `../shared/faces is absent (looked in ${PHOTOS})`) }, async (t) => {
+  const s = await startStack(t, { build: buildDefaultBundle });
+  // No screenshots of this run: the photos of ../shared/faces stay out of the repository.
+  await tour(t, s.base, { a: join(PHOTOS, 'max_Luciano.png'), b: join(PHOTOS, 'max_Bryan.png') });
+});
+
+t.test('with API keys the page loads without one and sends the key it is given', { skip }, async (t) => {
+  const key = 'pk-123456789012345678901234';
+  const s = await startStack(t, { build: buildDemoBundle, access: { keys: keyRing(parseApiKeys(`lab:${key}`).tenants), rateLimitPerMinute: 1000, maxStreamsPerKey: 5 } });
+  const dir = await tempDir(t, 'diffid-playground-');
+  await writeFile(join(dir, 'a.jpg'), await faceFile(33));
+  const browser = await launch(t);
+  const page = await browser.newPage();
+  t.equal((await page.goto(`${s.base}/playground`))?.status(), 200, 'the page itself needs no key');
+  await page.setInputFiles('#compare-a', join(dir, 'a.jpg'));
+  await page.setInputFiles('#compare-b', join(dir, 'a.jpg'));
+  await page.click('#tab-compare');
+  await page.click('#compare-submit');
+  await page.waitForSelector('#compare-error:not([hidden])');
+  t.match(await page.textContent('#compare-error'), /needs a key.*DIFFID_ERR_UNAUTHORIZED/);
+  await page.fill('#api-key', key);
+  await page.click('#compare-submit');
+  await page.locator('#compare-similarity', { hasText: 'similarity' }).waitFor({ timeout: 60_000 });
+  t.match(await page.textContent('#compare-similarity'), /^similarity/);
+});
