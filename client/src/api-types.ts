@@ -133,7 +133,7 @@ export interface paths {
             path: {
                 /** @description The job id returned when it was created (a random UUID). */
                 id: components["parameters"]["JobId"];
-                format: "webp" | "gif";
+                format: "webp" | "gif" | "mp4";
             };
             cookie?: never;
         };
@@ -429,8 +429,9 @@ export interface components {
              */
             background: "morph" | "a" | "b";
             /**
-             * @description Animated files to make of the frames, comma-separated: `webp`, `gif` (e.g.
-             *     `webp,gif`). Listed in `result.animations`; the PNG frames stay available.
+             * @description Animated files to make of the frames, comma-separated: `webp`, `gif`, and `mp4`
+             *     (H.264) when the workers have ffmpeg (e.g. `webp,gif`). Listed in
+             *     `result.animations`; the PNG frames stay available.
              */
             animation?: string;
             /**
@@ -559,7 +560,7 @@ export interface components {
             pacing?: "linear" | "even";
             /** @enum {string} */
             background?: "morph" | "a" | "b";
-            animation?: ("webp" | "gif")[];
+            animation?: ("webp" | "gif" | "mp4")[];
             fps?: number;
             boomerang?: boolean;
         };
@@ -583,7 +584,7 @@ export interface components {
         };
         Animation: {
             /** @enum {string} */
-            format: "webp" | "gif";
+            format: "webp" | "gif" | "mp4";
             /** @description Where the file is, e.g. `/jobs/{id}/animation.webp`. */
             url: string;
             /** @description Frames shown, a boomerang's return trip included. */
@@ -969,7 +970,7 @@ export interface operations {
             path: {
                 /** @description The job id returned when it was created (a random UUID). */
                 id: components["parameters"]["JobId"];
-                format: "webp" | "gif";
+                format: "webp" | "gif" | "mp4";
             };
             cookie?: never;
         };
@@ -983,6 +984,7 @@ export interface operations {
                 content: {
                     "image/webp": string;
                     "image/gif": string;
+                    "video/mp4": string;
                 };
             };
             400: components["responses"]["BadRequest"];

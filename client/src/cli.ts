@@ -202,6 +202,7 @@ export function program(run: (action: (client: DiffIdClient, g: Globals) => Prom
     .option('--background <face>', 'a or b: morph the face only, keeping that photo around it')
     .option('--webp <file>', 'write the morph as an animated WebP')
     .option('--gif <file>', 'write the morph as an animated GIF')
+    .option('--mp4 <file>', 'write the morph as an MP4 video (the workers need ffmpeg)')
     .option('--fps <n>', 'animation frame rate', positiveInt('--fps'))
     .option('--boomerang', 'the animation plays forward, then back')
     .option('--steps <n>', 'DDIM steps', positiveInt('--steps'))
@@ -209,7 +210,8 @@ export function program(run: (action: (client: DiffIdClient, g: Globals) => Prom
     .option('-o, --out <dir>', 'write the frames here')
     .action((a: string, b: string, o) =>
       run(async (client, g) => {
-        const animation = [...(o.webp ? ['webp'] : []), ...(o.gif ? ['gif'] : [])] as AnimationFormat[];
+        const files: Partial<Record<AnimationFormat, string>> = { webp: o.webp, gif: o.gif, mp4: o.mp4 };
+        const animation = (Object.keys(files) as AnimationFormat[]).filter((f) => files[f] !== undefined);
         const accepted = await client.morph({
           image_a: await upload(a),
           image_b: await upload(b),
@@ -225,13 +227,13 @@ export function program(run: (action: (client: DiffIdClient, g: Globals) => Prom
           ...(o.prompt === undefined ? {} : { prompt: o.prompt }),
         });
         return follow(client, g, accepted.id, async (job) => {
-          const files = await saveImages(client, job, o.out, 'frame');
+          const written = await saveImages(client, job, o.out, 'frame');
           for (const format of animation) {
-            const file = format === 'webp' ? o.webp : o.gif;
+            const file = files[format] as string;
             await writeFile(file, await client.animation(job.id, format));
-            files.push(file);
+            written.push(file);
           }
-          return files;
+          return written;
         });
       }),
     );

@@ -123,6 +123,11 @@ export async function encodePng(image: RgbImage, xmp?: string): Promise<Buffer> 
   return s.png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
 }
 
+/** The frames an animation shows: forward, then for a boomerang back without repeating either end. */
+export function playOrder<T>(frames: T[], boomerang: boolean): T[] {
+  return boomerang && frames.length > 2 ? [...frames, ...frames.slice(1, -1).reverse()] : frames;
+}
+
 /** What encodeAnimation makes of a sequence of frames. */
 export interface AnimationOptions {
   format: 'webp' | 'gif';
@@ -138,7 +143,7 @@ export interface AnimationOptions {
 export async function encodeAnimation(frames: RgbImage[], o: AnimationOptions): Promise<{ bytes: Buffer; frames: number }> {
   const first = frames[0];
   if (!first) throw new RangeError('an animation needs at least one frame');
-  const shown = o.boomerang && frames.length > 2 ? [...frames, ...frames.slice(1, -1).reverse()] : frames;
+  const shown = playOrder(frames, o.boomerang ?? false);
   const { width, height } = first;
   const frameBytes = width * height * 3;
   const stack = Buffer.alloc(frameBytes * shown.length);

@@ -72,9 +72,13 @@ export type Pacing = 'linear' | 'even';
 /** Where a morph's pixels outside the face come from: the morph itself, or face A's / B's photo. */
 export type MorphBackground = 'morph' | 'a' | 'b';
 
-/** Animated files a morph can be delivered as, besides its PNG frames. */
-export const ANIMATION_FORMATS = ['webp', 'gif'] as const;
-export type AnimationFormat = (typeof ANIMATION_FORMATS)[number];
+/**
+ * Animated files a morph can be delivered as, besides its PNG frames, with their media types.
+ * MP4 needs ffmpeg on the worker (BundleInfo.animations says what the workers can make).
+ */
+export const ANIMATION_TYPES = { webp: 'image/webp', gif: 'image/gif', mp4: 'video/mp4' } as const;
+export type AnimationFormat = keyof typeof ANIMATION_TYPES;
+export const ANIMATION_FORMATS = Object.keys(ANIMATION_TYPES) as AnimationFormat[];
 
 export interface MorphParams {
   alphas: number[];
@@ -239,6 +243,8 @@ export interface BundleInfo {
   face_detector: boolean;
   /** The publishing worker's DIFFID_MAX_BATCH: morph frames per U-Net batch, which sets a morph's step total. */
   max_batch: number;
+  /** The animation formats the publishing worker can write (mp4 only with ffmpeg); absent from workers older than animations. */
+  animations?: AnimationFormat[];
 }
 
 /** Redis key of the bundle info the workers publish. */

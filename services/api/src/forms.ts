@@ -205,8 +205,11 @@ export function morphAlphas(fields: Record<string, unknown>): number[] {
   throw new DiffIdError('VALIDATION', 'give the morph factor: one of alpha, alphas or frames');
 }
 
-/** Parses `animation`: comma-separated formats, each once ([] when not given). */
-export function animationFormats(value: string | undefined): AnimationFormat[] {
+/**
+ * Parses `animation`: comma-separated formats, each once ([] when not given); `available` is what
+ * the workers said they can make, when they said.
+ */
+export function animationFormats(value: string | undefined, available?: readonly AnimationFormat[]): AnimationFormat[] {
   if (value === undefined || value.trim() === '') return [];
   const out: AnimationFormat[] = [];
   for (const raw of value.split(',')) {
@@ -215,6 +218,9 @@ export function animationFormats(value: string | undefined): AnimationFormat[] {
       throw new DiffIdError('VALIDATION', `"animation" lists formats from ${ANIMATION_FORMATS.join(', ')} separated by commas; "${raw.trim().slice(0, 20)}" is not one`);
     }
     if (out.includes(format as AnimationFormat)) throw new DiffIdError('VALIDATION', `"animation" names ${format} twice`);
+    if (available && !available.includes(format as AnimationFormat)) {
+      throw new DiffIdError('VALIDATION', `"animation": ${format} needs ffmpeg on the workers, and this deployment's have none; ${available.join(' and ')} work`);
+    }
     out.push(format as AnimationFormat);
   }
   return out;

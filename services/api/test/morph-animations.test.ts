@@ -1,9 +1,14 @@
 // Morphs people can use: even pacing (two passes, measured), animated WebP and GIF with a frame
 // rate and a boomerang, and a face-only morph that keeps one photo's background. On the demo
 // bundle, whose frames are faces, through real HTTP, Redis and a worker.
+import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import t from 'tap';
 import { animationInfo, decodeRgb } from '@diffid/shared/image';
 import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
+import { tempDir } from '../../gpu-worker/test/helpers.ts';
+import { animationFormats } from '../src/forms.ts';
 import { call } from './contract.ts';
 import { finished, pollJob, postForm, startStack } from './harness.ts';
 import { faceFile } from './images.ts';
@@ -68,7 +73,7 @@ t.test('morph options that cannot work are refused by name', async (t) => {
   const cases: Array<[Record<string, string | number>, RegExp]> = [
     [{ alphas: '0,0.5,1', pacing: 'even' }, /"pacing=even" chooses the factors itself: give "frames" \(at least 3\)/],
     [{ frames: 2, pacing: 'even' }, /give "frames" \(at least 3\)/],
-    [{ frames: 3, animation: 'mp4' }, /"animation" lists formats from webp, gif separated by commas; "mp4" is not one/],
+    [{ frames: 3, animation: 'avi' }, /"animation" lists formats from webp, gif, mp4 separated by commas; "avi" is not one/],
     [{ frames: 3, animation: 'gif,GIF' }, /"animation" names gif twice/],
     [{ frames: 3, fps: 0 }, /"fps" must be ≥ 1/],
     [{ frames: 3, background: 'c' }, /"background" must be one of morph, a, b/],
@@ -81,4 +86,29 @@ t.test('morph options that cannot work are refused by name', async (t) => {
     t.equal(body.error.code, 'DIFFID_ERR_VALIDATION');
     t.match(body.error.message, message);
   }
+});
+
+const ffmpeg = spawnSync('ffmpeg', ['-version'], { stdio: 'ignore' }).status === 0;
+
+t.test('animation=mp4 with ffmpeg on the worker: H.264 at the frame rate asked for', { skip: !ffmpeg && 'no ffmpeg here (Debian: apt-get install ffmpeg; .ci/run installs it): MP4 animations are not tested' }, async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const res = await postForm(s.base, '/morph', { image_a: { bytes: await faceFile(23) }, image_b: { bytes: await faceFile(24) }, frames: 4, steps: 4, animation: 'mp4', fps: 10, boomerang: 'true' });
+  const { id } = (await res.json()) as { id: string };
+  const job = await pollJob(s.base, id, finished);
+  t.equal(job.status, 'succeeded', JSON.stringify(job.error ?? ''));
+  t.match(job.result.animations, [{ format: 'mp4', frames: 6, fps: 10, url: `/jobs/${id}/animation.mp4` }]);
+  const file = await fetch(`${s.base}/jobs/${id}/animation.mp4`);
+  t.equal(file.headers.get('content-type'), 'video/mp4');
+  const bytes = Buffer.from(await file.arrayBuffer());
+  t.equal(bytes.subarray(4, 8).toString('latin1'), 'ftyp', 'an MP4 file');
+  const dir = await tempDir(t, 'diffid-mp4-');
+  await writeFile(join(dir, 'm.mp4'), bytes);
+  const probe = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=codec_name,width,height,r_frame_rate,nb_read_frames', '-of', 'json', join(dir, 'm.mp4')], { encoding: 'utf8' });
+  t.match(JSON.parse(probe.stdout).streams[0], { codec_name: 'h264', width: 256, height: 256, r_frame_rate: '10/1', nb_read_frames: '6' });
+});
+
+t.test('a format the workers cannot make is refused at submission', async (t) => {
+  t.throws(() => animationFormats('webp,mp4', ['webp', 'gif']), /"animation": mp4 needs ffmpeg on the workers, and this deployment's have none; webp and gif work/);
+  t.same(animationFormats('gif, WEBP', ['webp', 'gif']), ['gif', 'webp']);
+  t.same(animationFormats(undefined), []);
 });

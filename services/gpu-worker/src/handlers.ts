@@ -20,7 +20,8 @@ import {
   type JobResult,
   type PayloadOf,
 } from '@diffid/shared';
-import { WORKING_MAX_SIDE, decodeRgb, encodeAnimation, encodePng } from '@diffid/shared/image';
+import { WORKING_MAX_SIDE, decodeRgb, encodeAnimation, encodePng, playOrder } from '@diffid/shared/image';
+import { encodeMp4 } from './video.ts';
 import type { Redis } from 'ioredis';
 import { InferenceCanceled, type InferenceClient } from './inference-client.ts';
 import type { InferenceJob } from './inference-protocol.ts';
@@ -42,6 +43,8 @@ export interface HandlerDeps {
   prefix: string;
   inference: Pick<InferenceClient, 'run' | 'bundle'>;
   resultTtlSeconds: number;
+  /** Whether ffmpeg is here for MP4 animations. */
+  video?: boolean;
 }
 
 /** Refuses a handler table that misses a job kind of the contract (the worker will not start). */
@@ -71,11 +74,17 @@ async function loadInputs(deps: HandlerDeps, id: string, payload: JobPayload): P
 }
 
 /** A morph's animations, in the formats it asked for. */
-async function animate(frames: Rgb[], params: PayloadOf<'morph'>['params']): Promise<Array<{ info: AnimationInfo; bytes: Buffer }>> {
+async function animate(frames: Rgb[], params: PayloadOf<'morph'>['params'], video: boolean): Promise<Array<{ info: AnimationInfo; bytes: Buffer }>> {
   const fps = params.fps ?? DEFAULTS.fps;
   const boomerang = params.boomerang ?? false;
   return Promise.all(
     (params.animation ?? []).map(async (format) => {
+      if (format === 'mp4') {
+        if (!video) throw new DiffIdError('VALIDATION', 'animation=mp4 needs ffmpeg on the worker, and the one that took this job has none; ask for webp or gif');
+        const shown = playOrder(frames, boomerang);
+        const bytes = await encodeMp4(shown, fps);
+        return { info: { format, frames: shown.length, fps, bytes: bytes.length }, bytes };
+      }
       const { bytes, frames: shown } = await encodeAnimation(frames, { format, fps, boomerang });
       return { info: { format, frames: shown, fps, bytes: bytes.length }, bytes };
     }),
@@ -104,7 +113,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
         encodePng(i.rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed: i.facts.seed, params: payload.params, ...(i.facts.alpha === undefined ? {} : { alpha: i.facts.alpha }) })),
       ),
     );
-    const animations = payload.kind === 'morph' ? await animate(output.images.map((i) => i.rgb), payload.params) : [];
+    const animations = payload.kind === 'morph' ? await animate(output.images.map((i) => i.rgb), payload.params, deps.video ?? false) : [];
     ctx.progress({ step: output.total, total: output.total });
     const result: JobResult = {
       images: output.images.map((i, index) => ({ index, width: i.rgb.width, height: i.rgb.height, ...i.facts })),

@@ -19,6 +19,7 @@ import { hostname } from 'node:os';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
+  ANIMATION_FORMATS,
   DiffIdError,
   announce,
   bundleInfoKey,
@@ -37,6 +38,7 @@ import { assertHandlersComplete, createHandlers, type Handler, type HandlerTable
 import { InferenceCanceled, startInference, type InferenceClient } from './inference-client.ts';
 import type { ThreadOptions } from './inference-protocol.ts';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.ts';
+import { ffmpegAvailable } from './video.ts';
 
 export interface WorkerServiceOptions extends ThreadOptions {
   redis: Redis;
@@ -111,7 +113,8 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
     intraOpThreads: options.intraOpThreads,
     maxBatch: options.maxBatch,
   });
-  const deps = { redis: options.redis, prefix: options.prefix, inference, resultTtlSeconds: options.resultTtlSeconds };
+  const video = ffmpegAvailable();
+  const deps = { redis: options.redis, prefix: options.prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video };
   const handlers = (options.handlers ?? createHandlers)(deps);
   try {
     assertHandlersComplete(handlers);
@@ -121,7 +124,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   }
   log('bundle_loaded', { bundle: inference.bundle.name, dir: inference.bundle.dir });
   // The API fills omitted request settings from the bundle's defaults and plans step totals with max_batch.
-  const info: BundleInfo = { ...inference.bundle.info, max_batch: options.maxBatch };
+  const info: BundleInfo = { ...inference.bundle.info, max_batch: options.maxBatch, animations: ANIMATION_FORMATS.filter((f) => f !== 'mp4' || video) };
   await options.redis.set(bundleInfoKey(options.prefix), JSON.stringify(info));
 
   const name = options.name ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;

@@ -1,7 +1,7 @@
 // POST /generate, POST /morph, GET and DELETE /jobs/{id}, result images and the event stream.
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ANIMATION_FORMATS, DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams, type OnMissingFace } from '@diffid/shared';
+import { ANIMATION_FORMATS, ANIMATION_TYPES, DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams, type OnMissingFace } from '@diffid/shared';
 import { isTerminal, jobLinks } from '../job-view.ts';
 import { animationFormats, faceIndexes, formReader, morphAlphas } from '../forms.ts';
 import { componentSchema } from '../openapi.ts';
@@ -101,7 +101,7 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
       ...pairFaceIndexes(f),
       pacing,
       background: (f.background as MorphParams['background'] | undefined) ?? DEFAULTS.background,
-      animation: animationFormats(f.animation as string | undefined),
+      animation: animationFormats(f.animation as string | undefined, (await app.jobs.bundleInfo())?.animations),
       fps: (f.fps as number | undefined) ?? DEFAULTS.fps,
       boomerang: (f.boomerang as boolean | undefined) ?? false,
     };
@@ -144,7 +144,7 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
         if (!(await app.jobs.view(id, request.owner))) throw notFound(id);
         throw new DiffIdError('IMAGE_NOT_FOUND', `job ${id} has no ${format} animation; ask for one with animation=${format} on POST /morph (see result.animations)`);
       }
-      return reply.type(`image/${format}`).header('cache-control', 'private, max-age=3600, immutable').send(bytes);
+      return reply.type(ANIMATION_TYPES[format]).header('cache-control', 'private, max-age=3600, immutable').send(bytes);
     });
   }
 
