@@ -54,5 +54,5 @@ t.test('even pacing samples the frames twice: planned steps and cost count both 
   t.equal(plannedSteps(even(9, 50), 8), 50 * (1 + 2 * 2), 'one inversion run, then 2 passes of 2 batches');
   t.equal(plannedCost(even(24, 10)), 10 * (2 + 2 * 24));
   t.equal(plannedCost(morph(24, 10)), 10 * (2 + 24), 'linear (or left out, as in jobs queued before pacing existed): one pass');
-  t.same(jobKeys('p', 'j').results(2), ['p:job:j:result:0', 'p:job:j:result:1', 'p:job:j:animation:webp', 'p:job:j:animation:gif']);
+  t.same(jobKeys('p', 'j').results(2), ['p:job:j:result:0', 'p:job:j:result:1', 'p:job:j:animation:webp', 'p:job:j:animation:gif', 'p:job:j:animation:mp4']);
 });

@@ -1,8 +1,10 @@
 // DDIM sampling (paper eq. 25) with classifier-free guidance: both branches in one batched U-Net
-// call per step, each image's guided noise combined on its own.
-import { classifierFreeGuidance, ddimStep, samplingStepAlphas, samplingTimesteps } from '@diffid/shared';
+// call per step. The loop's host work is one copy of the latents into the guidance half of the
+// sample batch and one fused guidance + DDIM pass over them: the sample batch and the
+// conditioning batch are made once, and the U-Net's output is read where onnxruntime put it.
+import { ddimStep, guidedDdimStep, samplingStepAlphas, samplingTimesteps } from '@diffid/shared';
 import type { StageContext, StepHook } from './context.ts';
-import { predictNoise } from './predict-noise.ts';
+import { unetRunner } from './predict-noise.ts';
 
 export interface DenoiseRequest {
   /** z_T per image; not modified. */
@@ -15,26 +17,37 @@ export interface DenoiseRequest {
   onStep: StepHook;
 }
 
+/** Rows of the same length laid end to end. */
+function concat(rows: Float32Array[], size: number): Float32Array {
+  const out = new Float32Array(rows.length * size);
+  rows.forEach((r, i) => out.set(r, i * size));
+  return out;
+}
+
 export async function denoise(ctx: StageContext, req: DenoiseRequest): Promise<Float32Array[]> {
   const { schedule } = ctx;
+  const d = ctx.bundle.dims;
   const prediction = schedule.config.prediction_type;
-  const z = req.latents.map((l) => Float32Array.from(l));
+  const size = d.latentChannels * d.latentHeight * d.latentWidth;
+  const n = req.latents.length;
   const guided = req.guidanceScale > 1;
-  if (guided && req.unconditional?.length !== z.length) throw new Error('guidance > 1 needs one unconditional conditioning per image');
-  const n = z.length;
+  if (guided && req.unconditional?.length !== n) throw new Error('guidance > 1 needs one unconditional conditioning per image');
+  const contextSize = d.conditioningTokens * d.conditioningWidth;
+  // Rows [0, n) are the latents z, updated in place; with guidance rows [n, 2n) repeat them, and
+  // the conditioning is [unconditional; conditional] to match.
+  const rows = guided ? 2 * n : n;
+  const sample = new Float32Array(rows * size);
+  req.latents.forEach((l, i) => sample.set(l, i * size));
+  const context = guided ? concat([...(req.unconditional as Float32Array[]), ...req.conditioning], contextSize) : concat(req.conditioning, contextSize);
+  const unet = unetRunner(ctx, rows, context);
+  const z = sample.subarray(0, n * size);
   for (const t of samplingTimesteps(schedule.config, req.steps)) {
     req.onStep();
     const { alphaBarT, alphaBarPrev } = samplingStepAlphas(schedule, req.steps, t);
-    if (guided) {
-      const out = await predictNoise(ctx, [...z, ...z], [...(req.unconditional as Float32Array[]), ...req.conditioning], t);
-      for (let i = 0; i < n; i++) {
-        const eps = classifierFreeGuidance(out[i] as Float32Array, out[n + i] as Float32Array, req.guidanceScale);
-        ddimStep(z[i] as Float32Array, eps, alphaBarT, alphaBarPrev, prediction, z[i]);
-      }
-    } else {
-      const out = await predictNoise(ctx, z, req.conditioning, t);
-      for (let i = 0; i < n; i++) ddimStep(z[i] as Float32Array, out[i] as Float32Array, alphaBarT, alphaBarPrev, prediction, z[i]);
-    }
+    if (guided) sample.copyWithin(n * size, 0, n * size);
+    const eps = await unet.run(sample, t);
+    if (guided) guidedDdimStep(z, eps.subarray(0, n * size), eps.subarray(n * size, 2 * n * size), req.guidanceScale, alphaBarT, alphaBarPrev, prediction);
+    else ddimStep(z, eps.subarray(0, n * size), alphaBarT, alphaBarPrev, prediction, z);
   }
-  return z;
+  return Array.from({ length: n }, (_, i) => z.slice(i * size, (i + 1) * size));
 }
