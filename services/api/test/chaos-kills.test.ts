@@ -5,6 +5,9 @@ import type { ChildProcess } from 'node:child_process';
 import t from 'tap';
 import { PREFIX, account, haveRedis, lab, ownerOf, processOf, settle, sleep, submit, waitForWorkers } from './chaos-lab.ts';
 
+// Worker processes start, get killed and recover: minutes on a loaded 2-core machine, not the default 2.
+t.setTimeout(300_000);
+
 t.test('workers SIGKILLed during jobs, one job twice: every job succeeds once, within the attempts', { skip: !haveRedis && 'redis-server is not installed' }, async (t) => {
   const l = await lab(t, { DIFFID_LOCK_SECONDS: '60', DIFFID_JOB_ATTEMPTS: '3' });
   l.spawnWorker();

@@ -3,7 +3,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { DiffIdError, errorKeyOf } from '@diffid/shared';
-import type { InferenceJob, InferenceOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
+import { CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
 
 // Built code (dist/*.js) starts the thread's module itself. Under tsx (development and tests) a
 // worker thread does not inherit tsx's loader, so a plain-JS shim registers it first.
@@ -30,8 +30,15 @@ export class InferenceThreadLost extends Error {
 export interface RunOptions {
   /** Aborting it stops the job at its next step; the run then rejects with InferenceCanceled. */
   signal?: AbortSignal;
+  /**
+   * Steps done and planned, sampled from the job's control block every PROGRESS_INTERVAL_MS while
+   * it runs, when the count moved (not once per step: a message per step cost the thread time).
+   */
   onProgress?: (step: number, total: number) => void;
 }
+
+/** How often a running job's progress is read and passed on. */
+export const PROGRESS_INTERVAL_MS = 200;
 
 export interface InferenceClient {
   readonly bundle: Extract<ThreadMessage, { type: 'ready' }>['bundle'];
@@ -47,7 +54,6 @@ export interface InferenceClient {
 interface Pending {
   resolve: (o: InferenceOutput) => void;
   reject: (e: Error) => void;
-  onProgress: (step: number, total: number) => void;
   cancel: () => void;
   /** Set when the thread is being replaced: a stop then means "retry", not "canceled". */
   superseded: boolean;
@@ -105,7 +111,6 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       if (!('requestId' in m)) return;
       const p = pending.get(m.requestId);
       if (!p) return;
-      if (m.type === 'progress') return p.onProgress(m.step, m.total);
       pending.delete(m.requestId);
       if (m.type === 'done') p.resolve(m.output);
       else if (m.type === 'canceled' && p.superseded) p.reject(new InferenceThreadLost('the inference thread was replaced during the job'));
@@ -133,21 +138,35 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
     run(job, { signal, onProgress = () => {} } = {}) {
       if (signal?.aborted) return Promise.reject(new InferenceCanceled());
       const requestId = nextId++;
-      const cancel = new SharedArrayBuffer(4);
-      const flag = new Int32Array(cancel);
-      const stop = () => Atomics.store(flag, 0, 1);
+      const shared = new SharedArrayBuffer(CONTROL_BYTES);
+      const control = new Int32Array(shared);
+      const stop = () => Atomics.store(control, CONTROL.CANCEL, 1);
       signal?.addEventListener('abort', stop, { once: true });
+      // Progress is read from the control block, at most every PROGRESS_INTERVAL_MS and only when it moved.
+      let reported = -1;
+      const sample = () => {
+        const step = Atomics.load(control, CONTROL.STEP);
+        const total = Atomics.load(control, CONTROL.TOTAL);
+        if (total > 0 && step !== reported) {
+          reported = step;
+          onProgress(step, total);
+        }
+      };
+      const sampler = setInterval(sample, PROGRESS_INTERVAL_MS);
       let entry: Pending | undefined;
       const result = new Promise<InferenceOutput>((resolve, reject) => {
-        entry = { resolve, reject, onProgress, cancel: stop, superseded: false, settled: Promise.resolve() };
+        entry = { resolve, reject, cancel: stop, superseded: false, settled: Promise.resolve() };
       });
       (entry as Pending).settled = result.then(
         () => undefined,
         () => undefined,
       );
-      void (entry as Pending).settled.then(() => signal?.removeEventListener('abort', stop));
+      void (entry as Pending).settled.then(() => {
+        clearInterval(sampler);
+        signal?.removeEventListener('abort', stop);
+      });
       pending.set(requestId, entry as Pending);
-      const request: ThreadRequest = { requestId, job, cancel };
+      const request: ThreadRequest = { requestId, job, control: shared };
       worker.postMessage(request);
       return result;
     },

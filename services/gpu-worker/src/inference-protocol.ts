@@ -34,18 +34,25 @@ export interface InferenceOutput extends PipelineOutput {
   total: number;
 }
 
-/** Main → thread. `cancel` holds one Int32 that the main thread sets to 1 to stop the job. */
+/**
+ * Slots of a job's shared control block (Int32): the main thread sets CANCEL to 1 to stop the
+ * job; the thread keeps STEP (U-Net steps done) and TOTAL (planned) there, and the main thread
+ * reads them when it publishes progress — no message per step.
+ */
+export const CONTROL = { CANCEL: 0, STEP: 1, TOTAL: 2 } as const;
+export const CONTROL_BYTES = 3 * Int32Array.BYTES_PER_ELEMENT;
+
+/** Main → thread. */
 export interface ThreadRequest {
   requestId: number;
   job: InferenceJob;
-  cancel: SharedArrayBuffer;
+  control: SharedArrayBuffer;
 }
 
 /** Thread → main. */
 export type ThreadMessage =
   | { type: 'ready'; bundle: { name: string; dir: string; digest: string; dims: BundleDims; info: Omit<BundleInfo, 'max_batch'> } }
   | { type: 'fatal'; code: string; message: string }
-  | { type: 'progress'; requestId: number; step: number; total: number }
   | { type: 'done'; requestId: number; output: InferenceOutput }
   | { type: 'canceled'; requestId: number }
   | { type: 'failed'; requestId: number; code: string; message: string };

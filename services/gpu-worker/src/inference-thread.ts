@@ -1,11 +1,12 @@
 // Runs inside a worker_threads thread: loads the bundle and runs pipelines, so that
 // onnxruntime's blocking session.run never stalls the main thread's event loop (BullMQ renews
-// job locks there). Talks to the main thread only through messages and one shared cancel flag.
+// job locks there). Talks to the main thread through messages and one shared control block per
+// job (cancel flag and step counter, inference-protocol.ts).
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
-import type { InferenceJob, InferenceJobOf, InferenceOutput, PipelineOutput, ThreadMessage, ThreadOptions, ThreadRequest } from './inference-protocol.ts';
+import { CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
 import { morph } from './pipelines/morph.ts';
@@ -30,12 +31,14 @@ assertEveryKind(PIPELINES, 'the inference thread');
 
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-async function run(bundleCtx: StageContext, job: InferenceJob, requestId: number, flag: Int32Array): Promise<InferenceOutput> {
+async function run(bundleCtx: StageContext, job: InferenceJob, control: Int32Array): Promise<InferenceOutput> {
   const total = plannedSteps(job.payload, options.maxBatch);
+  Atomics.store(control, CONTROL.TOTAL, total);
   let begun = 0;
+  // Called before each U-Net step: stop if canceled, else count the steps done so far.
   const onStep = () => {
-    if (Atomics.load(flag, 0) !== 0) throw new Canceled();
-    post({ type: 'progress', requestId, step: begun, total });
+    if (Atomics.load(control, CONTROL.CANCEL) !== 0) throw new Canceled();
+    Atomics.store(control, CONTROL.STEP, begun);
     begun++;
   };
   const ctx = stageContext(bundleCtx.bundle, bundleCtx.schedule);
@@ -60,8 +63,7 @@ try {
     },
   });
   port.on('message', (request: ThreadRequest) => {
-    const flag = new Int32Array(request.cancel);
-    run(ctx, request.job, request.requestId, flag).then(
+    run(ctx, request.job, new Int32Array(request.control)).then(
       (output) => post({ type: 'done', requestId: request.requestId, output }, output.images.map((i) => i.rgb.data.buffer as ArrayBuffer)),
       (err: unknown) => {
         if (err instanceof Canceled) return post({ type: 'canceled', requestId: request.requestId });

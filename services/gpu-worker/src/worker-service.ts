@@ -152,7 +152,8 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       const started = performance.now();
       metrics.wait.observe({ kind }, Math.max(0, Date.now() - job.timestamp) / 1000);
       metrics.busy.set(1);
-      let lastStep = started;
+      // Progress arrives sampled (every 200 ms at most): a step's time is the mean over the steps between samples.
+      let last = { at: started, step: 0 };
       const ended = (outcome: string) => {
         metrics.busy.set(0);
         metrics.duration.observe({ kind, outcome: outcome === 'ok' ? 'ok' : 'error' }, (performance.now() - started) / 1000);
@@ -164,8 +165,9 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
           signal: signal ?? new AbortController().signal,
           progress: (p) => {
             const now = performance.now();
-            if (p.step > 0) metrics.step.observe((now - lastStep) / 1000);
-            lastStep = now;
+            const steps = p.step - last.step;
+            for (let k = 0; k < steps; k++) metrics.step.observe((now - last.at) / 1000 / steps);
+            if (steps > 0) last = { at: now, step: p.step };
             void job.updateProgress(p).catch(() => undefined);
           },
         });
