@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { TEST_REDIS_URL } from '@diffid/shared/testing';
+import { TEST_REDIS_URL, redisScope } from '@diffid/shared/testing';
 import { keyRing, parseApiKeys } from '../src/auth.ts';
 import { freePort } from '../src/free-port.ts';
 import { assertContract } from './contract.ts';
@@ -132,15 +132,24 @@ t.test('per-key limits: requests per minute, jobs in flight, queued steps; the q
 
 t.test('without keys the API listens on loopback only, and says so', async (t) => {
   const port = await freePort();
+  // Its own key prefix, removed once the server has stopped (its queues leave their meta keys).
+  const scope = await redisScope('loopback');
   const child = spawn(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/api/src/server.ts'], {
     cwd: fileURLToPath(new URL('../../..', import.meta.url)),
-    env: { PATH: process.env.PATH, REDIS_URL: TEST_REDIS_URL, PORT: String(port), DIFFID_REDIS_PREFIX: 'diffid-test-loopback', LOG_LEVEL: 'info' },
+    env: { PATH: process.env.PATH, REDIS_URL: TEST_REDIS_URL, PORT: String(port), DIFFID_REDIS_PREFIX: scope.prefix, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  t.teardown(() => void child.kill('SIGTERM'));
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await scope.cleanup();
+  });
   for (let i = 0; i < 200 && !/listening only|loopback/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
   t.match(out, /no API keys configured \(DIFFID_API_KEYS\): listening on loopback only/);
   t.match(out, new RegExp(`127\\.0\\.0\\.1:${port}`), 'bound to 127.0.0.1');
