@@ -101,15 +101,17 @@ async function uprightSize(bytes: Uint8Array): Promise<{ width: number; height: 
 }
 
 /**
- * Checks that an upload decodes in full — truncated or corrupt data is refused — while holding
- * only a small thumbnail, so that checking a 40-megapixel PNG costs little memory. Returns its
- * size as shown (after EXIF orientation).
+ * Checks an upload from its header alone — format, size as shown (after EXIF orientation),
+ * pixel count and proportions — without decoding its pixels: the API takes uploads at this cost
+ * and leaves decoding to the worker, which refuses data that does not decode in full (the job
+ * then fails with UNSUPPORTED_IMAGE, naming the input).
  */
 export async function checkImage(bytes: Uint8Array, label = 'image'): Promise<{ width: number; height: number }> {
   const format = formatOf(bytes, label);
   try {
     const size = checkProportions(await uprightSize(bytes), label);
-    await open(bytes).resize(64, 64, { fit: 'inside' }).raw().toBuffer();
+    if (!(size.width > 0 && size.height > 0)) throw new Error('the header gives no size');
+    if (size.width * size.height > MAX_INPUT_PIXELS) throw new DiffIdError('FILE_TOO_LARGE', `${label}: the image has more than ${MAX_INPUT_PIXELS} pixels`);
     return size;
   } catch (err) {
     throw err instanceof DiffIdError ? err : decodeError(err, label, format);
