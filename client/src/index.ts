@@ -140,9 +140,22 @@ export function createDiffIdClient(options: ClientOptions): DiffIdClient {
     async *events(id, signal) {
       const { error, response } = await raw.GET('/jobs/{id}/events', { params: { path: { id } }, parseAs: 'stream', ...(signal ? { signal } : {}) });
       if (error !== undefined || !response.body) return fail(response, error);
-      const stream = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
-      for await (const message of stream) {
-        if (message.event === 'job') yield JSON.parse(message.data) as Job;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
+      // Each read races the signal: an abort must end the wait even where it does not reach the
+      // stream (it did not, now and then, once the first event had been read).
+      const aborted = new Promise<never>((_, reject) => {
+        if (signal?.aborted) reject(signal.reason);
+        signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+      });
+      aborted.catch(() => undefined);
+      try {
+        for (;;) {
+          const { value, done } = await Promise.race([reader.read(), aborted]);
+          if (done) return;
+          if (value.event === 'job') yield JSON.parse(value.data) as Job;
+        }
+      } finally {
+        reader.cancel().catch(() => undefined);
       }
     },
     async wait(id, o = {}) {
