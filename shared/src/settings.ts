@@ -67,7 +67,7 @@ export const SETTINGS = {
   modelDir: { env: 'DIFFID_MODEL_DIR', default: undefined, parse: optionalText, doc: 'model bundle directory; unset: the embedded default bundle' },
   dataDir: { env: 'DIFFID_DATA_DIR', default: DEFAULT_DATA_DIR, parse: text, doc: 'where the embedded default bundle is generated' },
   executionProvider: { env: 'DIFFID_EXECUTION_PROVIDER', default: 'cpu', parse: oneOf(EXECUTION_PROVIDERS), doc: 'onnxruntime execution provider' },
-  intraOpThreads: { env: 'DIFFID_INTRA_OP_THREADS', default: 0, parse: int(0, 1024), doc: 'onnxruntime threads per operator; 0 lets it choose' },
+  intraOpThreads: { env: 'DIFFID_INTRA_OP_THREADS', default: 0, parse: int(0, 1024), doc: 'onnxruntime threads per operator; 0: one fewer than the machine’s cores (at least 1), leaving a core to the worker’s own threads' },
   workerMetricsPort: { env: 'DIFFID_WORKER_METRICS_PORT', default: undefined, parse: int(1, 65_535), doc: 'a worker serves its Prometheus metrics on this port at /metrics; unset: not served' },
   maxBatch: { env: 'DIFFID_MAX_BATCH', default: 8, parse: int(1, 64), doc: 'most morph frames in one U-Net batch; give every worker on one Redis the same value (it sets a morph’s step total)' },
 } as const satisfies Record<string, Setting<unknown>>;

@@ -48,7 +48,7 @@ await app.listen({ port: 0, host: '127.0.0.1' });
 const port = (app.server.address() as { port: number }).port;
 const worker = await startWorkerService({
   redis: scope.redis, prefix: scope.prefix, queueName: 'jobs', resultTtlSeconds: 600,
-  modelDir: bundleDir, executionProvider: 'cpu', intraOpThreads: 0, maxBatch: 8,
+  modelDir: bundleDir, executionProvider: 'cpu', intraOpThreads: Number(process.env.BENCH_INTRA_OP ?? 0), maxBatch: 8,
 });
 const base = `http://127.0.0.1:${port}`;
 

@@ -3,6 +3,7 @@
 
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DiffIdError, type ExecutionProvider } from '@diffid/shared';
@@ -36,7 +37,7 @@ export type { ExecutionProvider };
 
 export interface SessionOptions {
   executionProvider: ExecutionProvider;
-  /** Threads for one operator; 0 lets onnxruntime choose. */
+  /** Threads for one operator; 0: defaultIntraOpThreads(). */
   intraOpThreads?: number;
 }
 
@@ -79,6 +80,16 @@ function cudaLibraryInstalled(): boolean {
   return readdirSync(bin).some((napi) => existsSync(join(bin, napi, process.platform, process.arch, 'libonnxruntime_providers_cuda.so')));
 }
 
+/**
+ * One fewer operator thread than the machine has cores (at least one): the worker's main thread
+ * and the JavaScript between graphs on the inference thread need a core of their own. On the
+ * 2-core dev machine this (1) made the default bundle's jobs 10–24 % faster end to end than
+ * onnxruntime's own choice or 2 (docs/benchmarks.md).
+ */
+export function defaultIntraOpThreads(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
+
 /** Opens a graph file with the requested execution provider; fails clearly when it is absent. */
 export async function openGraph(path: string, options: SessionOptions): Promise<Graph> {
   if (!availableProviders().includes(options.executionProvider)) {
@@ -91,7 +102,7 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
   const session = await ort.InferenceSession.create(path, {
     executionProviders: [options.executionProvider],
     graphOptimizationLevel: 'all',
-    intraOpNumThreads: options.intraOpThreads ?? 0,
+    intraOpNumThreads: options.intraOpThreads || defaultIntraOpThreads(),
   });
   const signature: GraphSignature = { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) };
   const halfInputs = new Set(signature.inputs.filter((i) => i.dtype === 'float16').map((i) => i.name));
