@@ -25,9 +25,6 @@ export const LIMITS = {
   maxPromptChars: 1000,
   maxAlphas: 64,
   maxSeed: 2 ** 32 - 1,
-  /** Frame rate of a morph animation. */
-  minFps: 1,
-  maxFps: 50,
 } as const;
 
 export const DEFAULTS = {

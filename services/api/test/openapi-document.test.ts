@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parse } from 'yaml';
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { DEFAULTS } from '@diffid/shared';
 import { createConfig, lint } from '@redocly/openapi-core';
 
 const FILE = fileURLToPath(new URL('../../../openapi.yaml', import.meta.url));
@@ -33,4 +34,16 @@ t.test('the rules do catch a license with neither identifier nor url', async (t)
   await writeFile(broken, text.replace('    identifier: Apache-2.0\n', ''));
   const problems = await lint({ ref: broken, config: await createConfig({ extends: ['recommended'] }) });
   t.ok(problems.some((p) => p.ruleId === 'info-license-strict'), problems.map((p) => p.ruleId).join(', '));
+});
+
+t.test('the defaults the forms document are the ones the routes apply', async (t) => {
+  const schemas = (parse(text) as { components: { schemas: Record<string, { properties: Record<string, { default?: unknown }> }> } }).components.schemas;
+  const documented = (form: string, field: string) => schemas[form]?.properties[field]?.default;
+  t.equal(documented('GenerateForm', 'num_images'), DEFAULTS.numImages);
+  t.equal(documented('GenerateForm', 'on_missing_face'), DEFAULTS.onMissingFace);
+  t.equal(documented('MorphForm', 'steps'), DEFAULTS.morphSteps);
+  t.equal(documented('MorphForm', 'interpolation'), DEFAULTS.interpolation);
+  t.equal(documented('MorphForm', 'pacing'), DEFAULTS.pacing);
+  t.equal(documented('MorphForm', 'background'), DEFAULTS.background);
+  t.equal(documented('MorphForm', 'fps'), DEFAULTS.fps);
 });

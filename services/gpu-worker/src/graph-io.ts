@@ -17,15 +17,18 @@ export interface FixedFeed {
   tensor: Tensor;
 }
 
+/** Rows of `size` values each, end to end in one array. */
+export function concatRows(rows: ArrayLike<number>[], size: number): Float32Array {
+  const data = new Float32Array(rows.length * size);
+  rows.forEach((r, i) => data.set(r, i * size));
+  return data;
+}
+
 function batchOf(rows: Array<Float32Array | Int32Array>, port: ResolvedPort, rowDims: number[]): Tensor {
   const size = rowDims.reduce((a, b) => a * b, 1);
   const dims = [rows.length, ...rowDims];
   // float16 ports take float32 here: the graph converts at its boundary (onnx.ts).
-  if (port.dtype === 'float32' || port.dtype === 'float16') {
-    const data = new Float32Array(rows.length * size);
-    rows.forEach((r, i) => data.set(r, i * size));
-    return { dtype: 'float32', data, dims };
-  }
+  if (port.dtype === 'float32' || port.dtype === 'float16') return { dtype: 'float32', data: concatRows(rows, size), dims };
   if (port.dtype === 'int32' || port.dtype === 'int64') {
     const data = port.dtype === 'int32' ? new Int32Array(rows.length * size) : new BigInt64Array(rows.length * size);
     rows.forEach((r, i) => {

@@ -97,10 +97,14 @@ export function resizeRgb(img: Rgb, width: number, height: number, filter: Filte
 }
 
 /** The centred crop of the given size (Pillow/torchvision rounding of the offset). */
+/** The top-left corner of a width × height box centred on an image (rounded as centerCrop cuts it). */
+function centredOrigin(img: { width: number; height: number }, width: number, height: number): { left: number; top: number } {
+  return { left: Math.round((img.width - width) / 2), top: Math.round((img.height - height) / 2) };
+}
+
 export function centerCrop(img: Rgb, width: number, height: number): Rgb {
   if (width > img.width || height > img.height) throw new RangeError(`crop ${width}×${height} exceeds image ${img.width}×${img.height}`);
-  const left = Math.round((img.width - width) / 2);
-  const top = Math.round((img.height - height) / 2);
+  const { left, top } = centredOrigin(img, width, height);
   const data = new Uint8Array(width * height * 3);
   for (let y = 0; y < height; y++) {
     const from = ((top + y) * img.width + left) * 3;
@@ -129,9 +133,15 @@ export function blendByMask(inside: Rgb, outside: Rgb, mask: Float32Array): Rgb 
   return { data, width: inside.width, height: inside.height };
 }
 
+/** Where squarePortrait takes its square from (as centerCrop places it) and how it scales it to size². */
+export function squarePortraitGeometry(img: { width: number; height: number }, size: number): { side: number; left: number; top: number; scale: number } {
+  const side = Math.min(img.width, img.height);
+  return { side, ...centredOrigin(img, side, side), scale: size / side };
+}
+
 /** Largest centred square, resized to size² (an image taken to be an aligned portrait). */
 export function squarePortrait(img: Rgb, size: number): Rgb {
-  const side = Math.min(img.width, img.height);
+  const { side } = squarePortraitGeometry(img, size);
   return resizeRgb(centerCrop(img, side, side), size, size, 'bicubic');
 }
 

@@ -4,6 +4,7 @@
 // conditioning batch are made once, and the U-Net's output is read where onnxruntime put it.
 import { ddimStep, guidedDdimStep, samplingStepAlphas, samplingTimesteps } from '@diffid/shared';
 import type { StageContext, StepHook } from './context.ts';
+import { concatRows } from '../graph-io.ts';
 import { unetRunner } from './predict-noise.ts';
 
 export interface DenoiseRequest {
@@ -15,13 +16,6 @@ export interface DenoiseRequest {
   guidanceScale: number;
   steps: number;
   onStep: StepHook;
-}
-
-/** Rows of the same length laid end to end. */
-function concat(rows: Float32Array[], size: number): Float32Array {
-  const out = new Float32Array(rows.length * size);
-  rows.forEach((r, i) => out.set(r, i * size));
-  return out;
 }
 
 export async function denoise(ctx: StageContext, req: DenoiseRequest): Promise<Float32Array[]> {
@@ -38,7 +32,7 @@ export async function denoise(ctx: StageContext, req: DenoiseRequest): Promise<F
   const rows = guided ? 2 * n : n;
   const sample = new Float32Array(rows * size);
   req.latents.forEach((l, i) => sample.set(l, i * size));
-  const context = guided ? concat([...(req.unconditional as Float32Array[]), ...req.conditioning], contextSize) : concat(req.conditioning, contextSize);
+  const context = concatRows(guided ? [...(req.unconditional as Float32Array[]), ...req.conditioning] : req.conditioning, contextSize);
   const unet = unetRunner(ctx, rows, context);
   const z = sample.subarray(0, n * size);
   for (const t of samplingTimesteps(schedule.config, req.steps)) {

@@ -7,7 +7,7 @@
 // (Umeyama) and warped to its crop size.
 import { DETECTOR_LAYOUTS, DiffIdError, type DetectorLayout, type FaceEmbedderEntry, type InputFaces, type ResultWarning, type SeenFace } from '@diffid/shared';
 import { alignmentPairs, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../face-geometry.ts';
-import type { Rgb } from '../pixels.ts';
+import { squarePortraitGeometry, type Rgb } from '../pixels.ts';
 import type { StageContext } from './context.ts';
 import { boxArea, detectFaces, type DetectedFace } from './detect-faces.ts';
 
@@ -161,14 +161,11 @@ export function eyesOnFrame(ctx: StageContext, image: Rgb, face: FoundFace): [Po
     const [a, b] = templateOnCanvas(pre.template as Point[], pre.size, size, m.reference.face_fraction) as [Point, Point];
     return [a, b];
   }
-  const side = Math.min(image.width, image.height);
-  const left = Math.round((image.width - side) / 2);
-  const top = Math.round((image.height - side) / 2);
-  const k = size / side;
+  const { left, top, scale } = squarePortraitGeometry(image, size);
   const [a, b] = face.landmarks as [Point, Point];
   return [
-    [(a[0] - left) * k, (a[1] - top) * k],
-    [(b[0] - left) * k, (b[1] - top) * k],
+    [(a[0] - left) * scale, (a[1] - top) * scale],
+    [(b[0] - left) * scale, (b[1] - top) * scale],
   ];
 }
 
