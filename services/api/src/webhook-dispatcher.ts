@@ -27,7 +27,11 @@ export interface DispatcherOptions {
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
-/** POSTs a body; resolves with the status. Connects only where the policy allows; follows no redirect. */
+/**
+ * POSTs a body; resolves with the status once the answer has ended. Connects only where the
+ * policy allows; follows no redirect. The whole exchange has `timeoutMs` — a receiver that keeps
+ * trickling bytes would otherwise hold a delivery slot for ever.
+ */
 export function postJson(url: string, body: string, headers: Record<string, string>, policy: WebhookPolicy, timeoutMs: number): Promise<number> {
   const target = new URL(url);
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
@@ -42,17 +46,22 @@ export function postJson(url: string, body: string, headers: Record<string, stri
         method: 'POST',
         headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'diffid-serve-webhooks', ...headers },
         lookup: guardedLookup(policy) as never,
-        timeout: timeoutMs,
       },
       (res) => {
         // The answer's body is not read: drop it without holding it.
         res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('end', () => {
+          clearTimeout(deadline);
+          resolve(res.statusCode ?? 0);
+        });
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-    req.on('error', reject);
+    const deadline = setTimeout(() => req.destroy(new Error(`no complete answer in ${timeoutMs} ms`)), timeoutMs);
+    req.on('error', (err) => {
+      clearTimeout(deadline);
+      reject(err);
+    });
     req.end(body);
   });
 }

@@ -157,3 +157,21 @@ t.test('the address rule, also at delivery time', async (t) => {
   await t.rejects(postJson('http://127.0.0.1:9/', '{}', {}, policy(), 1000), /not a public address/, 'an address literal is checked before connecting');
   await t.rejects(postJson('http://localhost:9/', '{}', {}, policy(), 1000), /not a public address/);
 });
+
+t.test('a receiver that never finishes its answer is cut off at the deadline', async (t) => {
+  // Headers at once, then a byte every 100 ms for ever: never idle, never done.
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    const drip = setInterval(() => res.write('.'), 100);
+    res.on('close', () => clearInterval(drip));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const started = Date.now();
+  await t.rejects(postJson(url, '{}', {}, policy('127.0.0.1'), 500), /no complete answer in 500 ms/);
+  t.ok(Date.now() - started < 5000, `gave up after ${Date.now() - started} ms`);
+});
