@@ -15,8 +15,14 @@ import { freePort } from '../../services/api/src/free-port.ts';
 import { tempDir } from '../../services/gpu-worker/test/helpers.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BUILT = join(ROOT, 'client/dist/bin.js');
-const command = existsSync(BUILT) ? [BUILT] : ['--conditions=diffid-source', '--import', 'tsx', join(ROOT, 'client/src/bin.ts')];
+// As npm installed it: the linked `diffid` (node_modules/.bin), which runs the built CLI.
+const LINKED = join(ROOT, 'node_modules/.bin/diffid');
+const BUILT = existsSync(join(ROOT, 'client/dist/bin.js'));
+const command = BUILT ? [LINKED] : ['--conditions=diffid-source', '--import', 'tsx', join(ROOT, 'client/src/bin.ts')];
+
+t.test('npm links the diffid command', async (t) => {
+  t.ok(existsSync(LINKED), `${LINKED} exists (npx diffid finds it)`);
+});
 
 interface Run {
   code: number | null;
@@ -27,7 +33,8 @@ interface Run {
 /** Runs diffid; `onStderr` may act on what it prints (send Ctrl-C, say). */
 function diffid(args: string[], env: Record<string, string>, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...command, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    const [program, ...rest] = BUILT ? command : [process.execPath, ...command];
+    const child = spawn(program as string, [...rest, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
