@@ -125,10 +125,11 @@ export function portraitLandmarks(img: Rgb, template: Point[], templateSize: num
 }
 
 /**
- * A soft mask of a face from its eyes (the first two landmarks of every layout): an ellipse
- * centred half an eye distance e below the eyes' midpoint, along the face's own axes, with
- * semi-axes 1.35e across and 1.75e down — forehead to chin of an ArcFace-aligned face — fading
- * from 1 to 0 over its outer 15 %. Row-major, one value per pixel.
+ * A soft mask of a face from its eyes (the first two landmarks of every layout): an ellipse along
+ * the face's own axes, centred a quarter of an eye distance e below the eyes' midpoint, with
+ * semi-axes 1.35e across and 1.5e down — from the forehead to the chin of an ArcFace-aligned face,
+ * whose mouth is 1.16e below the eyes — fading from 1 to 0 over its outer 15 %. Row-major, one
+ * value per pixel.
  */
 export function faceMask(width: number, height: number, eyes: [Point, Point]): Float32Array {
   const [[x1, y1], [x2, y2]] = eyes;
@@ -138,10 +139,10 @@ export function faceMask(width: number, height: number, eyes: [Point, Point]): F
   // Down the face: the eye line turned a quarter, towards the mouth for upright faces.
   const vx = -uy;
   const vy = ux;
-  const cx = (x1 + x2) / 2 + 0.5 * e * vx;
-  const cy = (y1 + y2) / 2 + 0.5 * e * vy;
+  const cx = (x1 + x2) / 2 + 0.25 * e * vx;
+  const cy = (y1 + y2) / 2 + 0.25 * e * vy;
   const rx = 1.35 * e;
-  const ry = 1.75 * e;
+  const ry = 1.5 * e;
   const mask = new Float32Array(width * height);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
