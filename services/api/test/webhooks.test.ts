@@ -116,6 +116,8 @@ t.test('targets that are not public, or not http, are refused at submission', as
     ['http://[::ffff:127.0.0.1]/', /not a public address/],
     ['http://[fd00::1]/', /not a public address/],
     ['http://0.0.0.0/', /not a public address/],
+    ['http://2130706433/', /not a public address/],
+    ['http://0x7f.1/', /not a public address/],
     ['ftp://example.com/', /must be an http or https URL, not ftp:/],
     ['http://user:pw@example.com/', /must not carry a user name or password/],
     ['not a url', /"webhook" is not a URL/],
