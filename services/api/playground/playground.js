@@ -165,10 +165,11 @@ wire(
     $('#morph-download-webp').href = webp;
     $('#morph-download-gif').href = await blobUrl(byFormat.gif.url);
     $('#morph-pacing-result').textContent = `pacing evenness ${fmt(job.result.pacing_evenness)} · ${byFormat.webp.frames} frames at ${byFormat.webp.fps} a second`;
+    // The frames are fetched before anything is shown, so the player never appears beside a half-filled strip.
+    const frames = [];
+    for (const img of job.result.images) frames.push(figure(await blobUrl(img.url), `α ${img.alpha.toFixed(2)} · A ${fmt(img.arcface_similarity_a)} · B ${fmt(img.arcface_similarity_b)}`));
+    $('#morph-results').replaceChildren(...frames);
     $('#morph-player').hidden = false;
-    const strip = $('#morph-results');
-    strip.replaceChildren();
-    for (const img of job.result.images) strip.append(figure(await blobUrl(img.url), `α ${img.alpha.toFixed(2)} · A ${fmt(img.arcface_similarity_a)} · B ${fmt(img.arcface_similarity_b)}`));
   },
 );
 

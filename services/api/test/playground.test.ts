@@ -50,7 +50,8 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   await page.fill('#generate-seed', '3');
   await page.click('#generate-submit');
   // Waits go through locators: the page's CSP (no eval) refuses string predicates.
-  await page.locator('#generate-results figure img').nth(1).waitFor({ timeout: 60_000 });
+  // "done in" is written after the page has drawn everything, so nothing below races the rendering.
+  await page.locator('#generate-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
   // Browser-side code sees the DOM; this file is type-checked without the DOM's types (any).
   t.same(await page.locator('#generate-results img').evaluateAll((imgs) => Promise.all(imgs.map(async (i) => (await (i as any).decode(), (i as any).naturalWidth)))), [256, 256], 'both images decode in the browser');
   const captions = await page.locator('#generate-results figcaption').allTextContents();
@@ -67,7 +68,7 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   await page.fill('#morph-frames', '6');
   await page.selectOption('#morph-pacing', 'even');
   await page.click('#morph-submit');
-  await page.waitForSelector('#morph-player:not([hidden])', { timeout: 60_000 });
+  await page.locator('#morph-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
   const animation = await page.locator('#morph-animation').evaluate(async (img: any) => {
     await img.decode();
     const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
@@ -86,7 +87,7 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   await page.setInputFiles('#compare-a', photos.a);
   await page.setInputFiles('#compare-b', photos.b);
   await page.click('#compare-submit');
-  await page.locator('#compare-similarity', { hasText: 'similarity' }).waitFor({ timeout: 60_000 });
+  await page.locator('#compare-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
   t.match(await page.textContent('#compare-similarity'), /^similarity -?[01]\.\d{3}$/);
   t.equal(await page.locator('#compare-previews canvas').count(), 2);
   if (shots) await page.screenshot({ path: join(shots, 'playground-compare.png'), fullPage: true });
@@ -130,6 +131,6 @@ t.test('with API keys the page loads without one and sends the key it is given',
   t.match(await page.textContent('#compare-error'), /needs a key.*DIFFID_ERR_UNAUTHORIZED/);
   await page.fill('#api-key', key);
   await page.click('#compare-submit');
-  await page.locator('#compare-similarity', { hasText: 'similarity' }).waitFor({ timeout: 60_000 });
+  await page.locator('#compare-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
   t.match(await page.textContent('#compare-similarity'), /^similarity/);
 });
