@@ -96,53 +96,6 @@ export function ddimInverseStep(
   return checkedMove('ddimInverseStep', zS, modelOutput, ['alphaBarS', alphaBarS], ['alphaBarT', alphaBarT], prediction, out);
 }
 
-/**
- * Classifier-free guidance and one DDIM sampling step (eq. 25) in one pass, writing z in place:
- * per element ε = ε_u + g·(ε_c − ε_u), rounded to float32 as classifierFreeGuidance stores it,
- * then the step of ddimStep. The same bytes as those two calls, without an array between them:
- * the sampling loop's host work per step is this one pass over the latents.
- */
-export function guidedDdimStep(
-  z: Float32Array,
-  epsUncond: Float32Array,
-  epsCond: Float32Array,
-  guidanceScale: number,
-  alphaBarT: number,
-  alphaBarPrev: number,
-  prediction: PredictionType,
-): Float32Array {
-  sameLength(z, epsUncond, 'guidedDdimStep');
-  sameLength(z, epsCond, 'guidedDdimStep');
-  if (!Number.isFinite(guidanceScale)) throw new RangeError('guidance scale must be finite');
-  assertAlpha(alphaBarT, 'alphaBarT');
-  assertAlpha(alphaBarPrev, 'alphaBarPrev');
-  const sa = Math.sqrt(alphaBarT);
-  const sb = Math.sqrt(1 - alphaBarT);
-  const sa2 = Math.sqrt(alphaBarPrev);
-  const sb2 = Math.sqrt(1 - alphaBarPrev);
-  const g = guidanceScale;
-  if (prediction === 'epsilon') {
-    for (let i = 0; i < z.length; i++) {
-      const u = epsUncond[i] as number;
-      const eps = Math.fround(u + g * ((epsCond[i] as number) - u));
-      const x0 = ((z[i] as number) - sb * eps) / sa;
-      z[i] = sa2 * x0 + sb2 * eps;
-    }
-  } else if (prediction === 'v_prediction') {
-    for (let i = 0; i < z.length; i++) {
-      const u = epsUncond[i] as number;
-      const v = Math.fround(u + g * ((epsCond[i] as number) - u));
-      const zi = z[i] as number;
-      const x0 = sa * zi - sb * v;
-      const eps = sa * v + sb * zi;
-      z[i] = sa2 * x0 + sb2 * eps;
-    }
-  } else {
-    throw new RangeError(`prediction type "${String(prediction)}" is not supported`);
-  }
-  return z;
-}
-
 /** Sample standard deviation with Bessel's correction, as torch.std, accumulated in float64. */
 export function std(x: Float32Array): number {
   if (x.length < 2) throw new RangeError('std needs at least two values');

@@ -79,18 +79,3 @@ t.test('classifier-free guidance and guidance_rescale match the reference', asyn
   close(t, classifierFreeGuidance(u, c, 1), Array.from(c), 0, 'g = 1 is the conditional branch');
   t.throws(() => classifierFreeGuidance(u, c, 7.5, 1.5), /guidance_rescale/);
 });
-
-t.test('guidedDdimStep is classifierFreeGuidance then ddimStep, byte for byte, in place', async (t) => {
-  const { guidedDdimStep, classifierFreeGuidance, ddimStep, gaussianNoise } = await import('../src/index.ts');
-  for (const prediction of ['epsilon', 'v_prediction'] as const) {
-    const z = gaussianNoise(1, 4096);
-    const u = gaussianNoise(2, 4096);
-    const c = gaussianNoise(3, 4096);
-    const want = ddimStep(z, classifierFreeGuidance(u, c, 7.5), 0.3, 0.55, prediction);
-    const got = Float32Array.from(z);
-    t.equal(guidedDdimStep(got, u, c, 7.5, 0.3, 0.55, prediction), got, 'writes z itself');
-    t.same(Buffer.from(got.buffer), Buffer.from(want.buffer), `${prediction}: identical bytes`);
-  }
-  t.throws(() => guidedDdimStep(new Float32Array(2), new Float32Array(2), new Float32Array(3), 5, 0.5, 0.6, 'epsilon'), /lengths differ/);
-  t.throws(() => guidedDdimStep(new Float32Array(2), new Float32Array(2), new Float32Array(2), 5, 0.5, 0.6, 'sample' as never), /not supported/);
-});

@@ -7,7 +7,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SD15_SCHEDULER, gaussianNoise, makeSchedule } from '@diffid/shared';
+import { SD15_SCHEDULER, ddimSamplerPool, gaussianNoise, makeSchedule } from '@diffid/shared';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
 import { openGraph, type Graph } from '../src/onnx.ts';
 import { stageClock, type StageContext } from '../src/stages/context.ts';
@@ -56,6 +56,7 @@ for (const B of [2, 8, 16]) {
     },
     schedule: makeSchedule(SD15_SCHEDULER),
     clock: stageClock(),
+    samplers: ddimSamplerPool(),
   } as unknown as StageContext;
   const request = {
     latents: Array.from({ length: n }, (_, i) => gaussianNoise(i, C * H * H)),

@@ -48,7 +48,12 @@ export interface SessionOptions {
 export interface Graph {
   readonly path: string;
   readonly signature: GraphSignature;
-  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  /**
+   * Runs the graph. `into` names float32 outputs to be written into the caller's own buffers
+   * (their dims must be the output's): a loop that runs a graph many times reads every result in
+   * the same place. The result's tensor for such an output is the caller's.
+   */
+  run(feeds: Record<string, Tensor>, into?: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   release(): Promise<void>;
 }
 
@@ -106,19 +111,32 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
   });
   const signature: GraphSignature = { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) };
   const halfInputs = new Set(signature.inputs.filter((i) => i.dtype === 'float16').map((i) => i.name));
+  const halfOutputs = new Set(signature.outputs.filter((o) => o.dtype === 'float16').map((o) => o.name));
   return {
     path,
     signature,
-    async run(feeds) {
+    async run(feeds, into = {}) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(feeds)) {
         // An fp16 input is fed from the pipeline's float32, converted here and nowhere else.
         if (t.dtype === 'float32' && halfInputs.has(name)) ortFeeds[name] = new ort.Tensor('float16', toHalf(t.data as Float32Array), t.dims);
         else ortFeeds[name] = new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims);
       }
-      const results = await session.run(ortFeeds);
+      // onnxruntime writes a preallocated output in place; an fp16 one is converted into it below.
+      const fetches: Record<string, ort.Tensor | null> = {};
+      for (const o of signature.outputs) {
+        const t = into[o.name];
+        fetches[o.name] = t && !halfOutputs.has(o.name) ? new ort.Tensor('float32', t.data as Float32Array, t.dims) : null;
+      }
+      const results = await session.run(ortFeeds, fetches);
       const out: Record<string, Tensor> = {};
       for (const [name, value] of Object.entries(results)) {
+        const given = into[name];
+        if (given) {
+          if (value.type === 'float16') (given.data as Float32Array).set(fromHalf(value.data as Uint16Array));
+          out[name] = given;
+          continue;
+        }
         out[name] =
           value.type === 'float16'
             ? { dtype: 'float32', data: fromHalf(value.data as Uint16Array), dims: [...value.dims] }

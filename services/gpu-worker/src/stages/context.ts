@@ -1,5 +1,6 @@
-// What every stage receives: the loaded bundle, its noise schedule, and the job's stage clock.
-import { makeSchedule, type NoiseSchedule } from '@diffid/shared';
+// What every stage receives: the loaded bundle, its noise schedule, the job's stage clock, and the
+// bundle's pool of sampler memories.
+import { ddimSamplerPool, makeSchedule, type DdimSamplerPool, type NoiseSchedule } from '@diffid/shared';
 import type { LoadedBundle } from '../bundle-loader.ts';
 
 /**
@@ -46,12 +47,19 @@ export interface StageContext {
   bundle: LoadedBundle;
   schedule: NoiseSchedule;
   clock: StageClock;
+  /** Sampling memories reused from job to job (shared/ddim-sampler.ts says why). */
+  samplers: DdimSamplerPool;
 }
 
 /** Called once per U-Net evaluation; throws to stop the job (cancellation). */
 export type StepHook = () => void;
 
+// One pool per loaded bundle: its jobs' latents and conditioning share a few shapes.
+const pools = new WeakMap<LoadedBundle, DdimSamplerPool>();
+
 /** A context for one job: the bundle's, with a clock of its own. */
 export function stageContext(bundle: LoadedBundle, schedule = makeSchedule(bundle.manifest.scheduler)): StageContext {
-  return { bundle, schedule, clock: stageClock() };
+  let samplers = pools.get(bundle);
+  if (!samplers) pools.set(bundle, (samplers = ddimSamplerPool()));
+  return { bundle, schedule, clock: stageClock(), samplers };
 }

@@ -1,10 +1,9 @@
 // DDIM sampling (paper eq. 25) with classifier-free guidance: both branches in one batched U-Net
-// call per step. The loop's host work is one copy of the latents into the guidance half of the
-// sample batch and one fused guidance + DDIM pass over them: the sample batch and the
-// conditioning batch are made once, and the U-Net's output is read where onnxruntime put it.
-import { ddimStep, guidedDdimStep, samplingStepAlphas, samplingTimesteps } from '@diffid/shared';
+// call per step. The sample batch and the U-Net's output live in a ddimSampler's memory (shared),
+// which onnxruntime reads and writes in place and whose kernel applies guidance and the DDIM step
+// in one pass: a step's host work is that pass, with no copies and no allocations.
+import { ddimSampler, samplingTimesteps } from '@diffid/shared';
 import type { StageContext, StepHook } from './context.ts';
-import { concatRows } from '../graph-io.ts';
 import { unetRunner } from './predict-noise.ts';
 
 export interface DenoiseRequest {
@@ -21,27 +20,29 @@ export interface DenoiseRequest {
 export async function denoise(ctx: StageContext, req: DenoiseRequest): Promise<Float32Array[]> {
   const { schedule } = ctx;
   const d = ctx.bundle.dims;
-  const prediction = schedule.config.prediction_type;
   const size = d.latentChannels * d.latentHeight * d.latentWidth;
-  const n = req.latents.length;
-  const guided = req.guidanceScale > 1;
-  if (guided && req.unconditional?.length !== n) throw new Error('guidance > 1 needs one unconditional conditioning per image');
   const contextSize = d.conditioningTokens * d.conditioningWidth;
-  // Rows [0, n) are the latents z, updated in place; with guidance rows [n, 2n) repeat them, and
-  // the conditioning is [unconditional; conditional] to match.
-  const rows = guided ? 2 * n : n;
-  const sample = new Float32Array(rows * size);
-  req.latents.forEach((l, i) => sample.set(l, i * size));
-  const context = concatRows(guided ? [...(req.unconditional as Float32Array[]), ...req.conditioning] : req.conditioning, contextSize);
-  const unet = unetRunner(ctx, rows, context);
-  const z = sample.subarray(0, n * size);
-  for (const t of samplingTimesteps(schedule.config, req.steps)) {
-    req.onStep();
-    const { alphaBarT, alphaBarPrev } = samplingStepAlphas(schedule, req.steps, t);
-    if (guided) sample.copyWithin(n * size, 0, n * size);
-    const eps = await unet.run(sample, t);
-    if (guided) guidedDdimStep(z, eps.subarray(0, n * size), eps.subarray(n * size, 2 * n * size), req.guidanceScale, alphaBarT, alphaBarPrev, prediction);
-    else ddimStep(z, eps.subarray(0, n * size), alphaBarT, alphaBarPrev, prediction, z);
+  const n = req.latents.length;
+  const sampler = ctx.samplers.take({ images: n, latentSize: size, contextSize, guidanceScale: req.guidanceScale, prediction: schedule.config.prediction_type });
+  try {
+    const guided = sampler.rows > n;
+    if (guided && req.unconditional?.length !== n) throw new Error('guidance > 1 needs one unconditional conditioning per image');
+    // Rows [0, n) are the latents; with guidance rows [n, 2n) repeat them and the conditioning is
+    // [unconditional; conditional] to match.
+    const contexts = guided ? [...(req.unconditional as Float32Array[]), ...req.conditioning] : req.conditioning;
+    if (contexts.length !== sampler.rows || contexts.some((c) => c.length !== contextSize) || req.latents.some((l) => l.length !== size)) {
+      throw new Error(`denoise: expected ${n} latents of ${size} values and ${sampler.rows} conditioning rows of ${contextSize}`);
+    }
+    contexts.forEach((c, r) => sampler.context.set(c, r * contextSize));
+    for (let r = 0; r < sampler.rows; r++) sampler.sample.set(req.latents[r % n] as Float32Array, r * size);
+    const unet = unetRunner(ctx, sampler.rows, sampler.context);
+    for (const t of samplingTimesteps(schedule.config, req.steps)) {
+      req.onStep();
+      await unet.run(sampler.sample, t, sampler.modelOutput);
+      sampler.stepAt(schedule, req.steps, t);
+    }
+    return Array.from({ length: n }, (_, i) => sampler.latents.slice(i * size, (i + 1) * size));
+  } finally {
+    ctx.samplers.give(sampler);
   }
-  return Array.from({ length: n }, (_, i) => z.slice(i * size, (i + 1) * size));
 }

@@ -1,7 +1,8 @@
 // The U-Net at timestep t, with the timestep fed as the graph declares it: float32 [B]
 // (diffusers), a float32 scalar, or int64 [B]. `unetRunner` is the sampling loop's form: its
-// conditioning batch and timestep buffer are made once, the sample batch is the caller's own
-// buffer, and the output is used as onnxruntime returns it — no per-step concatenation or slicing.
+// conditioning batch and timestep buffer are made once, and the sample batch and the output are
+// the caller's own buffers, which onnxruntime reads and writes in place — no per-step
+// concatenation, slicing or allocation.
 import type { ResolvedPort } from '../bundle-signature.ts';
 import { runRows, type FixedFeed } from '../graph-io.ts';
 import type { Tensor } from '../onnx.ts';
@@ -29,8 +30,8 @@ function scalarTimestep(port: ResolvedPort, t: number): Tensor {
 }
 
 export interface UnetRunner {
-  /** The noise prediction for every row of `sample` ([rows, C, h, w], read only) at t: [rows, C, h, w]. */
-  run(sample: Float32Array, t: number): Promise<Float32Array>;
+  /** The noise prediction for every row of `sample` ([rows, C, h, w], read only) at t, written into `noise` ([rows, C, h, w]). */
+  run(sample: Float32Array, t: number, noise: Float32Array): Promise<void>;
 }
 
 /**
@@ -57,34 +58,22 @@ export function unetRunner(ctx: StageContext, rows: number, context: Float32Arra
     if (tPort.dtype === 'int64') return { dtype: 'int64', data: tInt.fill(BigInt(t)), dims: [perCall] };
     return { dtype: 'float32', data: tFloat.fill(t), dims: [perCall] };
   };
-  const contexts = oneAtATime ? Array.from({ length: rows }, (_, r) => context.slice(r * contextSize, (r + 1) * contextSize)) : [context];
+  const calls = oneAtATime ? rows : 1;
+  const rowsPerCall = oneAtATime ? 1 : rows;
+  const row = (a: Float32Array, size: number, r: number): Float32Array => (oneAtATime ? a.subarray(r * size, (r + 1) * size) : a);
   return {
-    async run(sample, t) {
+    async run(sample, t, noise) {
       const tensor = timestep(t);
-      if (!oneAtATime) {
-        const out = await graph.run({
-          [ports.inputs.sample.name]: { dtype: 'float32', data: sample, dims: [rows, ...sampleDims] },
-          [ports.inputs.encoder_hidden_states.name]: { dtype: 'float32', data: context, dims: [rows, ...contextDims] },
-          [tPort.name]: tensor,
-        });
-        return noiseOf(out, ports.outputs.noise.name, graph.path);
+      for (let r = 0; r < calls; r++) {
+        await graph.run(
+          {
+            [ports.inputs.sample.name]: { dtype: 'float32', data: row(sample, sampleSize, r), dims: [rowsPerCall, ...sampleDims] },
+            [ports.inputs.encoder_hidden_states.name]: { dtype: 'float32', data: row(context, contextSize, r), dims: [rowsPerCall, ...contextDims] },
+            [tPort.name]: tensor,
+          },
+          { [ports.outputs.noise.name]: { dtype: 'float32', data: row(noise, sampleSize, r), dims: [rowsPerCall, ...sampleDims] } },
+        );
       }
-      const noise = new Float32Array(rows * sampleSize);
-      for (let r = 0; r < rows; r++) {
-        const out = await graph.run({
-          [ports.inputs.sample.name]: { dtype: 'float32', data: sample.slice(r * sampleSize, (r + 1) * sampleSize), dims: [1, ...sampleDims] },
-          [ports.inputs.encoder_hidden_states.name]: { dtype: 'float32', data: contexts[r] as Float32Array, dims: [1, ...contextDims] },
-          [tPort.name]: tensor,
-        });
-        noise.set(noiseOf(out, ports.outputs.noise.name, graph.path), r * sampleSize);
-      }
-      return noise;
     },
   };
-}
-
-function noiseOf(out: Record<string, Tensor>, name: string, path: string): Float32Array {
-  const t = out[name];
-  if (!t || !(t.data instanceof Float32Array)) throw new Error(`${path}: output "${name}" missing or not float32`);
-  return t.data;
 }

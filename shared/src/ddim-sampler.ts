@@ -1,0 +1,329 @@
+// The sampling loop's per-step arithmetic — classifier-free guidance and the DDIM step (eq. 25) —
+// as one WebAssembly SIMD pass over memory that the U-Net reads its sample batch from and writes its
+// output into, so a step costs no copies and no allocations on the host. The kernel computes in
+// float64 lanes (f64x2) with the operations in the order of `classifierFreeGuidance` then `ddimStep`
+// (ddim.ts), and WebAssembly never fuses a multiply into an add, so its bytes equal theirs
+// (shared/test/ddim-sampler.test.ts). The module is assembled here rather than compiled from
+// another language so that the repository holds its only source.
+
+import { samplingStepAlphas, type NoiseSchedule, type PredictionType } from './schedule.ts';
+
+/** A batch of latents being sampled, laid out where the U-Net reads and writes. */
+export interface DdimSampler {
+  /** Images in the batch. */
+  readonly images: number;
+  /** U-Net rows: 2 per image with guidance (unconditional rows first), else 1. */
+  readonly rows: number;
+  /**
+   * The U-Net's sample batch, [rows, ...latent]. Rows [0, images) are the latents z, which `step`
+   * updates; with guidance, rows [images, 2·images) are kept equal to them.
+   */
+  readonly sample: Float32Array;
+  /** Where the U-Net's output goes, [rows, ...latent], in the same row order as `sample`. */
+  readonly modelOutput: Float32Array;
+  /** The latents z, [images, ...latent] (a view of `sample`). */
+  readonly latents: Float32Array;
+  /** The U-Net's conditioning batch, [rows, contextSize], in the row order of `sample`. */
+  readonly context: Float32Array;
+  /** Guidance (when on) and the DDIM step from level ᾱ_t to ᾱ_prev, reading `modelOutput`. */
+  step(alphaBarT: number, alphaBarPrev: number): void;
+  /** The step of sampling timestep t in a run of `steps` (samplingStepAlphas gives the levels). */
+  stepAt(schedule: NoiseSchedule, steps: number, t: number): void;
+}
+
+export interface DdimSamplerOptions {
+  images: number;
+  /** Values per latent, C·h·w. */
+  latentSize: number;
+  /** Values per row of conditioning, N·W. */
+  contextSize: number;
+  /** Guidance scale g; at or below 1 the unconditional branch is skipped (as callers do). */
+  guidanceScale: number;
+  prediction: PredictionType;
+}
+
+/** Allocates a sampler's memory (rows·(2·latentSize + contextSize) floats) and binds the kernel to it. */
+export function ddimSampler(opts: DdimSamplerOptions): DdimSampler {
+  return bind(allocate(layoutOf(opts)), opts);
+}
+
+/**
+ * Samplers whose memory is reused, so that a job's buffers are an earlier job's of the same shape:
+ * a fresh buffer's first touch costs page faults (about 3 ms per MB on the 2-core dev machine,
+ * more than the kernel's whole work per step at SD 1.5 shapes). Each sampler is one caller's from
+ * `take` until `give`; at most `limit` idle memories are kept, the most recently given back.
+ */
+export interface DdimSamplerPool {
+  take(opts: DdimSamplerOptions): DdimSampler;
+  give(sampler: DdimSampler): void;
+  /** Idle memories held. */
+  readonly idle: number;
+}
+
+export function ddimSamplerPool(limit = 4): DdimSamplerPool {
+  const idle: Arena[] = [];
+  const lent = new WeakMap<DdimSampler, Arena>();
+  return {
+    take(opts) {
+      const layout = layoutOf(opts);
+      const at = idle.findIndex((a) => a.key === layout.key);
+      const arena = at >= 0 ? (idle.splice(at, 1)[0] as Arena) : allocate(layout);
+      const sampler = bind(arena, opts);
+      lent.set(sampler, arena);
+      return sampler;
+    },
+    give(sampler) {
+      const arena = lent.get(sampler);
+      if (arena === undefined) throw new Error('a sampler was given back that this pool did not lend, or twice');
+      lent.delete(sampler);
+      idle.push(arena);
+      if (idle.length > limit) idle.shift();
+    },
+    get idle() {
+      return idle.length;
+    },
+  };
+}
+
+interface Layout {
+  key: string;
+  images: number;
+  rows: number;
+  latentSize: number;
+  contextSize: number;
+  guided: boolean;
+}
+
+/** A sampler's memory and the kernel instance over it; the guidance scale is bound per job. */
+interface Arena extends Layout {
+  kernels: Record<string, unknown>;
+  sample: Float32Array;
+  modelOutput: Float32Array;
+  context: Float32Array;
+}
+
+function layoutOf(opts: DdimSamplerOptions): Layout {
+  const { images, latentSize, contextSize, guidanceScale, prediction } = opts;
+  for (const [what, v] of [['images', images], ['latentSize', latentSize], ['contextSize', contextSize]] as const) {
+    if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`${what} must be a positive integer, got ${v}`);
+  }
+  if (!Number.isFinite(guidanceScale)) throw new RangeError('guidance scale must be finite');
+  if (KERNELS[prediction] === undefined) throw new RangeError(`prediction type "${String(prediction)}" is not supported`);
+  const guided = guidanceScale > 1;
+  const rows = guided ? 2 * images : images;
+  const bytes = rows * (2 * latentSize + contextSize) * 4;
+  if (bytes > MAX_BYTES) throw new RangeError(`a sampler of ${images} images × ${latentSize} + ${contextSize} values needs ${bytes} bytes, over WebAssembly's ${MAX_BYTES}`);
+  return { key: `${images}/${latentSize}/${contextSize}/${guided}`, images, rows, latentSize, contextSize, guided };
+}
+
+function allocate(layout: Layout): Arena {
+  const { rows, latentSize, contextSize } = layout;
+  const memory = new wasm.Memory({ initial: Math.max(1, Math.ceil((rows * (2 * latentSize + contextSize) * 4) / PAGE)) });
+  return {
+    ...layout,
+    kernels: new wasm.Instance(kernelModule(), { env: { memory } }).exports,
+    sample: new Float32Array(memory.buffer, 0, rows * latentSize),
+    modelOutput: new Float32Array(memory.buffer, rows * latentSize * 4, rows * latentSize),
+    context: new Float32Array(memory.buffer, 2 * rows * latentSize * 4, rows * contextSize),
+  };
+}
+
+function bind(arena: Arena, opts: DdimSamplerOptions): DdimSampler {
+  const { images, rows, latentSize, guided } = arena;
+  const g = opts.guidanceScale;
+  const kernel = arena.kernels[`${KERNELS[opts.prediction]}_${guided ? 'guided' : 'plain'}`] as (...args: number[]) => void;
+  const count = images * latentSize;
+  const outPtr = rows * latentSize * 4;
+  // Guided: ε_u is rows [0, images) of the output, ε_c rows [images, 2·images); z's copy follows z.
+  const cPtr = guided ? outPtr + count * 4 : outPtr;
+  const copyPtr = guided ? count * 4 : 0;
+  const step = (alphaBarT: number, alphaBarPrev: number): void => {
+    assertAlpha(alphaBarT, 'alphaBarT');
+    assertAlpha(alphaBarPrev, 'alphaBarPrev');
+    kernel(0, outPtr, cPtr, copyPtr, count, g, Math.sqrt(alphaBarT), Math.sqrt(1 - alphaBarT), Math.sqrt(alphaBarPrev), Math.sqrt(1 - alphaBarPrev));
+  };
+  return {
+    images,
+    rows,
+    sample: arena.sample,
+    modelOutput: arena.modelOutput,
+    latents: arena.sample.subarray(0, count),
+    context: arena.context,
+    step,
+    stepAt(schedule, steps, t) {
+      const { alphaBarT, alphaBarPrev } = samplingStepAlphas(schedule, steps, t);
+      step(alphaBarT, alphaBarPrev);
+    },
+  };
+}
+
+function assertAlpha(value: number, name: string): void {
+  if (!(value > 0 && value <= 1)) throw new RangeError(`${name} must be in (0, 1], got ${value}`);
+}
+
+const PAGE = 65536;
+const MAX_BYTES = 65536 * PAGE - PAGE;
+const KERNELS: Partial<Record<string, 'eps' | 'v'>> = { epsilon: 'eps', v_prediction: 'v' };
+
+// The part of the WebAssembly API used here, typed locally: the project's TypeScript libraries
+// (ES2023 and @types/node) do not declare it, and the DOM's declarations are not ours to add.
+interface WasmModule {
+  readonly kind: 'wasm-module';
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Memory: new (descriptor: { initial: number }) => { readonly buffer: ArrayBuffer };
+  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
+let compiled: WasmModule | undefined;
+function kernelModule(): WasmModule {
+  compiled ??= new wasm.Module(kernelBytes());
+  return compiled;
+}
+
+// ---- The module, assembled. -------------------------------------------------------------------
+// Each exported function is (z, u, c, copy: i32 byte offsets, count: i32 elements,
+// g, √ᾱ_t, √(1−ᾱ_t), √ᾱ_prev, √(1−ᾱ_prev): f64) → (), and updates z[0, count) in place (and its copy
+// when guided). Four elements per iteration as two f64x2 halves, then the remainder one at a time.
+
+/** An expression over the formula's named values; the same tree is emitted for lanes and scalars. */
+type Expr = { get: Name } | { op: 'add' | 'sub' | 'mul' | 'div'; a: Expr; b: Expr } | { fround: Expr };
+type Name = 'u' | 'c' | 'z' | 'e' | 'g' | 'sa' | 'sb' | 'sa2' | 'sb2';
+
+const get = (name: Name): Expr => ({ get: name });
+const add = (a: Expr, b: Expr): Expr => ({ op: 'add', a, b });
+const sub = (a: Expr, b: Expr): Expr => ({ op: 'sub', a, b });
+const mul = (a: Expr, b: Expr): Expr => ({ op: 'mul', a, b });
+const div = (a: Expr, b: Expr): Expr => ({ op: 'div', a, b });
+
+// classifierFreeGuidance stores u + g·(c − u) in a Float32Array: rounded to float32 (fround).
+const GUIDED = { fround: add(get('u'), mul(get('g'), sub(get('c'), get('u')))) } as Expr;
+// ddim.ts moveToLevel, with the model output read from `e`.
+const STEP: Record<'eps' | 'v', Expr> = {
+  eps: add(mul(get('sa2'), div(sub(get('z'), mul(get('sb'), get('e'))), get('sa'))), mul(get('sb2'), get('e'))),
+  v: add(
+    mul(get('sa2'), sub(mul(get('sa'), get('z')), mul(get('sb'), get('e')))),
+    mul(get('sb2'), add(mul(get('sa'), get('e')), mul(get('sb'), get('z')))),
+  ),
+};
+
+// Locals: parameters first, then i32 {i, end}, v128 {g, sa, sb, sa2, sb2, U, C, Z, u, c, z, e, lo},
+// f64 {u, c, z, e}.
+const P = { z: 0, u: 1, c: 2, copy: 3, count: 4, g: 5, sa: 6, sb: 7, sa2: 8, sb2: 9 } as const;
+const L = { i: 10, end: 11 } as const;
+const V = { g: 12, sa: 13, sb: 14, sa2: 15, sb2: 16, U: 17, C: 18, Z: 19, u: 20, c: 21, z: 22, e: 23, lo: 24 } as const;
+const S = { u: 25, c: 26, z: 27, e: 28 } as const;
+
+const I32 = 0x7f;
+const F64 = 0x7c;
+const V128 = 0x7b;
+const op = {
+  block: 0x02, loop: 0x03, br: 0x0c, brIf: 0x0d, end: 0x0b,
+  localGet: 0x20, localSet: 0x21,
+  i32Const: 0x41, i32Add: 0x6a, i32GeU: 0x4f, i32Shl: 0x74, i32And: 0x71,
+  f32Load: 0x2a, f32Store: 0x38, f64Promote: 0xbb, f32Demote: 0xb6,
+  f64: { add: 0xa0, sub: 0xa1, mul: 0xa2, div: 0xa3 },
+} as const;
+// SIMD instructions: the 0xfd prefix and a LEB128 opcode.
+const simd = {
+  load: 0x00, store: 0x0b, shuffle: 0x0d, f64x2Splat: 0x14,
+  demote: 0x5e, promote: 0x5f,
+  f64x2: { add: 0xf0, sub: 0xf1, mul: 0xf2, div: 0xf3 },
+} as const;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) return [...out, byte];
+    out.push(byte | 0x80);
+  }
+}
+const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
+const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
+const name = (s: string): number[] => vec([...new TextEncoder().encode(s)].map((b) => [b]));
+const sop = (code: number): number[] => [0xfd, ...uleb(code)];
+const lget = (i: number): number[] => [op.localGet, ...uleb(i)];
+const lset = (i: number): number[] => [op.localSet, ...uleb(i)];
+const memarg = (align: number): number[] => [align, 0];
+
+function emit(e: Expr, lanes: boolean): number[] {
+  if ('get' in e) {
+    const n = e.get;
+    if (lanes) return lget(V[n as keyof typeof V]);
+    return lget(n in S ? S[n as keyof typeof S] : P[n as keyof typeof P]);
+  }
+  if ('fround' in e) return [...emit(e.fround, lanes), ...(lanes ? [...sop(simd.demote), ...sop(simd.promote)] : [op.f32Demote, op.f64Promote])];
+  return [...emit(e.a, lanes), ...emit(e.b, lanes), ...(lanes ? sop(simd.f64x2[e.op]) : [op.f64[e.op]])];
+}
+
+/** address = base + i */
+const at = (base: number): number[] => [...lget(base), ...lget(L.i), op.i32Add];
+// Lanes 2–3 moved to 0–1, so that promote_low reads them.
+const HIGH_TO_LOW = [...sop(simd.shuffle), 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
+// Two demoted halves (lanes 0–1 each) joined into one vector.
+const JOIN = [...sop(simd.shuffle), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+
+function functionBody(variant: 'eps' | 'v', guided: boolean): number[] {
+  const sources: Array<['u' | 'c' | 'z', number]> = guided ? [['u', P.u], ['c', P.c], ['z', P.z]] : [['c', P.c], ['z', P.z]];
+  const model = guided ? GUIDED : get('c');
+  const code: number[] = [];
+  for (const k of ['g', 'sa', 'sb', 'sa2', 'sb2'] as const) code.push(...lget(P[k]), ...sop(simd.f64x2Splat), ...lset(V[k]));
+  // Four at a time up to the last whole group of four.
+  code.push(...lget(P.count), op.i32Const, ...sleb(-4), op.i32And, op.i32Const, 2, op.i32Shl, ...lset(L.end));
+  code.push(op.block, 0x40, op.loop, 0x40, ...lget(L.i), ...lget(L.end), op.i32GeU, op.brIf, 1);
+  const whole = { U: V.U, C: V.C, Z: V.Z } as const;
+  for (const [n, base] of sources) code.push(...at(base), ...sop(simd.load), ...memarg(2), ...lset(whole[n.toUpperCase() as 'U' | 'C' | 'Z']));
+  for (const high of [false, true]) {
+    for (const [n] of sources) {
+      code.push(...lget(whole[n.toUpperCase() as 'U' | 'C' | 'Z']));
+      if (high) code.push(...lget(whole[n.toUpperCase() as 'U' | 'C' | 'Z']), ...HIGH_TO_LOW);
+      code.push(...sop(simd.promote), ...lset(V[n]));
+    }
+    code.push(...emit(model, true), ...lset(V.e), ...emit(STEP[variant], true), ...sop(simd.demote));
+    if (!high) code.push(...lset(V.lo));
+  }
+  // The high half is on the stack: joined after the low one.
+  code.push(...lset(V.e), ...lget(V.lo), ...lget(V.e), ...JOIN, ...lset(V.lo));
+  code.push(...at(P.z), ...lget(V.lo), ...sop(simd.store), ...memarg(2));
+  if (guided) code.push(...at(P.copy), ...lget(V.lo), ...sop(simd.store), ...memarg(2));
+  code.push(...lget(L.i), op.i32Const, 16, op.i32Add, ...lset(L.i), op.br, 0, op.end, op.end);
+  // The remainder, one element at a time.
+  code.push(...lget(P.count), op.i32Const, 2, op.i32Shl, ...lset(L.end));
+  code.push(op.block, 0x40, op.loop, 0x40, ...lget(L.i), ...lget(L.end), op.i32GeU, op.brIf, 1);
+  for (const [n, base] of sources) code.push(...at(base), op.f32Load, ...memarg(2), op.f64Promote, ...lset(S[n]));
+  code.push(...emit(model, false), ...lset(S.e), ...at(P.z), ...emit(STEP[variant], false), op.f32Demote, op.f32Store, ...memarg(2));
+  if (guided) code.push(...at(P.copy), ...at(P.z), op.f32Load, ...memarg(2), op.f32Store, ...memarg(2));
+  code.push(...lget(L.i), op.i32Const, 4, op.i32Add, ...lset(L.i), op.br, 0, op.end, op.end);
+  code.push(op.end);
+  const locals = vec([[2, I32], [13, V128], [4, F64]].map(([n, t]) => [...uleb(n as number), t as number]));
+  const body = [...locals, ...code];
+  return [...uleb(body.length), ...body];
+}
+
+function kernelBytes(): Uint8Array {
+  const variants = [['eps', true], ['eps', false], ['v', true], ['v', false]] as const;
+  const type = [0x60, ...vec([I32, I32, I32, I32, I32, F64, F64, F64, F64, F64].map((t) => [t])), ...vec([])];
+  const bytes = [
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, vec([type])),
+    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])),
+    ...section(3, vec(variants.map(() => [0]))),
+    ...section(7, vec(variants.map(([v, guided], i) => [...name(`${v}_${guided ? 'guided' : 'plain'}`), 0x00, i]))),
+    ...section(10, vec(variants.map(([v, guided]) => functionBody(v, guided)))),
+  ];
+  return Uint8Array.from(bytes);
+}
