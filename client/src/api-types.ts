@@ -651,6 +651,12 @@ export interface components {
                 /** @description Of which the wall time of the pipeline run on the inference thread. */
                 inference: number;
                 /**
+                 * @description Of which the time with onnxruntime running one of the bundle's graphs: the job's floor
+                 *     on this hardware; the rest of `inference` is the service's own work around them.
+                 *     With several jobs on one worker at once, time they shared is counted in each.
+                 */
+                onnxruntime: number;
+                /**
                  * @description Of which the wall time of each pipeline stage (find_faces, embed, condition, invert,
                  *     denoise, decode, score…); a stage that ran several times counts its time once
                  *     where the runs overlapped.

@@ -301,10 +301,11 @@ export interface AnimationInfo {
 export interface JobResult extends ResultFacts {
   images: ResultImage[];
   /**
-   * Wall-clock milliseconds: the whole job in the worker, the inference thread's run, and each
-   * pipeline stage within it (stages that ran concurrently are counted once).
+   * Wall-clock milliseconds: the whole job in the worker, the inference thread's run, the part of
+   * that run with onnxruntime running a graph, and each pipeline stage within the run (stages that
+   * ran concurrently are counted once).
    */
-  timings_ms: { total: number; inference: number; stages: Record<string, number> };
+  timings_ms: { total: number; inference: number; onnxruntime: number; stages: Record<string, number> };
 }
 
 export interface JobProgress {

@@ -31,8 +31,9 @@ t.test('generate: 202, progress to succeeded, PNGs at the bundle size with finit
     t.equal(png.headers.get('content-type'), 'image/png');
     t.same(await imageInfo(png.body), { format: 'png', width: 64, height: 64, channels: 3 }, 'sharp decodes a 64×64 RGB PNG');
   }
-  const timings = checked.body.result.timings_ms as { total: number; inference: number; stages: Record<string, number> };
+  const timings = checked.body.result.timings_ms as { total: number; inference: number; onnxruntime: number; stages: Record<string, number> };
   t.ok(timings.inference <= timings.total, 'the inference run is part of the job');
+  t.ok(timings.onnxruntime > 0 && timings.onnxruntime <= timings.inference, `onnxruntime's time (${timings.onnxruntime} ms) is part of the run (${timings.inference} ms)`);
   t.same(Object.keys(timings.stages), ['find_faces', 'embed', 'encode_prompt', 'condition', 'denoise', 'decode', 'score'], 'every stage of generate, in the order it ran');
   const staged = Object.values(timings.stages).reduce((a, b) => a + b, 0);
   // Each stage is rounded to whole milliseconds: allow one per stage.

@@ -15,13 +15,13 @@ const RESULTS: Record<JobPayload['kind'], JobResult> = {
   generate: {
     images: [0, 1].map((index) => ({ index, width: 64, height: 64, seed: 7 + index, arcface_similarity: 0.8 })),
     prompt_truncated: false,
-    timings_ms: { total: 12, inference: 5, stages: { denoise: 4 } },
+    timings_ms: { total: 12, inference: 5, onnxruntime: 3, stages: { denoise: 4 } },
   },
   morph: {
     images: [0, 0.25, 0.5, 0.75, 1].map((alpha, index) => ({ index, width: 64, height: 64, seed: 7, alpha, arcface_similarity_a: 1 - alpha, arcface_similarity_b: alpha })),
     arcface_similarity_ab: 0.1,
     prompt_truncated: false,
-    timings_ms: { total: 12, inference: 5, stages: { denoise: 4 } },
+    timings_ms: { total: 12, inference: 5, onnxruntime: 3, stages: { denoise: 4 } },
   },
   compare: {
     images: [],
@@ -31,7 +31,7 @@ const RESULTS: Record<JobPayload['kind'], JobResult> = {
       { input: 'image_b', faces: [], face_index: null },
     ],
     warnings: [{ code: 'AMBIGUOUS_FACE', input: 'image_a', message: 'two faces of one size' }],
-    timings_ms: { total: 3, inference: 1, stages: { find_faces: 1, embed: 1 } },
+    timings_ms: { total: 3, inference: 1, onnxruntime: 1, stages: { find_faces: 1, embed: 1 } },
   },
 };
 const T0 = Date.parse('2026-11-28T10:00:00Z');

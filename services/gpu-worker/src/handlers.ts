@@ -122,6 +122,7 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
       timings_ms: {
         total: Math.round(performance.now() - started),
         inference: Math.round(output.inferenceMs),
+        onnxruntime: Math.round(output.onnxruntimeMs),
         stages: Object.fromEntries(Object.entries(output.stages).map(([stage, ms]) => [stage, Math.round(ms)])),
       },
     };

@@ -28,6 +28,8 @@ export interface PipelineOutput {
 export interface InferenceOutput extends PipelineOutput {
   /** Wall-clock milliseconds of the pipeline run. */
   inferenceMs: number;
+  /** Of which, time with onnxruntime running a graph (onnxruntimeBusyMs). */
+  onnxruntimeMs: number;
   /** Of which, per stage (StageClock). */
   stages: Record<string, number>;
   /** The job's planned steps (plannedSteps), all of them done. */

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
+import { onnxruntimeBusyMs } from './onnx.ts';
 import { CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
@@ -43,9 +44,10 @@ async function run(bundleCtx: StageContext, job: InferenceJob, control: Int32Arr
   };
   const ctx = stageContext(bundleCtx.bundle, bundleCtx.schedule);
   const started = performance.now();
+  const onnxBefore = onnxruntimeBusyMs();
   const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
   const output = await pipeline(ctx, job as InferenceJobOf<JobKind>, onStep);
-  return { ...output, inferenceMs: performance.now() - started, stages: ctx.clock.totals(), total };
+  return { ...output, inferenceMs: performance.now() - started, onnxruntimeMs: onnxruntimeBusyMs() - onnxBefore, stages: ctx.clock.totals(), total };
 }
 
 try {

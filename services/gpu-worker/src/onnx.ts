@@ -95,6 +95,17 @@ export function defaultIntraOpThreads(): number {
   return Math.max(1, availableParallelism() - 1);
 }
 
+// Time with a session.run in flight on this thread, counted once however many overlap: the
+// denominator of "how much of a job is onnxruntime's".
+let running = 0;
+let busySince = 0;
+let busyTotal = 0;
+
+/** Milliseconds this thread has spent with at least one `session.run` in flight, since it started. */
+export function onnxruntimeBusyMs(): number {
+  return busyTotal + (running > 0 ? performance.now() - busySince : 0);
+}
+
 /** Opens a graph file with the requested execution provider; fails clearly when it is absent. */
 export async function openGraph(path: string, options: SessionOptions): Promise<Graph> {
   if (!availableProviders().includes(options.executionProvider)) {
@@ -128,7 +139,13 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
         const t = into[o.name];
         fetches[o.name] = t && !halfOutputs.has(o.name) ? new ort.Tensor('float32', t.data as Float32Array, t.dims) : null;
       }
-      const results = await session.run(ortFeeds, fetches);
+      if (running++ === 0) busySince = performance.now();
+      let results: ort.InferenceSession.ReturnType;
+      try {
+        results = await session.run(ortFeeds, fetches);
+      } finally {
+        if (--running === 0) busyTotal += performance.now() - busySince;
+      }
       const out: Record<string, Tensor> = {};
       for (const [name, value] of Object.entries(results)) {
         const given = into[name];

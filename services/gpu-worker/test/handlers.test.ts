@@ -47,6 +47,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
     ],
     facts: { arcface_similarity_ab: 0.1, prompt_truncated: false },
     inferenceMs: 12.4,
+    onnxruntimeMs: 9.6,
     stages: { invert: 4.4, denoise: 6.6 },
     total: 40,
   });
@@ -72,6 +73,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
   t.equal(result.arcface_similarity_ab, 0.1);
   t.equal(result.prompt_truncated, false);
   t.equal(result.timings_ms.inference, 12);
+  t.equal(result.timings_ms.onnxruntime, 10, "onnxruntime's share of the run, rounded");
   t.same(result.timings_ms.stages, { invert: 4, denoise: 7 }, "the thread's per-stage wall times, rounded");
   const stored = await scope.redis.getBuffer(keys.result(1));
   t.same((await decodeRgb(stored!, 'result')).data, rgb(4).data, 'result 1 is the PNG of the second image, lossless');
@@ -91,7 +93,7 @@ t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t
   const scope = await redisScope('handlers');
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).input('image_a'), await encodeImage(facePattern(1), 'png'));
-  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, stages: {}, total: 1 });
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
   const err = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
   t.ok(err instanceof DiffIdError);
@@ -104,7 +106,7 @@ t.test('a job canceled before it started stops before reading anything', async (
   const scope = await redisScope('handlers');
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).canceled, '{}');
-  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, stages: {}, total: 1 });
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
   const err = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail' } }, context()).catch((e: unknown) => e);
   t.ok(err instanceof InferenceCanceled);
@@ -115,9 +117,9 @@ t.test('a job run again after an earlier run finished returns that run\'s result
   const scope = await redisScope('handlers');
   t.teardown(() => scope.cleanup());
   const keys = jobKeys(scope.prefix, ID);
-  const earlier = { images: [{ index: 0, width: 8, height: 8, seed: 3 }], timings_ms: { total: 5, inference: 4, stages: {} } };
+  const earlier = { images: [{ index: 0, width: 8, height: 8, seed: 3 }], timings_ms: { total: 5, inference: 4, onnxruntime: 2, stages: {} } };
   await scope.redis.set(keys.done, JSON.stringify(earlier));
-  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, stages: {}, total: 1 });
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
   const result = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail' } }, context());
   t.same(result, earlier, 'the stored result, as it was');
