@@ -123,5 +123,9 @@ export function averageEmbedding(embeddings: Float32Array[]): Float32Array {
   const first = assertSome(embeddings);
   const sum = new Float64Array(first.length);
   for (const e of embeddings) for (let i = 0; i < sum.length; i++) sum[i] = (sum[i] as number) + (e[i] as number);
-  return Float32Array.from(sum, (v) => v / embeddings.length);
+  // A loop, not Float32Array.from(sum, fn): the mapping form runs element by element through the
+  // iterator protocol, 12 ms for one CLIP hidden-state embedding.
+  const out = new Float32Array(sum.length);
+  for (let i = 0; i < sum.length; i++) out[i] = (sum[i] as number) / embeddings.length;
+  return out;
 }

@@ -27,6 +27,8 @@ export interface StackOptions {
   /** Writes the bundle itself into the given directory (an import, say) instead. */
   prepare?: (dir: string) => Promise<void>;
   worker?: boolean;
+  /** onnxruntime's threads per operator; 0 (the default) lets the worker choose. */
+  intraOpThreads?: number;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   resultTtlSeconds?: number;
@@ -36,7 +38,15 @@ export interface StackOptions {
   webhooks?: AppOptions['webhooks'];
 }
 
+/** A stack for one test: stopped and its Redis keys deleted when the test ends. */
 export async function startStack(t: Test, options: StackOptions = {}): Promise<Stack> {
+  const stack = await openStack(options);
+  t.teardown(stack.close);
+  return stack;
+}
+
+/** A stack that the caller closes (the benchmarks use it outside a test). */
+export async function openStack(options: StackOptions = {}): Promise<Stack & { close: () => Promise<void> }> {
   const scope = await redisScope('api');
   const bundleDir = await mkdtemp(join(tmpdir(), 'diffid-api-bundle-'));
   if (options.prepare) await options.prepare(bundleDir);
@@ -62,19 +72,19 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
           resultTtlSeconds: 3600,
           modelDir: bundleDir,
           executionProvider: 'cpu',
-          intraOpThreads: 0,
+          intraOpThreads: options.intraOpThreads ?? 0,
           maxBatch: 8,
           lockDurationMs: options.lockDurationMs,
           stalledIntervalMs: options.stalledIntervalMs,
         });
-  t.teardown(async () => {
+  const close = async () => {
     await worker?.close();
     await app.close();
     apiRedis.disconnect();
     await scope.cleanup();
     await rm(bundleDir, { recursive: true, force: true });
-  });
-  return { base: `http://127.0.0.1:${address.port}`, app, worker, prefix: scope.prefix, queueName, redis: scope.redis, bundleDir };
+  };
+  return { base: `http://127.0.0.1:${address.port}`, app, worker, prefix: scope.prefix, queueName, redis: scope.redis, bundleDir, close };
 }
 
 export type Fields = Record<string, string | number | { bytes: Uint8Array; name?: string; type?: string }>;

@@ -2,16 +2,19 @@
 // batch, U-Net call, guidance and the DDIM update) around a stand-in U-Net whose own work is
 // trivial (sample [B,4,64,64], timestep [B], encoder_hidden_states [B,81,768] → sample × 0.999),
 // so that the time outside `session.run` is what this code spends per step. B counts U-Net rows:
-// both guidance branches, B/2 images.
-//   node --conditions=diffid-source --import tsx services/gpu-worker/bench/host-step.ts [--json]
+// both guidance branches, B/2 images. Beside it, when a Python with torch is here, the same host work
+// done the way diffusers does it (torch_host_step.py). Part of `npm run bench`.
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { SD15_SCHEDULER, ddimSamplerPool, gaussianNoise, makeSchedule } from '@diffid/shared';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
 import { openGraph, type Graph } from '../src/onnx.ts';
 import { stageClock, type StageContext } from '../src/stages/context.ts';
 import { denoise } from '../src/stages/denoise.ts';
+import { torchPython } from '../src/torch-python.ts';
 
 const C = 4;
 const H = 64;
@@ -39,48 +42,60 @@ function timed(graph: Graph): { graph: Graph; ms: () => number } {
   };
 }
 
-const dir = await mkdtemp(join(tmpdir(), 'diffid-bench-'));
-await writeFile(join(dir, 'unet.onnx'), standInUnet());
-const unet = await openGraph(join(dir, 'unet.onnx'), { executionProvider: 'cpu', intraOpThreads: Number(process.env.BENCH_INTRA_OP ?? 0) });
-const port = (name: string, shape: Array<number | string>) => ({ name, dtype: 'float32' as const, shape });
-const results: Record<string, { host_ms_per_step: number; run_ms_per_step: number }> = {};
-for (const B of [2, 8, 16]) {
-  const n = B / 2;
-  const t = timed(unet);
-  const ctx = {
-    bundle: {
-      graphs: { unet: t.graph },
-      ports: { unet: { inputs: { sample: port('sample', ['batch', C, H, H]), timestep: port('timestep', ['batch']), encoder_hidden_states: port('encoder_hidden_states', ['batch', TOKENS, WIDTH]) }, outputs: { noise: port('out_sample', ['batch', C, H, H]) } } },
-      dims: { latentChannels: C, latentHeight: H, latentWidth: H, conditioningTokens: TOKENS, conditioningWidth: WIDTH },
-      manifest: { scheduler: SD15_SCHEDULER },
-    },
-    schedule: makeSchedule(SD15_SCHEDULER),
-    clock: stageClock(),
-    samplers: ddimSamplerPool(),
-  } as unknown as StageContext;
-  const request = {
-    latents: Array.from({ length: n }, (_, i) => gaussianNoise(i, C * H * H)),
-    conditioning: Array.from({ length: n }, (_, i) => gaussianNoise(100 + i, TOKENS * WIDTH)),
-    unconditional: Array.from({ length: n }, (_, i) => gaussianNoise(200 + i, TOKENS * WIDTH)),
-    guidanceScale: 5,
-    steps: STEPS,
-    onStep: () => {},
-  };
-  await denoise(ctx, request); // warm-up
-  const walls: number[] = [];
-  const runs: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const before = t.ms();
-    const t0 = performance.now();
-    await denoise(ctx, request);
-    walls.push(performance.now() - t0);
-    runs.push(t.ms() - before);
+export type HostStepFigures = Record<'B=2' | 'B=8' | 'B=16', { host_ms_per_step: number; run_ms_per_step: number }>;
+
+/** Host ms per step (median of 5 rounds of 20 steps) and ms inside session.run, at B = 2, 8, 16. */
+export async function measureHostStep(intraOpThreads: number): Promise<HostStepFigures> {
+  const dir = await mkdtemp(join(tmpdir(), 'diffid-bench-'));
+  await writeFile(join(dir, 'unet.onnx'), standInUnet());
+  const unet = await openGraph(join(dir, 'unet.onnx'), { executionProvider: 'cpu', intraOpThreads: intraOpThreads });
+  const port = (name: string, shape: Array<number | string>) => ({ name, dtype: 'float32' as const, shape });
+  const results = {} as HostStepFigures;
+  for (const B of [2, 8, 16]) {
+    const n = B / 2;
+    const t = timed(unet);
+    const ctx = {
+      bundle: {
+        graphs: { unet: t.graph },
+        ports: { unet: { inputs: { sample: port('sample', ['batch', C, H, H]), timestep: port('timestep', ['batch']), encoder_hidden_states: port('encoder_hidden_states', ['batch', TOKENS, WIDTH]) }, outputs: { noise: port('out_sample', ['batch', C, H, H]) } } },
+        dims: { latentChannels: C, latentHeight: H, latentWidth: H, conditioningTokens: TOKENS, conditioningWidth: WIDTH },
+        manifest: { scheduler: SD15_SCHEDULER },
+      },
+      schedule: makeSchedule(SD15_SCHEDULER),
+      clock: stageClock(),
+      samplers: ddimSamplerPool(),
+    } as unknown as StageContext;
+    const request = {
+      latents: Array.from({ length: n }, (_, i) => gaussianNoise(i, C * H * H)),
+      conditioning: Array.from({ length: n }, (_, i) => gaussianNoise(100 + i, TOKENS * WIDTH)),
+      unconditional: Array.from({ length: n }, (_, i) => gaussianNoise(200 + i, TOKENS * WIDTH)),
+      guidanceScale: 5,
+      steps: STEPS,
+      onStep: () => {},
+    };
+    await denoise(ctx, request); // warm-up
+    const walls: number[] = [];
+    const runs: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const before = t.ms();
+      const t0 = performance.now();
+      await denoise(ctx, request);
+      walls.push(performance.now() - t0);
+      runs.push(t.ms() - before);
+    }
+    const host = walls.map((w, i) => (w - (runs[i] as number)) / STEPS).sort((a, b) => a - b);
+    const run = runs.map((x) => x / STEPS).sort((a, b) => a - b);
+    results[`B=${B}` as keyof HostStepFigures] = { host_ms_per_step: host[Math.floor(ROUNDS / 2)] as number, run_ms_per_step: run[Math.floor(ROUNDS / 2)] as number };
   }
-  const host = walls.map((w, i) => (w - (runs[i] as number)) / STEPS).sort((a, b) => a - b);
-  const run = runs.map((x) => x / STEPS).sort((a, b) => a - b);
-  results[`B=${B}`] = { host_ms_per_step: host[Math.floor(ROUNDS / 2)] as number, run_ms_per_step: run[Math.floor(ROUNDS / 2)] as number };
+  await unet.release();
+  await rm(dir, { recursive: true, force: true });
+  return results;
 }
-await unet.release();
-await rm(dir, { recursive: true, force: true });
-if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(results)}\n`);
-else for (const [k, v] of Object.entries(results)) process.stdout.write(`${k}: host ${v.host_ms_per_step.toFixed(3)} ms/step, inside session.run ${v.run_ms_per_step.toFixed(3)} ms/step\n`);
+
+/** The torch loop's host ms per step at the same B, or why it did not run. */
+export async function measureTorchHostStep(): Promise<Record<string, { host_ms_per_step: number }> | { skipped: string }> {
+  const python = torchPython();
+  if (!python) return { skipped: 'no Python with torch here' };
+  const { stdout } = await promisify(execFile)(python, [join(import.meta.dirname, 'torch_host_step.py')]);
+  return JSON.parse(stdout) as Record<string, { host_ms_per_step: number }>;
+}

@@ -74,14 +74,22 @@ export function warpSimilarity(img: Rgb, m: Similarity, width: number, height: n
       const fx = sx - x0;
       const fy = sy - y0;
       const o = (y * width + x) * 3;
+      // The four neighbours (clamped to the photo) and their weights, once for all channels.
+      const xa = Math.min(W - 1, Math.max(0, x0));
+      const xb = Math.min(W - 1, Math.max(0, x0 + 1));
+      const ya = Math.min(H - 1, Math.max(0, y0)) * W;
+      const yb = Math.min(H - 1, Math.max(0, y0 + 1)) * W;
+      const p0 = (ya + xa) * 3;
+      const p1 = (ya + xb) * 3;
+      const p2 = (yb + xa) * 3;
+      const p3 = (yb + xb) * 3;
+      const w0 = (1 - fx) * (1 - fy);
+      const w1 = fx * (1 - fy);
+      const w2 = (1 - fx) * fy;
+      const w3 = fx * fy;
       for (let c = 0; c < 3; c++) {
-        let v = 0;
-        for (let k = 0; k < 4; k++) {
-          const xx = Math.min(W - 1, Math.max(0, x0 + (k & 1)));
-          const yy = Math.min(H - 1, Math.max(0, y0 + (k >> 1)));
-          const w = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
-          v += w * (src[(yy * W + xx) * 3 + c] as number);
-        }
+        // Summed in this order from 0, as the bytes of earlier crops were.
+        const v = 0 + w0 * (src[p0 + c] as number) + w1 * (src[p1 + c] as number) + w2 * (src[p2 + c] as number) + w3 * (src[p3 + c] as number);
         data[o + c] = Math.min(255, Math.max(0, Math.round(v)));
       }
     }

@@ -1,7 +1,7 @@
 // The PyTorch reference (services/gpu-worker/python): its own unit tests, and what its exporter
 // writes checked against the service's TS-built adapter graph (same weights) and against
 // IP-Adapter-FaceID's projection evaluated here in float64 — then loaded and run as a bundle.
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,22 +16,14 @@ import { buildTinyBundle } from '../src/bundles/tiny-bundle.ts';
 import { openGraph, type Tensor } from '../src/onnx.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { stageContext } from '../src/stages/context.ts';
+import { NO_TORCH_PYTHON, torchPython } from '../src/torch-python.ts';
 import { readManifestJson, replaceGraph, tempDir, tinyBundleDir } from './helpers.ts';
 
 const PYTHON_DIR = fileURLToPath(new URL('../python/', import.meta.url));
 const run = promisify(execFile);
 
-/** A Python that has torch and onnx: DIFFID_PYTHON, Debian's own, or the one on PATH. */
-function torchPython(): string | undefined {
-  for (const candidate of [process.env.DIFFID_PYTHON, '/usr/bin/python3', 'python3']) {
-    if (candidate && spawnSync(candidate, ['-c', 'import torch, onnx'], { stdio: 'ignore' }).status === 0) return candidate;
-  }
-  return undefined;
-}
 const python = torchPython();
-const skip = python
-  ? false
-  : 'no Python with torch and onnx (Debian: apt-get install python3-torch python3-onnx, or set DIFFID_PYTHON): the PyTorch reference is not tested';
+const skip = python ? false : `${NO_TORCH_PYTHON}: the PyTorch reference is not tested`;
 
 async function py(...args: string[]): Promise<string> {
   const { stdout } = await run(python as string, args, { cwd: PYTHON_DIR, maxBuffer: 16 << 20 });

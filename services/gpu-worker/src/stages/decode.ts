@@ -8,7 +8,11 @@ export async function decodeLatents(ctx: StageContext, latents: Float32Array[]):
   const m = bundle.manifest;
   const d = bundle.dims;
   const ports = bundle.ports.vae_decoder;
-  const rows = latents.map((z) => z.map((v) => v / m.latent.scaling_factor));
+  const rows = latents.map((z) => {
+    const scaled = new Float32Array(z.length);
+    for (let i = 0; i < z.length; i++) scaled[i] = (z[i] as number) / m.latent.scaling_factor;
+    return scaled;
+  });
   const [pixels] = await runRows(bundle.graphs.vae_decoder, [{ port: ports.inputs.latent, rows, rowDims: [d.latentChannels, d.latentHeight, d.latentWidth] }], [
     ports.outputs.pixels,
   ]);

@@ -1,0 +1,181 @@
+// npm run bench: every performance figure the docs quote, measured in one run on this machine, as
+// ratios within that run. Writes them into docs/benchmarks.md between its "bench" markers; with
+// --json prints them as one JSON object instead. --only host,jobs,queue,api,memory runs a part.
+//
+// Parts (each says how it measures in docs/benchmarks.md):
+//   host    host work per denoising step at SD 1.5 shapes, beside diffusers' torch loop
+//   jobs    jobs through the whole path (HTTP → Redis → worker → inference thread → PNGs → HTTP),
+//           with where the worker's time goes and the worker's time over onnxruntime's
+//   queue   queue overhead: from accepted to seen finished, minus the worker's time
+//   api     API submissions and status reads per second (autocannon, a second process)
+//   memory  the worker's memory over a few hundred jobs
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
+import { buildDefaultBundle, buildDemoBundle, buildTinyBundle, type GeneratedBundle } from '@diffid/gpu-worker';
+import { measureHostStep, measureTorchHostStep } from '../../gpu-worker/bench/host-step.ts';
+import { measureApiLoad } from './api-load.ts';
+import { markdown, type BenchFigures, type JobFigures } from './report.ts';
+import { openStack, postForm, type Fields } from '../test/harness.ts';
+import { encodeImage } from '@diffid/shared/image';
+import { facePattern } from '@diffid/shared/testing';
+
+const PARTS = ['host', 'jobs', 'queue', 'api', 'memory'] as const;
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? [...PARTS];
+for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part "${p}" (parts: ${PARTS.join(', ')})`);
+const json = process.argv.includes('--json');
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const INTRA_OP = Number(process.env.BENCH_INTRA_OP ?? 0);
+const DOC = join(import.meta.dirname, '../../../docs/benchmarks.md');
+const PHOTOS = join(import.meta.dirname, '../../../../shared/faces/photos');
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+const median = (xs: number[]) => quantile(xs, 0.5);
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] as number;
+}
+
+interface Finished {
+  endToEndMs: number;
+  /** From the POST's answer to the poll that saw the job finished. */
+  seenMs: number;
+  timings: { total: number; inference: number; onnxruntime: number; stages: Record<string, number> };
+}
+
+/** Submits a job and polls it every 5 ms until it has succeeded; fetches its PNGs. */
+async function runJob(base: string, path: string, fields: Fields): Promise<Finished> {
+  const t0 = performance.now();
+  const res = await postForm(base, path, fields);
+  if (res.status !== 202) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  const { id } = (await res.json()) as { id: string };
+  const accepted = performance.now();
+  for (;;) {
+    const view = (await (await fetch(`${base}/jobs/${id}`)).json()) as { status: string; result?: { images: Array<{ url: string }>; timings_ms: Finished['timings'] } };
+    if (view.status === 'succeeded' && view.result) {
+      const seenMs = performance.now() - accepted;
+      await Promise.all(view.result.images.map(async (i) => (await fetch(`${base}${i.url}`)).arrayBuffer()));
+      return { seenMs, endToEndMs: performance.now() - t0, timings: view.result.timings_ms };
+    }
+    if (view.status !== 'queued' && view.status !== 'running') throw new Error(`job ${id} ${view.status}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const jpeg = async (seed: number, size: number) => ({ bytes: await encodeImage(facePattern(seed, size, size), 'jpeg') });
+
+async function jobsPart(): Promise<JobFigures[]> {
+  type Face = Fields[string];
+  const photos: [Face, Face] | null = existsSync(join(PHOTOS, 'fr_obama.jpg')) ? [{ bytes: await readFile(join(PHOTOS, 'fr_obama.jpg')) }, { bytes: await readFile(join(PHOTOS, 'fr_biden.jpg')) }] : null;
+  const bundles: Array<{ bundle: string; build: () => GeneratedBundle | Promise<GeneratedBundle>; faces: () => Promise<[Face, Face]> }> = [
+    { bundle: 'tiny bundle, drawn 256² faces', build: () => buildTinyBundle(), faces: async () => [await jpeg(1, 256), await jpeg(2, 256)] },
+    { bundle: 'demo bundle (no detector), drawn 256² faces', build: () => buildDemoBundle(), faces: async () => [await jpeg(1, 256), await jpeg(2, 256)] },
+  ];
+  if (photos) bundles.push({ bundle: 'embedded default (shipped BlazeFace + recognizer), photos fr_obama and fr_biden', build: () => buildDefaultBundle(), faces: async () => photos });
+  else log(`../shared/faces is absent (looked in ${PHOTOS}): the embedded default is not benched`);
+  const out: JobFigures[] = [];
+  for (const b of bundles) {
+    log(`jobs on the ${b.bundle}`);
+    const stack = await openStack({ build: b.build, intraOpThreads: INTRA_OP });
+    try {
+      const [a, c] = await b.faces();
+      const kinds: Array<[string, string, Fields]> = [
+        ['generate, 4 images × 30 steps', '/generate', { image: a, prompt: 'a photo of a person', num_images: 4, steps: 30, seed: 1 }],
+        ['generate, 1 image × 30 steps', '/generate', { image: a, prompt: 'a photo of a person', num_images: 1, steps: 30, seed: 1 }],
+        ['morph, 5 frames × 50 steps', '/morph', { image_a: a, image_b: c, frames: 5, steps: 50 }],
+      ];
+      for (const [job, path, fields] of kinds) {
+        await runJob(stack.base, path, fields); // warm-up: first-call graph initialisation
+        const runs: Finished[] = [];
+        for (let i = 0; i < RUNS; i++) runs.push(await runJob(stack.base, path, fields));
+        const stageNames = Object.keys(runs[0]?.timings.stages ?? {});
+        out.push({
+          bundle: b.bundle,
+          job,
+          runs: RUNS,
+          end_to_end_ms: median(runs.map((r) => r.endToEndMs)),
+          worker_ms: median(runs.map((r) => r.timings.total)),
+          inference_ms: median(runs.map((r) => r.timings.inference)),
+          onnxruntime_ms: median(runs.map((r) => r.timings.onnxruntime)),
+          stages_ms: Object.fromEntries(stageNames.map((s) => [s, median(runs.map((r) => r.timings.stages[s] ?? 0))])),
+        });
+      }
+    } finally {
+      await stack.close();
+    }
+  }
+  return out;
+}
+
+async function queuePart(): Promise<NonNullable<BenchFigures['queue_overhead_ms']>> {
+  log('queue overhead: 40 one-step jobs on the tiny bundle, one at a time');
+  const stack = await openStack({ intraOpThreads: INTRA_OP });
+  try {
+    const face = await jpeg(3, 64);
+    const fields = { image: face, prompt: 'a person', steps: 1, seed: 1 };
+    await runJob(stack.base, '/generate', fields);
+    const overhead: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const r = await runJob(stack.base, '/generate', fields);
+      overhead.push(r.seenMs - r.timings.total);
+    }
+    return { jobs: 40, p50: median(overhead), p95: quantile(overhead, 0.95), poll_interval_ms: 5 };
+  } finally {
+    await stack.close();
+  }
+}
+
+async function memoryPart(): Promise<NonNullable<BenchFigures['worker_memory']>> {
+  const JOBS = 300;
+  const WAVE = 10;
+  log(`worker memory: ${JOBS} jobs on the tiny bundle, ${WAVE} at a time`);
+  const stack = await openStack({ intraOpThreads: INTRA_OP });
+  try {
+    const face = await jpeg(4, 64);
+    const samples: NonNullable<BenchFigures['worker_memory']>['samples'] = [];
+    for (let done = 0; done < JOBS; done += WAVE) {
+      await Promise.all(Array.from({ length: WAVE }, (_, i) => runJob(stack.base, '/generate', { image: face, prompt: 'a person', num_images: 2, steps: 4, seed: done + i })));
+      if ((done + WAVE) % 50 === 0) {
+        const m = process.memoryUsage();
+        samples.push({ jobs: done + WAVE, rss_mb: m.rss / 2 ** 20, heap_used_mb: m.heapUsed / 2 ** 20, external_mb: m.external / 2 ** 20 });
+      }
+    }
+    return { jobs: JOBS, samples };
+  } finally {
+    await stack.close();
+  }
+}
+
+const figures: BenchFigures = {
+  date: new Date().toISOString().slice(0, 10),
+  machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version, intra_op_threads: INTRA_OP },
+};
+if (only.includes('host')) {
+  log('host work per step at SD 1.5 shapes');
+  figures.host_ms_per_step = await measureHostStep(INTRA_OP);
+  figures.torch_host_ms_per_step = await measureTorchHostStep();
+}
+if (only.includes('jobs')) {
+  figures.jobs = await jobsPart();
+  const demo = figures.jobs.find((j) => j.bundle.startsWith('demo') && j.job.startsWith('generate, 4'));
+  if (demo) figures.worker_over_onnxruntime = demo.worker_ms / demo.onnxruntime_ms;
+}
+if (only.includes('queue')) figures.queue_overhead_ms = await queuePart();
+if (only.includes('api')) {
+  log('API load with autocannon from a second process');
+  figures.api = await measureApiLoad();
+}
+if (only.includes('memory')) figures.worker_memory = await memoryPart();
+
+if (json) {
+  process.stdout.write(`${JSON.stringify(figures)}\n`);
+} else {
+  const doc = await readFile(DOC, 'utf8');
+  const [start, end] = ['<!-- bench:start -->', '<!-- bench:end -->'];
+  const a = doc.indexOf(start);
+  const b = doc.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${DOC} has no ${start} … ${end} section to write into`);
+  await writeFile(DOC, `${doc.slice(0, a + start.length)}\n${markdown(figures)}\n${doc.slice(b)}`);
+  process.stdout.write(`${markdown(figures)}\nwritten into ${DOC}\n`);
+}
