@@ -10,4 +10,4 @@ export * from './provenance.ts';
 export * from './eval-metrics.ts';
 export * from './pacing.ts';
 export * from './webhooks.ts';
-export * from './ddim-sampler.ts';
+export * from './ddim-arena.ts';

@@ -69,7 +69,8 @@ export const SETTINGS = {
   executionProvider: { env: 'DIFFID_EXECUTION_PROVIDER', default: 'cpu', parse: oneOf(EXECUTION_PROVIDERS), doc: 'onnxruntime execution provider' },
   intraOpThreads: { env: 'DIFFID_INTRA_OP_THREADS', default: 0, parse: int(0, 1024), doc: 'onnxruntime threads per operator; 0: one fewer than the machine’s cores (at least 1), leaving a core to the worker’s own threads' },
   workerMetricsPort: { env: 'DIFFID_WORKER_METRICS_PORT', default: undefined, parse: int(1, 65_535), doc: 'a worker serves its Prometheus metrics on this port at /metrics; unset: not served' },
-  maxBatch: { env: 'DIFFID_MAX_BATCH', default: 8, parse: int(1, 64), doc: 'most morph frames in one U-Net batch; give every worker on one Redis the same value (it sets a morph’s step total)' },
+  maxBatch: { env: 'DIFFID_MAX_BATCH', default: 8, parse: int(1, 64), doc: 'most morph frames in one U-Net batch, and half the most U-Net rows one call takes when jobs are batched; give every worker on one Redis the same value (it sets a morph’s step total)' },
+  batchJobs: { env: 'DIFFID_BATCH_JOBS', default: 1, parse: int(1, 64), doc: 'jobs one worker runs at once, their denoising steps batched into shared U-Net calls (docs/benchmarks.md); 1 turns batching off. Worth it on a GPU, where a U-Net call costs about the same for one image as for several; on a CPU it is not' },
 } as const satisfies Record<string, Setting<unknown>>;
 
 type Table = typeof SETTINGS;

@@ -29,6 +29,8 @@ export interface StackOptions {
   worker?: boolean;
   /** onnxruntime's threads per operator; 0 (the default) lets the worker choose. */
   intraOpThreads?: number;
+  /** Jobs the worker runs at once, batched (DIFFID_BATCH_JOBS). */
+  batchJobs?: number;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   resultTtlSeconds?: number;
@@ -74,6 +76,7 @@ export async function openStack(options: StackOptions = {}): Promise<Stack & { c
           executionProvider: 'cpu',
           intraOpThreads: options.intraOpThreads ?? 0,
           maxBatch: 8,
+          batchJobs: options.batchJobs,
           lockDurationMs: options.lockDurationMs,
           stalledIntervalMs: options.stalledIntervalMs,
         });

@@ -38,6 +38,8 @@ t.test('a finished job and a refused request show in the API\'s and the worker\'
   t.equal(value(worker, 'diffid_job_queue_wait_seconds_count{kind="generate"}'), 1);
   t.equal(value(worker, 'diffid_denoise_step_seconds_count'), 4, 'one per step: from its start to the next start, the last to the end');
   t.equal(value(worker, 'diffid_output_identity_similarity_count{kind="generate"}'), 2, 'one similarity per output');
+  t.equal(value(worker, 'diffid_unet_calls_total'), 4, 'a U-Net call per step');
+  t.equal(value(worker, 'diffid_unet_rows_total'), 8, 'two images, no guidance: two rows per call');
   t.equal(value(worker, 'diffid_worker_busy'), 0, 'idle again');
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
 });

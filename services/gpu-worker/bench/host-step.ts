@@ -9,11 +9,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SD15_SCHEDULER, ddimSamplerPool, gaussianNoise, makeSchedule } from '@diffid/shared';
+import { SD15_SCHEDULER, gaussianNoise, makeSchedule } from '@diffid/shared';
+import type { LoadedBundle } from '../src/bundle-loader.ts';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
 import { openGraph, type Graph } from '../src/onnx.ts';
 import { stageClock, type StageContext } from '../src/stages/context.ts';
 import { denoise } from '../src/stages/denoise.ts';
+import { unetBatch } from '../src/stages/unet-batch.ts';
 import { torchPython } from '../src/torch-python.ts';
 
 const C = 4;
@@ -54,17 +56,14 @@ export async function measureHostStep(intraOpThreads: number): Promise<HostStepF
   for (const B of [2, 8, 16]) {
     const n = B / 2;
     const t = timed(unet);
-    const ctx = {
-      bundle: {
-        graphs: { unet: t.graph },
-        ports: { unet: { inputs: { sample: port('sample', ['batch', C, H, H]), timestep: port('timestep', ['batch']), encoder_hidden_states: port('encoder_hidden_states', ['batch', TOKENS, WIDTH]) }, outputs: { noise: port('out_sample', ['batch', C, H, H]) } } },
-        dims: { latentChannels: C, latentHeight: H, latentWidth: H, conditioningTokens: TOKENS, conditioningWidth: WIDTH },
-        manifest: { scheduler: SD15_SCHEDULER },
-      },
-      schedule: makeSchedule(SD15_SCHEDULER),
-      clock: stageClock(),
-      samplers: ddimSamplerPool(),
-    } as unknown as StageContext;
+    const bundle = {
+      graphs: { unet: t.graph },
+      ports: { unet: { inputs: { sample: port('sample', ['batch', C, H, H]), timestep: port('timestep', ['batch']), encoder_hidden_states: port('encoder_hidden_states', ['batch', TOKENS, WIDTH]) }, outputs: { noise: port('out_sample', ['batch', C, H, H]) } } },
+      dims: { latentChannels: C, latentHeight: H, latentWidth: H, conditioningTokens: TOKENS, conditioningWidth: WIDTH },
+      manifest: { scheduler: SD15_SCHEDULER },
+    } as unknown as LoadedBundle;
+    // As on the inference thread: one batch whose memory serves every run.
+    const ctx: StageContext = { bundle, schedule: makeSchedule(SD15_SCHEDULER), clock: stageClock(), batch: unetBatch(bundle, B) };
     const request = {
       latents: Array.from({ length: n }, (_, i) => gaussianNoise(i, C * H * H)),
       conditioning: Array.from({ length: n }, (_, i) => gaussianNoise(100 + i, TOKENS * WIDTH)),

@@ -3,7 +3,7 @@
 
 import { Worker } from 'node:worker_threads';
 import { DiffIdError, errorKeyOf } from '@diffid/shared';
-import { CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
+import { BATCH_STATS, BATCH_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
 
 // Built code (dist/*.js) starts the thread's module itself. Under tsx (development and tests) a
 // worker thread does not inherit tsx's loader, so a plain-JS shim registers it first.
@@ -43,6 +43,8 @@ export const PROGRESS_INTERVAL_MS = 200;
 export interface InferenceClient {
   readonly bundle: Extract<ThreadMessage, { type: 'ready' }>['bundle'];
   run(job: InferenceJob, options?: RunOptions): Promise<InferenceOutput>;
+  /** U-Net calls the thread has made in its batch, and rows evaluated in them. */
+  batchStats(): { calls: number; rows: number };
   /**
    * Replaces the inference thread with a fresh one that loads the bundle again from disk. A job
    * in flight fails as retryable (BullMQ runs it again); resolves once the new thread is ready.
@@ -61,9 +63,9 @@ interface Pending {
   settled: Promise<void>;
 }
 
-function spawn(options: ThreadOptions): Worker {
-  if (BUILT) return new Worker(THREAD_ENTRY, { workerData: { options } });
-  return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY.href, options } });
+function spawn(options: ThreadOptions, batchStats: SharedArrayBuffer): Worker {
+  if (BUILT) return new Worker(THREAD_ENTRY, { workerData: { options, batchStats } });
+  return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY.href, options, batchStats } });
 }
 
 function waitReady(worker: Worker): Promise<InferenceClient['bundle']> {
@@ -102,7 +104,9 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let closing = false;
-  let worker = spawn(options);
+  const batchStats = new SharedArrayBuffer(BATCH_STATS_BYTES);
+  const counters = new BigInt64Array(batchStats);
+  let worker = spawn(options, batchStats);
   const bundle = await waitReady(worker);
   let ready: Promise<unknown> = Promise.resolve();
 
@@ -121,7 +125,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       for (const p of pending.values()) p.reject(new InferenceThreadLost(`the inference thread exited (code ${code}) during the job`));
       pending.clear();
       if (closing) return;
-      const next = spawn(options);
+      const next = spawn(options, batchStats);
       worker = next;
       ready = waitReady(next).then(
         () => attach(next),
@@ -135,6 +139,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
 
   return {
     bundle,
+    batchStats: () => ({ calls: Number(Atomics.load(counters, BATCH_STATS.CALLS)), rows: Number(Atomics.load(counters, BATCH_STATS.ROWS)) }),
     run(job, { signal, onProgress = () => {} } = {}) {
       if (signal?.aborted) return Promise.reject(new InferenceCanceled());
       const requestId = nextId++;

@@ -44,6 +44,13 @@ export interface InferenceOutput extends PipelineOutput {
 export const CONTROL = { CANCEL: 0, STEP: 1, TOTAL: 2 } as const;
 export const CONTROL_BYTES = 3 * Int32Array.BYTES_PER_ELEMENT;
 
+/**
+ * Slots of the thread's batch counters (BigInt64, shared, kept across thread restarts): U-Net
+ * calls made and rows evaluated in them — rows ÷ calls is the mean batch (unet-batch.ts).
+ */
+export const BATCH_STATS = { CALLS: 0, ROWS: 1 } as const;
+export const BATCH_STATS_BYTES = 2 * BigInt64Array.BYTES_PER_ELEMENT;
+
 /** Main → thread. */
 export interface ThreadRequest {
   requestId: number;

@@ -7,15 +7,17 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
 import { onnxruntimeBusyMs } from './onnx.ts';
-import { CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
+import { BATCH_STATS, CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
 import { morph } from './pipelines/morph.ts';
 import { stageContext, type StageContext, type StepHook } from './stages/context.ts';
+import { unetBatch } from './stages/unet-batch.ts';
 
 const port = parentPort;
 if (!port) throw new Error('inference-thread runs as a worker thread only');
-const options = (workerData as { options: ThreadOptions }).options;
+const { options, batchStats } = workerData as { options: ThreadOptions; batchStats: SharedArrayBuffer };
+const counters = new BigInt64Array(batchStats);
 
 /** Thrown from the step hook when the job's cancel flag is set. */
 class Canceled extends Error {}
@@ -42,7 +44,7 @@ async function run(bundleCtx: StageContext, job: InferenceJob, control: Int32Arr
     Atomics.store(control, CONTROL.STEP, begun);
     begun++;
   };
-  const ctx = stageContext(bundleCtx.bundle, bundleCtx.schedule);
+  const ctx = stageContext(bundleCtx.bundle, bundleCtx.schedule, bundleCtx.batch);
   const started = performance.now();
   const onnxBefore = onnxruntimeBusyMs();
   const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
@@ -52,7 +54,13 @@ async function run(bundleCtx: StageContext, job: InferenceJob, control: Int32Arr
 
 try {
   const bundle = await loadBundle(options.modelDir, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
-  const ctx = stageContext(bundle);
+  // One U-Net batch for every job on this thread: a call carries at most twice DIFFID_MAX_BATCH
+  // rows (both guidance branches of that many images).
+  const batch = unetBatch(bundle, 2 * options.maxBatch, (rows) => {
+    Atomics.add(counters, BATCH_STATS.CALLS, 1n);
+    Atomics.add(counters, BATCH_STATS.ROWS, BigInt(rows));
+  });
+  const ctx = stageContext(bundle, undefined, batch);
   const m = bundle.manifest;
   post({
     type: 'ready',

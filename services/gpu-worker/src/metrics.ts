@@ -1,6 +1,6 @@
 // A worker's Prometheus metrics (prom-client), served on DIFFID_WORKER_METRICS_PORT: how long jobs
 // waited and ran, how they ended, how long a denoising step takes, how similar outputs are to
-// their source faces, and whether the worker is busy.
+// their source faces, how many jobs the worker is running, and how full its U-Net calls are.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -14,10 +14,23 @@ export interface WorkerMetrics {
   busy: Gauge;
 }
 
-export function createWorkerMetrics(): WorkerMetrics {
+/**
+ * The worker's metrics; `batchStats` reports the inference thread's U-Net calls and their rows
+ * (read when scraped).
+ */
+export function createWorkerMetrics(batchStats: () => { calls: number; rows: number } = () => ({ calls: 0, rows: 0 })): WorkerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'diffid_worker_' });
   const registers = [registry];
+  // Counted by the inference thread in shared memory; read at scrape time.
+  new Counter({ name: 'diffid_unet_calls_total', help: 'U-Net calls made by the denoising batch', registers, collect() {
+    this.reset();
+    this.inc(batchStats().calls);
+  } });
+  new Counter({ name: 'diffid_unet_rows_total', help: 'U-Net rows evaluated (both guidance branches count); ÷ calls is the mean batch', registers, collect() {
+    this.reset();
+    this.inc(batchStats().rows);
+  } });
   return {
     registry,
     wait: new Histogram({ name: 'diffid_job_queue_wait_seconds', help: 'From submit to a worker starting the job', labelNames: ['kind'], buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200], registers }),
@@ -25,7 +38,7 @@ export function createWorkerMetrics(): WorkerMetrics {
     outcomes: new Counter({ name: 'diffid_job_outcomes_total', help: 'Job runs by how they ended: ok, or the error code', labelNames: ['kind', 'code'], registers }),
     step: new Histogram({ name: 'diffid_denoise_step_seconds', help: 'Time between denoising steps of a job (one U-Net batch)', buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], registers }),
     similarity: new Histogram({ name: 'diffid_output_identity_similarity', help: 'ArcFace cosine similarity of each output to its source face(s)', labelNames: ['kind'], buckets: [-0.2, 0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1], registers }),
-    busy: new Gauge({ name: 'diffid_worker_busy', help: '1 while the worker runs a job', registers }),
+    busy: new Gauge({ name: 'diffid_worker_busy', help: 'jobs the worker is running (up to DIFFID_BATCH_JOBS)', registers }),
   };
 }
 

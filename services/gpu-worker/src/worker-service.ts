@@ -46,6 +46,8 @@ export interface WorkerServiceOptions extends ThreadOptions {
   prefix: string;
   queueName: string;
   resultTtlSeconds: number;
+  /** Jobs run at once, their denoising batched (DIFFID_BATCH_JOBS); 1 by default. */
+  batchJobs?: number;
   /** How long a job's lock lasts without renewal. */
   lockDurationMs?: number;
   /** How often locks are renewed (at most a quarter of the lock). */
@@ -131,7 +133,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   const lockDuration = options.lockDurationMs ?? 120_000;
   const stalledInterval = options.stalledIntervalMs ?? 5_000;
   const attempts = options.jobAttempts ?? 3;
-  const metrics = options.metrics ?? createWorkerMetrics();
+  const metrics = options.metrics ?? createWorkerMetrics(() => inference.batchStats());
   const dropInputs = (id: string, kind: JobKind) => options.redis.del(...jobKeys(options.prefix, id).inputs(kind)).catch(() => 0);
   // Webhook deliveries are queued here and sent by the API processes (services/api/src/webhook-dispatcher.ts).
   const webhooks = new Queue(webhookQueueName(options.queueName), { connection: options.redis, prefix: options.prefix });
@@ -151,11 +153,11 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       await announceEvent(job, 'start');
       const started = performance.now();
       metrics.wait.observe({ kind }, Math.max(0, Date.now() - job.timestamp) / 1000);
-      metrics.busy.set(1);
+      metrics.busy.inc();
       // Progress arrives sampled (every 200 ms at most): a step's time is the mean over the steps between samples.
       let last = { at: started, step: 0 };
       const ended = (outcome: string) => {
-        metrics.busy.set(0);
+        metrics.busy.dec();
         metrics.duration.observe({ kind, outcome: outcome === 'ok' ? 'ok' : 'error' }, (performance.now() - started) / 1000);
         metrics.outcomes.inc({ kind, code: outcome });
       };
@@ -193,7 +195,9 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       connection: options.redis,
       prefix: options.prefix,
       name,
-      concurrency: 1,
+      // Several jobs at once only when their steps are batched (unet-batch.ts): otherwise they would
+      // only take turns on the one inference thread.
+      concurrency: options.batchJobs ?? 1,
       lockDuration,
       lockRenewTime: options.lockRenewMs ?? Math.min(15_000, lockDuration / 4),
       stalledInterval,

@@ -1,7 +1,8 @@
 // What every stage receives: the loaded bundle, its noise schedule, the job's stage clock, and the
-// bundle's pool of sampler memories.
-import { ddimSamplerPool, makeSchedule, type DdimSamplerPool, type NoiseSchedule } from '@diffid/shared';
+// U-Net batch that the thread's jobs denoise in.
+import { makeSchedule, type NoiseSchedule } from '@diffid/shared';
 import type { LoadedBundle } from '../bundle-loader.ts';
+import { unetBatch, type UnetBatch } from './unet-batch.ts';
 
 /**
  * Wall time per pipeline stage. A stage that runs several times, even concurrently, counts the
@@ -47,19 +48,17 @@ export interface StageContext {
   bundle: LoadedBundle;
   schedule: NoiseSchedule;
   clock: StageClock;
-  /** Sampling memories reused from job to job (shared/ddim-sampler.ts says why). */
-  samplers: DdimSamplerPool;
+  /** Where denoising runs: shared by the jobs of one thread (step-level batching, unet-batch.ts). */
+  batch: UnetBatch;
 }
 
 /** Called once per U-Net evaluation; throws to stop the job (cancellation). */
 export type StepHook = () => void;
 
-// One pool per loaded bundle: its jobs' latents and conditioning share a few shapes.
-const pools = new WeakMap<LoadedBundle, DdimSamplerPool>();
-
-/** A context for one job: the bundle's, with a clock of its own. */
-export function stageContext(bundle: LoadedBundle, schedule = makeSchedule(bundle.manifest.scheduler)): StageContext {
-  let samplers = pools.get(bundle);
-  if (!samplers) pools.set(bundle, (samplers = ddimSamplerPool()));
-  return { bundle, schedule, clock: stageClock(), samplers };
+/**
+ * A context for one job: the bundle's, with a clock of its own, denoising in `batch` — the
+ * thread's, shared by its jobs; by default one of its own (rows per call unbounded).
+ */
+export function stageContext(bundle: LoadedBundle, schedule = makeSchedule(bundle.manifest.scheduler), batch: UnetBatch = unetBatch(bundle, Number.POSITIVE_INFINITY)): StageContext {
+  return { bundle, schedule, clock: stageClock(), batch };
 }

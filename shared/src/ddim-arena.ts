@@ -3,156 +3,95 @@
 // output into, so a step costs no copies and no allocations on the host. The kernel computes in
 // float64 lanes (f64x2) with the operations in the order of `classifierFreeGuidance` then `ddimStep`
 // (ddim.ts), and WebAssembly never fuses a multiply into an add, so its bytes equal theirs
-// (shared/test/ddim-sampler.test.ts). The module is assembled here rather than compiled from
+// (shared/test/ddim-arena.test.ts). The module is assembled here rather than compiled from
 // another language so that the repository holds its only source.
+//
+// One arena holds the rows of every job being sampled together (step-level batching): each job
+// owns a contiguous range of rows, laid out as `RowGroup` says.
 
-import { samplingStepAlphas, type NoiseSchedule, type PredictionType } from './schedule.ts';
+import type { PredictionType } from './schedule.ts';
 
-/** A batch of latents being sampled, laid out where the U-Net reads and writes. */
-export interface DdimSampler {
-  /** Images in the batch. */
-  readonly images: number;
-  /** U-Net rows: 2 per image with guidance (unconditional rows first), else 1. */
-  readonly rows: number;
-  /**
-   * The U-Net's sample batch, [rows, ...latent]. Rows [0, images) are the latents z, which `step`
-   * updates; with guidance, rows [images, 2·images) are kept equal to them.
-   */
-  readonly sample: Float32Array;
-  /** Where the U-Net's output goes, [rows, ...latent], in the same row order as `sample`. */
-  readonly modelOutput: Float32Array;
-  /** The latents z, [images, ...latent] (a view of `sample`). */
-  readonly latents: Float32Array;
-  /** The U-Net's conditioning batch, [rows, contextSize], in the row order of `sample`. */
-  readonly context: Float32Array;
-  /** Guidance (when on) and the DDIM step from level ᾱ_t to ᾱ_prev, reading `modelOutput`. */
-  step(alphaBarT: number, alphaBarPrev: number): void;
-  /** The step of sampling timestep t in a run of `steps` (samplingStepAlphas gives the levels). */
-  stepAt(schedule: NoiseSchedule, steps: number, t: number): void;
-}
-
-export interface DdimSamplerOptions {
+/**
+ * One job's rows in an arena, from row `first`: with guidance 2·images rows — rows
+ * [first, first+images) are its latents z and its unconditional branch, rows
+ * [first+images, first+2·images) repeat z for its conditional branch; without, `images` rows.
+ */
+export interface RowGroup {
+  first: number;
   images: number;
-  /** Values per latent, C·h·w. */
-  latentSize: number;
-  /** Values per row of conditioning, N·W. */
-  contextSize: number;
   /** Guidance scale g; at or below 1 the unconditional branch is skipped (as callers do). */
   guidanceScale: number;
   prediction: PredictionType;
 }
 
-/** Allocates a sampler's memory (rows·(2·latentSize + contextSize) floats) and binds the kernel to it. */
-export function ddimSampler(opts: DdimSamplerOptions): DdimSampler {
-  return bind(allocate(layoutOf(opts)), opts);
+/** U-Net rows of a group of `images` at guidance scale g. */
+export function groupRows(images: number, guidanceScale: number): number {
+  return guidanceScale > 1 ? 2 * images : images;
 }
 
-/**
- * Samplers whose memory is reused, so that a job's buffers are an earlier job's of the same shape:
- * a fresh buffer's first touch costs page faults (about 3 ms per MB on the 2-core dev machine,
- * more than the kernel's whole work per step at SD 1.5 shapes). Each sampler is one caller's from
- * `take` until `give`; at most `limit` idle memories are kept, the most recently given back.
- */
-export interface DdimSamplerPool {
-  take(opts: DdimSamplerOptions): DdimSampler;
-  give(sampler: DdimSampler): void;
-  /** Idle memories held. */
-  readonly idle: number;
+/** Memory for `capacity` U-Net rows: sample, model output and conditioning, with the kernel bound to it. */
+export interface DdimArena {
+  readonly capacity: number;
+  readonly latentSize: number;
+  readonly contextSize: number;
+  /** The U-Net's sample batch, [capacity, latentSize]. */
+  readonly sample: Float32Array;
+  /** Where the U-Net's output goes, [capacity, latentSize], in the row order of `sample`. */
+  readonly modelOutput: Float32Array;
+  /** The U-Net's conditioning, [capacity, contextSize], in the row order of `sample`. */
+  readonly context: Float32Array;
+  /**
+   * Guidance (when on) and the DDIM step from level ᾱ_t to ᾱ_prev for one group: reads its rows
+   * of `modelOutput`, updates its z in place and, with guidance, the copy of z.
+   */
+  step(group: RowGroup, alphaBarT: number, alphaBarPrev: number): void;
+  /** Copies `count` rows of sample and conditioning from row `from` to row `to` (ranges may overlap). */
+  moveRows(from: number, to: number, count: number): void;
 }
 
-export function ddimSamplerPool(limit = 4): DdimSamplerPool {
-  const idle: Arena[] = [];
-  const lent = new WeakMap<DdimSampler, Arena>();
-  return {
-    take(opts) {
-      const layout = layoutOf(opts);
-      const at = idle.findIndex((a) => a.key === layout.key);
-      const arena = at >= 0 ? (idle.splice(at, 1)[0] as Arena) : allocate(layout);
-      const sampler = bind(arena, opts);
-      lent.set(sampler, arena);
-      return sampler;
-    },
-    give(sampler) {
-      const arena = lent.get(sampler);
-      if (arena === undefined) throw new Error('a sampler was given back that this pool did not lend, or twice');
-      lent.delete(sampler);
-      idle.push(arena);
-      if (idle.length > limit) idle.shift();
-    },
-    get idle() {
-      return idle.length;
-    },
-  };
-}
-
-interface Layout {
-  key: string;
-  images: number;
-  rows: number;
-  latentSize: number;
-  contextSize: number;
-  guided: boolean;
-}
-
-/** A sampler's memory and the kernel instance over it; the guidance scale is bound per job. */
-interface Arena extends Layout {
-  kernels: Record<string, unknown>;
-  sample: Float32Array;
-  modelOutput: Float32Array;
-  context: Float32Array;
-}
-
-function layoutOf(opts: DdimSamplerOptions): Layout {
-  const { images, latentSize, contextSize, guidanceScale, prediction } = opts;
-  for (const [what, v] of [['images', images], ['latentSize', latentSize], ['contextSize', contextSize]] as const) {
+/** Allocates an arena of `capacity` rows (capacity·(2·latentSize + contextSize) floats). */
+export function ddimArena(capacity: number, latentSize: number, contextSize: number): DdimArena {
+  for (const [what, v] of [['capacity', capacity], ['latentSize', latentSize], ['contextSize', contextSize]] as const) {
     if (!(Number.isInteger(v) && v >= 1)) throw new RangeError(`${what} must be a positive integer, got ${v}`);
   }
-  if (!Number.isFinite(guidanceScale)) throw new RangeError('guidance scale must be finite');
-  if (KERNELS[prediction] === undefined) throw new RangeError(`prediction type "${String(prediction)}" is not supported`);
-  const guided = guidanceScale > 1;
-  const rows = guided ? 2 * images : images;
-  const bytes = rows * (2 * latentSize + contextSize) * 4;
-  if (bytes > MAX_BYTES) throw new RangeError(`a sampler of ${images} images × ${latentSize} + ${contextSize} values needs ${bytes} bytes, over WebAssembly's ${MAX_BYTES}`);
-  return { key: `${images}/${latentSize}/${contextSize}/${guided}`, images, rows, latentSize, contextSize, guided };
-}
-
-function allocate(layout: Layout): Arena {
-  const { rows, latentSize, contextSize } = layout;
-  const memory = new wasm.Memory({ initial: Math.max(1, Math.ceil((rows * (2 * latentSize + contextSize) * 4) / PAGE)) });
+  const bytes = capacity * (2 * latentSize + contextSize) * 4;
+  if (bytes > MAX_BYTES) throw new RangeError(`an arena of ${capacity} rows × (2·${latentSize} + ${contextSize}) values needs ${bytes} bytes, over WebAssembly's ${MAX_BYTES}`);
+  const memory = new wasm.Memory({ initial: Math.max(1, Math.ceil(bytes / PAGE)) });
+  const kernels = new wasm.Instance(kernelModule(), { env: { memory } }).exports;
+  const outBase = capacity * latentSize * 4;
+  const sample = new Float32Array(memory.buffer, 0, capacity * latentSize);
+  const context = new Float32Array(memory.buffer, 2 * outBase, capacity * contextSize);
   return {
-    ...layout,
-    kernels: new wasm.Instance(kernelModule(), { env: { memory } }).exports,
-    sample: new Float32Array(memory.buffer, 0, rows * latentSize),
-    modelOutput: new Float32Array(memory.buffer, rows * latentSize * 4, rows * latentSize),
-    context: new Float32Array(memory.buffer, 2 * rows * latentSize * 4, rows * contextSize),
-  };
-}
-
-function bind(arena: Arena, opts: DdimSamplerOptions): DdimSampler {
-  const { images, rows, latentSize, guided } = arena;
-  const g = opts.guidanceScale;
-  const kernel = arena.kernels[`${KERNELS[opts.prediction]}_${guided ? 'guided' : 'plain'}`] as (...args: number[]) => void;
-  const count = images * latentSize;
-  const outPtr = rows * latentSize * 4;
-  // Guided: ε_u is rows [0, images) of the output, ε_c rows [images, 2·images); z's copy follows z.
-  const cPtr = guided ? outPtr + count * 4 : outPtr;
-  const copyPtr = guided ? count * 4 : 0;
-  const step = (alphaBarT: number, alphaBarPrev: number): void => {
-    assertAlpha(alphaBarT, 'alphaBarT');
-    assertAlpha(alphaBarPrev, 'alphaBarPrev');
-    kernel(0, outPtr, cPtr, copyPtr, count, g, Math.sqrt(alphaBarT), Math.sqrt(1 - alphaBarT), Math.sqrt(alphaBarPrev), Math.sqrt(1 - alphaBarPrev));
-  };
-  return {
-    images,
-    rows,
-    sample: arena.sample,
-    modelOutput: arena.modelOutput,
-    latents: arena.sample.subarray(0, count),
-    context: arena.context,
-    step,
-    stepAt(schedule, steps, t) {
-      const { alphaBarT, alphaBarPrev } = samplingStepAlphas(schedule, steps, t);
-      step(alphaBarT, alphaBarPrev);
+    capacity,
+    latentSize,
+    contextSize,
+    sample,
+    modelOutput: new Float32Array(memory.buffer, outBase, capacity * latentSize),
+    context,
+    step(group, alphaBarT, alphaBarPrev) {
+      const { first, images, guidanceScale: g, prediction } = group;
+      if (!Number.isFinite(g)) throw new RangeError('guidance scale must be finite');
+      const variant = KERNELS[prediction];
+      if (variant === undefined) throw new RangeError(`prediction type "${String(prediction)}" is not supported`);
+      const rows = groupRows(images, g);
+      if (!(Number.isInteger(first) && first >= 0 && Number.isInteger(images) && images >= 1 && first + rows <= capacity)) {
+        throw new RangeError(`rows [${first}, ${first + rows}) are not in the arena's ${capacity}`);
+      }
+      assertAlpha(alphaBarT, 'alphaBarT');
+      assertAlpha(alphaBarPrev, 'alphaBarPrev');
+      const guided = rows > images;
+      const count = images * latentSize;
+      const z = first * latentSize * 4;
+      const u = outBase + z;
+      // Guided: ε_u is the group's first `images` output rows, ε_c the next; z's copy follows z.
+      const c = guided ? u + count * 4 : u;
+      const copy = guided ? z + count * 4 : 0;
+      const kernel = kernels[`${variant}_${guided ? 'guided' : 'plain'}`] as (...args: number[]) => void;
+      kernel(z, u, c, copy, count, g, Math.sqrt(alphaBarT), Math.sqrt(1 - alphaBarT), Math.sqrt(alphaBarPrev), Math.sqrt(1 - alphaBarPrev));
+    },
+    moveRows(from, to, count) {
+      sample.copyWithin(to * latentSize, from * latentSize, (from + count) * latentSize);
+      context.copyWithin(to * contextSize, from * contextSize, (from + count) * contextSize);
     },
   };
 }
