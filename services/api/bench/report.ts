@@ -25,6 +25,13 @@ export interface BenchFigures {
   queue_overhead_ms?: { jobs: number; p50: number; p95: number; poll_interval_ms: number };
   api?: { submissions: LoadFigures; status_reads: LoadFigures; upload_bytes: number };
   worker_memory?: { jobs: number; samples: Array<{ jobs: number; rss_mb: number; heap_used_mb: number; external_mb: number }> };
+  batching?: {
+    /** The proxy U-Net's own time per call by rows in the call. */
+    proxy_ms_per_call_by_rows: Record<number, number>;
+    runs: Array<{ batch_jobs: number; jobs: number; images_per_s: number; latency_p50_ms: number; latency_max_ms: number; rows_per_call: number }>;
+    /** The 8 concurrent jobs' PNGs, batching on against off. */
+    pngs_identical: boolean;
+  };
 }
 
 const f = (x: number, digits = 0) => x.toFixed(digits);
@@ -99,6 +106,28 @@ export function markdown(b: BenchFigures): string {
       '| after jobs | RSS (MB) | JS heap used (MB) | external (MB) |',
       '|---|---|---|---|',
       ...m.samples.map((s) => `| ${s.jobs} | ${f(s.rss_mb)} | ${f(s.heap_used_mb)} | ${f(s.external_mb)} |`),
+      '',
+    );
+  }
+  if (b.batching) {
+    const x = b.batching;
+    const rowsList = Object.keys(x.proxy_ms_per_call_by_rows).map(Number);
+    const at = (batchJobs: number, jobs: number) => x.runs.find((r) => r.batch_jobs === batchJobs && r.jobs === jobs);
+    out.push(
+      '### Step-level batching across jobs (demo bundle, its U-Net replaced by the proxy)',
+      '',
+      `The proxy U-Net alone, ms per call: ${rowsList.map((r) => `${r} row${r > 1 ? 's' : ''} ${f(x.proxy_ms_per_call_by_rows[r] as number, 1)}`).join(', ')}.`,
+      '',
+      '| concurrent jobs (1 image × 20 steps, guidance 5) | batching off: images/s | on (DIFFID_BATCH_JOBS=8): images/s | on ÷ off | off: latency p50 / max (ms) | on: latency p50 / max (ms) | on: rows per U-Net call |',
+      '|---|---|---|---|---|---|---|',
+      ...[...new Set(x.runs.map((r) => r.jobs))].map((jobs) => {
+        const off = at(1, jobs);
+        const on = at(8, jobs);
+        if (!off || !on) return `| ${jobs} | | | | | | |`;
+        return `| ${jobs} | ${f(off.images_per_s, 2)} | ${f(on.images_per_s, 2)} | ${f(on.images_per_s / off.images_per_s, 2)} | ${f(off.latency_p50_ms)} / ${f(off.latency_max_ms)} | ${f(on.latency_p50_ms)} / ${f(on.latency_max_ms)} | ${f(on.rows_per_call, 1)} |`;
+      }),
+      '',
+      `The 8 concurrent jobs' PNGs with batching on and off: ${x.pngs_identical ? '**byte-identical**' : '**they differ**'}.`,
       '',
     );
   }

@@ -9,19 +9,23 @@
 //   queue   queue overhead: from accepted to seen finished, minus the worker's time
 //   api     API submissions and status reads per second (autocannon, a second process)
 //   memory  the worker's memory over a few hundred jobs
+//   batching images per second at 1, 2, 4, 8 concurrent jobs, batching off and on, with a proxy
+//           U-Net whose cost, like a GPU's, hardly grows with the rows of a call
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
-import { buildDefaultBundle, buildDemoBundle, buildTinyBundle, type GeneratedBundle } from '@diffid/gpu-worker';
+import { buildDefaultBundle, buildDemoBundle, buildTinyBundle, writeBundle, type GeneratedBundle } from '@diffid/gpu-worker';
 import { measureHostStep, measureTorchHostStep } from '../../gpu-worker/bench/host-step.ts';
+import { measureProxy, proxyUnet } from '../../gpu-worker/bench/proxy-unet.ts';
+import { replaceGraph } from '../../gpu-worker/test/helpers.ts';
 import { measureApiLoad } from './api-load.ts';
 import { markdown, type BenchFigures, type JobFigures } from './report.ts';
 import { openStack, postForm, type Fields } from '../test/harness.ts';
 import { encodeImage } from '@diffid/shared/image';
 import { facePattern } from '@diffid/shared/testing';
 
-const PARTS = ['host', 'jobs', 'queue', 'api', 'memory'] as const;
+const PARTS = ['host', 'jobs', 'queue', 'api', 'memory', 'batching'] as const;
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? [...PARTS];
 for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part "${p}" (parts: ${PARTS.join(', ')})`);
 const json = process.argv.includes('--json');
@@ -39,6 +43,7 @@ function quantile(xs: number[], q: number): number {
 
 interface Finished {
   endToEndMs: number;
+  urls: string[];
   /** From the POST's answer to the poll that saw the job finished. */
   seenMs: number;
   timings: { total: number; inference: number; onnxruntime: number; stages: Record<string, number> };
@@ -56,7 +61,7 @@ async function runJob(base: string, path: string, fields: Fields): Promise<Finis
     if (view.status === 'succeeded' && view.result) {
       const seenMs = performance.now() - accepted;
       await Promise.all(view.result.images.map(async (i) => (await fetch(`${base}${i.url}`)).arrayBuffer()));
-      return { seenMs, endToEndMs: performance.now() - t0, timings: view.result.timings_ms };
+      return { seenMs, endToEndMs: performance.now() - t0, timings: view.result.timings_ms, urls: view.result.images.map((i) => i.url) };
     }
     if (view.status !== 'queued' && view.status !== 'running') throw new Error(`job ${id} ${view.status}`);
     await new Promise((r) => setTimeout(r, 5));
@@ -147,6 +152,50 @@ async function memoryPart(): Promise<NonNullable<BenchFigures['worker_memory']>>
   }
 }
 
+async function batchingPart(): Promise<NonNullable<BenchFigures['batching']>> {
+  const built = buildDemoBundle();
+  const m = built.manifest;
+  const dims = { channels: m.latent.channels, height: m.image.height / m.latent.downscale, width: m.image.width / m.latent.downscale, tokens: m.adapter.conditioning_tokens, contextWidth: m.adapter.conditioning_width };
+  log('batching: the proxy U-Net alone');
+  const proxy = await measureProxy(dims, [1, 2, 4, 8, 16], INTRA_OP);
+  const prepare = async (dir: string) => {
+    await writeBundle(dir, built);
+    await replaceGraph(dir, 'unet', proxyUnet(dims));
+  };
+  const face = await jpeg(6, 256);
+  const CONCURRENCY = [1, 2, 4, 8];
+  const rows: NonNullable<BenchFigures['batching']>['runs'] = [];
+  const pngs: Record<string, Buffer[]> = {};
+  for (const batchJobs of [1, 8]) {
+    log(`batching: demo bundle with the proxy U-Net, DIFFID_BATCH_JOBS=${batchJobs}`);
+    const stack = await openStack({ prepare, batchJobs, intraOpThreads: INTRA_OP });
+    try {
+      const fields = (seed: number) => ({ image: face, prompt: 'a portrait', num_images: 1, steps: 20, guidance_scale: 5, seed });
+      await runJob(stack.base, '/generate', fields(1));
+      for (const jobs of CONCURRENCY) {
+        const calls0 = stack.worker?.inference.batchStats() ?? { calls: 0, rows: 0 };
+        const t0 = performance.now();
+        const done = await Promise.all(Array.from({ length: jobs }, (_, i) => runJob(stack.base, '/generate', fields(100 + i))));
+        const wall = performance.now() - t0;
+        const calls1 = stack.worker?.inference.batchStats() ?? { calls: 0, rows: 0 };
+        rows.push({
+          batch_jobs: batchJobs,
+          jobs,
+          images_per_s: (jobs * 1000) / wall,
+          latency_p50_ms: median(done.map((d) => d.seenMs)),
+          latency_max_ms: Math.max(...done.map((d) => d.seenMs)),
+          rows_per_call: (calls1.rows - calls0.rows) / Math.max(1, calls1.calls - calls0.calls),
+        });
+        if (jobs === 8) pngs[batchJobs] = await Promise.all(done.map(async (d) => Buffer.from(await (await fetch(`${stack.base}${d.urls[0]}`)).arrayBuffer())));
+      }
+    } finally {
+      await stack.close();
+    }
+  }
+  const same = (pngs[1] ?? []).every((p, i) => p.equals((pngs[8] ?? [])[i] as Buffer));
+  return { proxy_ms_per_call_by_rows: proxy, runs: rows, pngs_identical: same };
+}
+
 const figures: BenchFigures = {
   date: new Date().toISOString().slice(0, 10),
   machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version, intra_op_threads: INTRA_OP },
@@ -167,6 +216,7 @@ if (only.includes('api')) {
   figures.api = await measureApiLoad();
 }
 if (only.includes('memory')) figures.worker_memory = await memoryPart();
+if (only.includes('batching')) figures.batching = await batchingPart();
 
 if (json) {
   process.stdout.write(`${JSON.stringify(figures)}\n`);

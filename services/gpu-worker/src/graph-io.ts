@@ -67,7 +67,8 @@ export async function runRows(graph: Graph, feeds: RowFeed[], outputs: ResolvedP
       const t = out[port.name];
       if (!t || !(t.data instanceof Float32Array)) throw new Error(`${graph.path}: output "${port.name}" missing or not float32`);
       const size = t.data.length / group.length;
-      for (let j = 0; j < group.length; j++) (result[k] as Float32Array[]).push(t.data.slice(j * size, (j + 1) * size));
+      // Views, not copies: the output is this call's own, read once by the stage.
+      for (let j = 0; j < group.length; j++) (result[k] as Float32Array[]).push(t.data.subarray(j * size, (j + 1) * size));
     });
   }
   return result;
