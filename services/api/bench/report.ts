@@ -103,7 +103,7 @@ export function markdown(b: BenchFigures): string {
     out.push(
       `### Memory of the process (API, worker and inference thread) over ${m.jobs} jobs`,
       '',
-      '| after jobs | RSS (MB) | JS heap used (MB) | external (MB) |',
+      '| after jobs | RSS (MB) | main thread\'s JS heap after a full GC (MB) | external (MB) |',
       '|---|---|---|---|',
       ...m.samples.map((s) => `| ${s.jobs} | ${f(s.rss_mb)} | ${f(s.heap_used_mb)} | ${f(s.external_mb)} |`),
       '',
