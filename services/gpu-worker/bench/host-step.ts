@@ -23,7 +23,7 @@ const H = 64;
 const TOKENS = 81;
 const WIDTH = 768;
 const STEPS = 20;
-const ROUNDS = 5;
+const ROUNDS = 9;
 
 function standInUnet(): Uint8Array {
   const g = new GraphBuilder('unet_stand_in');
@@ -46,7 +46,7 @@ function timed(graph: Graph): { graph: Graph; ms: () => number } {
 
 export type HostStepFigures = Record<'B=2' | 'B=8' | 'B=16', { host_ms_per_step: number; run_ms_per_step: number }>;
 
-/** Host ms per step (median of 5 rounds of 20 steps) and ms inside session.run, at B = 2, 8, 16. */
+/** Host ms per step (median of 9 rounds of 20 steps) and ms inside session.run, at B = 2, 8, 16. */
 export async function measureHostStep(intraOpThreads: number): Promise<HostStepFigures> {
   const dir = await mkdtemp(join(tmpdir(), 'diffid-bench-'));
   await writeFile(join(dir, 'unet.onnx'), standInUnet());
@@ -76,6 +76,9 @@ export async function measureHostStep(intraOpThreads: number): Promise<HostStepF
     const walls: number[] = [];
     const runs: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
+      // Each round starts from a collected heap (npm run bench passes --expose-gc), so a round does
+      // not pay for the garbage of the one before or of the setup.
+      (globalThis as { gc?: () => void }).gc?.();
       const before = t.ms();
       const t0 = performance.now();
       await denoise(ctx, request);

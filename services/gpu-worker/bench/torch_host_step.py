@@ -14,7 +14,7 @@ import time
 import torch
 
 STEPS = 20
-ROUNDS = 5
+ROUNDS = 9
 GUIDANCE = 5.0
 torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "2")))
 
