@@ -92,14 +92,14 @@ export async function openStack(options: StackOptions = {}): Promise<Stack & { c
 
 export type Fields = Record<string, string | number | { bytes: Uint8Array; name?: string; type?: string }>;
 
-/** POSTs a multipart form over real HTTP. */
-export async function postForm(base: string, path: string, fields: Fields): Promise<Response> {
+/** POSTs a multipart form over real HTTP, with any extra headers. */
+export async function postForm(base: string, path: string, fields: Fields, headers: Record<string, string> = {}): Promise<Response> {
   const form = new FormData();
   for (const [k, v] of Object.entries(fields)) {
     if (typeof v === 'object') form.append(k, new Blob([v.bytes], { type: v.type ?? 'image/jpeg' }), v.name ?? `${k}.jpg`);
     else form.append(k, String(v));
   }
-  return fetch(`${base}${path}`, { method: 'POST', body: form });
+  return fetch(`${base}${path}`, { method: 'POST', body: form, headers });
 }
 
 /** Polls GET /jobs/{id} until `done(view)` or the deadline; returns the last view. */
