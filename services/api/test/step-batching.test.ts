@@ -56,3 +56,37 @@ t.test('with DIFFID_BATCH_JOBS=4 four jobs run together and give the PNGs they g
   t.equal(shared.rows, one.worker?.inference.batchStats().rows, 'the same rows evaluated in all');
   t.ok(overlapping(batched) >= 3, `batched, ${overlapping(batched)} of 4 jobs started while another was running`);
 });
+
+t.test('a job canceled inside a batch stops; the jobs batched with it finish with their own PNGs', async (t) => {
+  const image = await faceFile(5);
+  const bundle = { burnMatmuls: 20 };
+  const long = { num_images: 1, steps: 40, seed: 3, guidance_scale: 4 };
+  const others = [JOBS[0], JOBS[1]] as Array<(typeof JOBS)[number]>;
+  const submit = async (s: Stack, params: Record<string, number>) =>
+    ((await (await postForm(s.base, '/generate', { image: { bytes: image }, prompt: 'a portrait', ...params })).json()) as { id: string }).id;
+  const pngsOf = async (s: Stack, id: string) => {
+    const view = await pollJob(s.base, id, finished);
+    const urls = ((view.result?.images ?? []) as Array<{ url: string }>).map((i) => i.url);
+    return { view, pngs: await Promise.all(urls.map(async (u) => Buffer.from(await (await fetch(`${s.base}${u}`)).arrayBuffer()))) };
+  };
+  const one = await startStack(t, { bundle, batchJobs: 1 });
+  const alone: Array<{ pngs: Buffer[] }> = [];
+  for (const params of others) alone.push(await pngsOf(one, await submit(one, params)));
+
+  const s = await startStack(t, { bundle, batchJobs: 3 });
+  const victim = await submit(s, long);
+  const ids = await Promise.all(others.map((params) => submit(s, params)));
+  // Cancel once the long job is a few steps in, with its neighbours batched beside it.
+  const running = await pollJob(s.base, victim, (v) => v.status === 'running' && v.progress.step >= 3);
+  t.equal(running.status, 'running');
+  t.equal((await fetch(`${s.base}/jobs/${victim}`, { method: 'DELETE' })).status, 200);
+  const done = await Promise.all(ids.map((id) => pngsOf(s, id)));
+  const canceled = await pollJob(s.base, victim, finished);
+  t.equal(canceled.status, 'canceled', 'the canceled job stopped');
+  t.ok(canceled.progress.step < long.steps, `it stopped at step ${canceled.progress.step} of ${long.steps}`);
+  done.forEach((job, k) => {
+    t.equal(job.view.status, 'succeeded', `job ${k} succeeded`);
+    t.ok(job.pngs.length > 0 && job.pngs.every((png, i) => png.equals(alone[k]?.pngs[i] as Buffer)), `job ${k}: the PNGs it gives alone`);
+    t.ok(Date.parse(job.view.started_at) < Date.parse(canceled.finished_at), `job ${k} was running beside it`);
+  });
+});
