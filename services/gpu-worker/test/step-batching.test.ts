@@ -162,3 +162,31 @@ t.test('a call carries at most maxRows rows; a job that does not fit waits for r
   t.same(big, want[1], 'a 4-row job under a bound of 1 runs alone');
   t.equal(tooBig.rowsRun / tooBig.calls, 4);
 });
+
+t.test('jobs that reach a graph in the same turn share its call: two jobs started together make one call of each graph', async (t) => {
+  const bundle = await open(t, DIFFUSERS_FLAVOR);
+  const twins = [JOBS[0], { ...(JOBS[0] as GenerateParams), seed: 21, prompt: 'another prompt' }] as GenerateParams[];
+  const want = await alone(bundle, twins);
+  const calls: Record<string, number[]> = {};
+  for (const role of Object.keys(bundle.graphs) as Array<keyof LoadedBundle['graphs']>) {
+    const graph = bundle.graphs[role];
+    if (!graph) continue;
+    (bundle.graphs as Record<string, unknown>)[role] = {
+      ...graph,
+      run: (feeds: Record<string, { dims: number[] }>, into?: unknown) => {
+        (calls[role] ??= []).push(Object.values(feeds)[0]?.dims[0] ?? 0);
+        return graph.run(feeds as never, into as never);
+      },
+    };
+  }
+  const batch = unetBatch(bundle, 64);
+  // Started in the same turn, as a worker starts the jobs it takes together.
+  const got = await Promise.all(
+    twins.map(async (params) => (await generate(stageContext(bundle, undefined, batch), { image: [face] }, params, () => {})).images.map((i) => Buffer.from(i.rgb.data))),
+  );
+  t.equal(largestDifference(got, want), 0, 'byte-identical to running alone');
+  t.same(calls.vae_decoder, [2], 'one VAE call decodes both jobs');
+  t.same(calls.text_encoder, [4], "one text-encoder call encodes both jobs' prompt and negative prompt");
+  t.same(calls.unet?.length, 6, 'one U-Net call per step for both');
+  t.same(calls.unet?.[0], 4, 'of 4 rows');
+});
