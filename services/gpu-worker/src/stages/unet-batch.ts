@@ -43,6 +43,15 @@ export interface UnetBatch {
   readonly rowsRun: number;
 }
 
+/** A member's request for its next step. */
+interface Step {
+  t: number;
+  alphaBarT: number;
+  alphaBarPrev: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 interface Member {
   first: number;
   rows: number;
@@ -50,7 +59,7 @@ interface Member {
   guidanceScale: number;
   prediction: PredictionType;
   /** Set while the member waits for a step. */
-  pending: { t: number; alphaBarT: number; alphaBarPrev: number; resolve: () => void; reject: (e: unknown) => void } | null;
+  pending: Step | null;
   gone: boolean;
 }
 
@@ -104,12 +113,14 @@ export function unetBatch(bundle: LoadedBundle, maxRows: number, onCall: (rows: 
     }
   }
 
+  /** The timestep feed of rows [first, first+count): their own values, or `t` for a scalar port. */
   function timestep(first: number, count: number, t: number): Tensor {
     if (scalarT) return tPort.dtype === 'int64' ? { dtype: 'int64', data: new BigInt64Array([BigInt(t)]), dims: [] } : { dtype: 'float32', data: new Float32Array([t]), dims: [] };
     if (tPort.dtype === 'int64') return { dtype: 'int64', data: tInt.subarray(first, first + count), dims: [count] };
     return { dtype: 'float32', data: tFloat.subarray(first, first + count), dims: [count] };
   }
 
+  /** One U-Net call over rows [first, first+count), its output written into the arena. */
   async function call(a: DdimArena, first: number, count: number, t: number): Promise<void> {
     const rows = (x: Float32Array, size: number) => x.subarray(first * size, (first + count) * size);
     await graph.run(
@@ -130,35 +141,34 @@ export function unetBatch(bundle: LoadedBundle, maxRows: number, onCall: (rows: 
     if (running || members.length === 0 || members.some((m) => !m.pending)) return;
     running = true;
     const batch = members.slice();
+    const steps = batch.map((m) => m.pending as Step);
     const a = arena as DdimArena;
     try {
-      for (const m of batch) {
-        const t = (m.pending as NonNullable<Member['pending']>).t;
+      batch.forEach((m, i) => {
+        const t = (steps[i] as Step).t;
         if (tPort.dtype === 'int64') tInt.fill(BigInt(t), m.first, m.first + m.rows);
         else tFloat.fill(t, m.first, m.first + m.rows);
-      }
+      });
       if (rowByRow) {
-        for (const m of batch) for (let r = m.first; r < m.first + m.rows; r++) await call(a, r, 1, (m.pending as NonNullable<Member['pending']>).t);
+        for (const [i, m] of batch.entries()) for (let r = m.first; r < m.first + m.rows; r++) await call(a, r, 1, (steps[i] as Step).t);
       } else if (scalarT) {
         // Neighbouring members at the same step share a call.
         for (let i = 0; i < batch.length; ) {
-          const t = (batch[i]?.pending as NonNullable<Member['pending']>).t;
+          const t = (steps[i] as Step).t;
           let j = i;
-          while (j + 1 < batch.length && (batch[j + 1]?.pending as NonNullable<Member['pending']>).t === t) j++;
+          while (j + 1 < batch.length && (steps[j + 1] as Step).t === t) j++;
           const from = (batch[i] as Member).first;
           const last = batch[j] as Member;
           await call(a, from, last.first + last.rows - from, t);
           i = j + 1;
         }
       } else {
-        await call(a, 0, used, 0);
+        // Every row carries its own timestep (filled above): one call over all of them.
+        await call(a, 0, used, Number.NaN);
       }
       // Every member's DDIM step before any of them resumes: a member that then leaves moves the
       // rows after it, and the model output is not moved with them.
-      for (const m of batch) {
-        const p = m.pending as NonNullable<Member['pending']>;
-        a.step(m, p.alphaBarT, p.alphaBarPrev);
-      }
+      batch.forEach((m, i) => a.step(m, (steps[i] as Step).alphaBarT, (steps[i] as Step).alphaBarPrev));
     } catch (err) {
       running = false;
       for (const m of batch) settle(m, err);
