@@ -96,12 +96,12 @@ export function resizeRgb(img: Rgb, width: number, height: number, filter: Filte
   return { data, width, height };
 }
 
-/** The centred crop of the given size (Pillow/torchvision rounding of the offset). */
 /** The top-left corner of a width × height box centred on an image (rounded as centerCrop cuts it). */
 function centredOrigin(img: { width: number; height: number }, width: number, height: number): { left: number; top: number } {
   return { left: Math.round((img.width - width) / 2), top: Math.round((img.height - height) / 2) };
 }
 
+/** The centred crop of the given size (Pillow/torchvision rounding of the offset). */
 export function centerCrop(img: Rgb, width: number, height: number): Rgb {
   if (width > img.width || height > img.height) throw new RangeError(`crop ${width}×${height} exceeds image ${img.width}×${img.height}`);
   const { left, top } = centredOrigin(img, width, height);
