@@ -17,18 +17,15 @@ export interface FixedFeed {
   tensor: Tensor;
 }
 
-/** Rows of `size` values each, end to end in one array. */
-export function concatRows(rows: ArrayLike<number>[], size: number): Float32Array {
-  const data = new Float32Array(rows.length * size);
-  rows.forEach((r, i) => data.set(r, i * size));
-  return data;
-}
-
 function batchOf(rows: Array<Float32Array | Int32Array>, port: ResolvedPort, rowDims: number[]): Tensor {
   const size = rowDims.reduce((a, b) => a * b, 1);
   const dims = [rows.length, ...rowDims];
   // float16 ports take float32 here: the graph converts at its boundary (onnx.ts).
-  if (port.dtype === 'float32' || port.dtype === 'float16') return { dtype: 'float32', data: concatRows(rows, size), dims };
+  if (port.dtype === 'float32' || port.dtype === 'float16') {
+    const data = new Float32Array(rows.length * size);
+    rows.forEach((r, i) => data.set(r, i * size));
+    return { dtype: 'float32', data, dims };
+  }
   if (port.dtype === 'int32' || port.dtype === 'int64') {
     const data = port.dtype === 'int32' ? new Int32Array(rows.length * size) : new BigInt64Array(rows.length * size);
     rows.forEach((r, i) => {
@@ -43,8 +40,8 @@ function batchOf(rows: Array<Float32Array | Int32Array>, port: ResolvedPort, row
   throw new Error(`port "${port.name}" has dtype ${port.dtype}, which the pipeline does not feed`);
 }
 
-/** True when the graph accepts any batch size on this port. */
-function dynamicBatch(port: ResolvedPort): boolean {
+/** True when the graph accepts any batch size on this port (a scalar port has no batch to fix). */
+export function dynamicBatch(port: ResolvedPort): boolean {
   return typeof port.shape[0] !== 'number';
 }
 

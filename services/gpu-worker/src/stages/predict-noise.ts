@@ -23,6 +23,7 @@ export async function predictNoise(ctx: StageContext, latents: Float32Array[], c
   return noise as Float32Array[];
 }
 
-function scalarTimestep(port: ResolvedPort, t: number): Tensor {
+/** A timestep for a scalar port, in the port's dtype. */
+export function scalarTimestep(port: ResolvedPort, t: number): Tensor {
   return port.dtype === 'int64' ? { dtype: 'int64', data: new BigInt64Array([BigInt(t)]), dims: [] } : { dtype: 'float32', data: new Float32Array([t]), dims: [] };
 }

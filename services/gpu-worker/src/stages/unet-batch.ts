@@ -9,7 +9,9 @@
 // the same step; a graph that fixes its batch at 1 runs row by row.
 import { ddimArena, groupRows, type DdimArena, type PredictionType } from '@diffid/shared';
 import type { LoadedBundle } from '../bundle-loader.ts';
+import { dynamicBatch } from '../graph-io.ts';
 import type { Tensor } from '../onnx.ts';
+import { scalarTimestep } from './predict-noise.ts';
 
 export interface BatchJoin {
   /** z_T per image (copied in). */
@@ -77,7 +79,7 @@ export function unetBatch(bundle: LoadedBundle, maxRows: number, onCall: (rows: 
   const contextDims = [d.conditioningTokens, d.conditioningWidth];
   const tPort = ports.inputs.timestep;
   const scalarT = tPort.shape.length === 0;
-  const rowByRow = [ports.inputs.sample, ports.inputs.encoder_hidden_states, tPort].some((p) => p.shape.length > 0 && typeof p.shape[0] === 'number');
+  const rowByRow = [ports.inputs.sample, ports.inputs.encoder_hidden_states, tPort].some((p) => !dynamicBatch(p));
 
   let arena: DdimArena | null = null;
   let tFloat = new Float32Array(0);
@@ -115,7 +117,7 @@ export function unetBatch(bundle: LoadedBundle, maxRows: number, onCall: (rows: 
 
   /** The timestep feed of rows [first, first+count): their own values, or `t` for a scalar port. */
   function timestep(first: number, count: number, t: number): Tensor {
-    if (scalarT) return tPort.dtype === 'int64' ? { dtype: 'int64', data: new BigInt64Array([BigInt(t)]), dims: [] } : { dtype: 'float32', data: new Float32Array([t]), dims: [] };
+    if (scalarT) return scalarTimestep(tPort, t);
     if (tPort.dtype === 'int64') return { dtype: 'int64', data: tInt.subarray(first, first + count), dims: [count] };
     return { dtype: 'float32', data: tFloat.subarray(first, first + count), dims: [count] };
   }
