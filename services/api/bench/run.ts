@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { buildDefaultBundle, buildDemoBundle, buildTinyBundle, writeBundle, type GeneratedBundle } from '@diffid/gpu-worker';
 import { measureHostStep, measureTorchHostStep } from '../../gpu-worker/bench/host-step.ts';
 import { measureProxy, proxyUnet } from '../../gpu-worker/bench/proxy-unet.ts';
+import { median, quantile } from '../../gpu-worker/bench/stats.ts';
 import { replaceGraph } from '../../gpu-worker/test/helpers.ts';
 import { measureApiLoad } from './api-load.ts';
 import { markdown, type BenchFigures, type JobFigures } from './report.ts';
@@ -35,11 +36,6 @@ const DOC = join(import.meta.dirname, '../../../docs/benchmarks.md');
 const PHOTOS = join(import.meta.dirname, '../../../../shared/faces/photos');
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
-const median = (xs: number[]) => quantile(xs, 0.5);
-function quantile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] as number;
-}
 
 interface Finished {
   endToEndMs: number;

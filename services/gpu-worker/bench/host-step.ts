@@ -17,6 +17,7 @@ import { stageClock, type StageContext } from '../src/stages/context.ts';
 import { denoise } from '../src/stages/denoise.ts';
 import { unetBatch } from '../src/stages/unet-batch.ts';
 import { torchPython } from '../src/torch-python.ts';
+import { median } from './stats.ts';
 
 const C = 4;
 const H = 64;
@@ -85,9 +86,10 @@ export async function measureHostStep(intraOpThreads: number): Promise<HostStepF
       walls.push(performance.now() - t0);
       runs.push(t.ms() - before);
     }
-    const host = walls.map((w, i) => (w - (runs[i] as number)) / STEPS).sort((a, b) => a - b);
-    const run = runs.map((x) => x / STEPS).sort((a, b) => a - b);
-    results[`B=${B}` as keyof HostStepFigures] = { host_ms_per_step: host[Math.floor(ROUNDS / 2)] as number, run_ms_per_step: run[Math.floor(ROUNDS / 2)] as number };
+    results[`B=${B}` as keyof HostStepFigures] = {
+      host_ms_per_step: median(walls.map((w, i) => (w - (runs[i] as number)) / STEPS)),
+      run_ms_per_step: median(runs.map((x) => x / STEPS)),
+    };
   }
   await unet.release();
   await rm(dir, { recursive: true, force: true });

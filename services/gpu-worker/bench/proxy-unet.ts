@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { gaussianNoise } from '@diffid/shared';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
 import { openGraph } from '../src/onnx.ts';
+import { median } from './stats.ts';
 
 export interface ProxyDims {
   channels: number;
@@ -63,7 +64,7 @@ export async function measureProxy(d: ProxyDims, rows: number[], intraOpThreads:
         await graph.run(feeds);
         times.push(performance.now() - t0);
       }
-      out[b] = times.sort((x, y) => x - y)[3] as number;
+      out[b] = median(times);
     }
     await graph.release();
     return out;
