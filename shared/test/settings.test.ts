@@ -29,6 +29,8 @@ t.test('bad values are refused all at once, each naming its variable and what it
     [{ PORT: '70000' }, /PORT must be an integer in 0…65535, got "70000"/],
     [{ DIFFID_MAX_BATCH: '1.5' }, /DIFFID_MAX_BATCH must be an integer in 1…64/],
     [{ DIFFID_MAX_BATCH: '0x10' }, /DIFFID_MAX_BATCH must be an integer in 1…64, got "0x10"/],
+    [{ DIFFID_BATCH_JOBS: '0' }, /DIFFID_BATCH_JOBS must be an integer in 1…64, got "0"/],
+    [{ DIFFID_BATCH_JOBS: 'all' }, /DIFFID_BATCH_JOBS must be an integer in 1…64, got "all"/],
     [{ DIFFID_JOB_ATTEMPTS: '1e1' }, /DIFFID_JOB_ATTEMPTS must be an integer in 1…20/],
     [{ DIFFID_EXECUTION_PROVIDER: 'gpu' }, /DIFFID_EXECUTION_PROVIDER must be one of cpu, cuda, got "gpu"/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of fatal, error/],
