@@ -13,7 +13,7 @@ import { SD15_SCHEDULER, gaussianNoise, makeSchedule } from '@diffid/shared';
 import type { LoadedBundle } from '../src/bundle-loader.ts';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
 import { openGraph, type Graph } from '../src/onnx.ts';
-import { stageClock, type StageContext } from '../src/stages/context.ts';
+import { stageContext } from '../src/stages/context.ts';
 import { denoise } from '../src/stages/denoise.ts';
 import { unetBatch } from '../src/stages/unet-batch.ts';
 import { torchPython } from '../src/torch-python.ts';
@@ -64,7 +64,7 @@ export async function measureHostStep(intraOpThreads: number): Promise<HostStepF
       manifest: { scheduler: SD15_SCHEDULER },
     } as unknown as LoadedBundle;
     // As on the inference thread: one batch whose memory serves every run.
-    const ctx: StageContext = { bundle, schedule: makeSchedule(SD15_SCHEDULER), clock: stageClock(), batch: unetBatch(bundle, B) };
+    const ctx = stageContext(bundle, makeSchedule(SD15_SCHEDULER), unetBatch(bundle, B));
     const request = {
       latents: Array.from({ length: n }, (_, i) => gaussianNoise(i, C * H * H)),
       conditioning: Array.from({ length: n }, (_, i) => gaussianNoise(100 + i, TOKENS * WIDTH)),

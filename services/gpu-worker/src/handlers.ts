@@ -26,6 +26,7 @@ import type { Redis } from 'ioredis';
 import { InferenceCanceled, type InferenceClient } from './inference-client.ts';
 import type { InferenceJob } from './inference-protocol.ts';
 import type { Rgb } from './pixels.ts';
+import type { ImageProvenance } from './stages/context.ts';
 
 /** What a handler may know of the job it runs. */
 export interface JobContext {
@@ -102,17 +103,24 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
     const earlier = await deps.redis.get(keys.done);
     if (earlier) return JSON.parse(earlier) as JobResult;
     const images = await loadInputs(deps, ctx.id, payload);
+    // Each PNG says it is AI-generated, what made it and how (docs/operations.md).
+    const bundle = deps.inference.bundle;
+    const png = (rgb: Rgb, { seed, alpha }: ImageProvenance) =>
+      encodePng(rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed, params: payload.params, ...(alpha === undefined ? {} : { alpha }) }));
+    // Images come as soon as their pixels are final: their PNGs are encoded (in sharp's threads)
+    // while the inference thread scores them or renders the next frames.
+    const early = new Map<number, Promise<Buffer>>();
     const output = await deps.inference.run({ payload, images } as InferenceJob, {
       signal: ctx.signal,
       onProgress: (step, total) => ctx.progress({ step, total }),
+      onImage: (index, rgb, provenance) => {
+        const encoding = png(rgb, provenance);
+        // Awaited below when the job succeeds; a job that fails or is canceled drops it.
+        encoding.catch(() => {});
+        early.set(index, encoding);
+      },
     });
-    // Each PNG says it is AI-generated, what made it and how (docs/operations.md).
-    const bundle = deps.inference.bundle;
-    const pngs = await Promise.all(
-      output.images.map((i) =>
-        encodePng(i.rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed: i.facts.seed, params: payload.params, ...(i.facts.alpha === undefined ? {} : { alpha: i.facts.alpha }) })),
-      ),
-    );
+    const pngs = await Promise.all(output.images.map((i, index) => early.get(index) ?? png(i.rgb, i.facts)));
     const animations = payload.kind === 'morph' ? await animate(output.images.map((i) => i.rgb), payload.params, deps.video ?? false) : [];
     ctx.progress({ step: output.total, total: output.total });
     const result: JobResult = {

@@ -4,6 +4,8 @@
 import { Worker } from 'node:worker_threads';
 import { DiffIdError, errorKeyOf } from '@diffid/shared';
 import { BATCH_STATS, BATCH_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
+import type { Rgb } from './pixels.ts';
+import type { ImageProvenance } from './stages/context.ts';
 
 // Built code (dist/*.js) starts the thread's module itself. Under tsx (development and tests) a
 // worker thread does not inherit tsx's loader, so a plain-JS shim registers it first.
@@ -35,6 +37,11 @@ export interface RunOptions {
    * it runs, when the count moved (not once per step: a message per step cost the thread time).
    */
   onProgress?: (step: number, total: number) => void;
+  /**
+   * Output image `index`, as soon as its pixels are final (the thread then goes on scoring it,
+   * or rendering the next frames): what its PNG needs, early. The result carries it again.
+   */
+  onImage?: (index: number, rgb: Rgb, provenance: ImageProvenance) => void;
 }
 
 /** How often a running job's progress is read and passed on. */
@@ -54,6 +61,7 @@ export interface InferenceClient {
 }
 
 interface Pending {
+  onImage: NonNullable<RunOptions['onImage']>;
   resolve: (o: InferenceOutput) => void;
   reject: (e: Error) => void;
   cancel: () => void;
@@ -115,6 +123,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       if (!('requestId' in m)) return;
       const p = pending.get(m.requestId);
       if (!p) return;
+      if (m.type === 'image') return p.onImage(m.index, m.rgb, m.provenance);
       pending.delete(m.requestId);
       if (m.type === 'done') p.resolve(m.output);
       else if (m.type === 'canceled' && p.superseded) p.reject(new InferenceThreadLost('the inference thread was replaced during the job'));
@@ -140,7 +149,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
   return {
     bundle,
     batchStats: () => ({ calls: Number(Atomics.load(counters, BATCH_STATS.CALLS)), rows: Number(Atomics.load(counters, BATCH_STATS.ROWS)) }),
-    run(job, { signal, onProgress = () => {} } = {}) {
+    run(job, { signal, onProgress = () => {}, onImage = () => {} } = {}) {
       if (signal?.aborted) return Promise.reject(new InferenceCanceled());
       const requestId = nextId++;
       const shared = new SharedArrayBuffer(CONTROL_BYTES);
@@ -160,7 +169,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       const sampler = setInterval(sample, PROGRESS_INTERVAL_MS);
       let entry: Pending | undefined;
       const result = new Promise<InferenceOutput>((resolve, reject) => {
-        entry = { resolve, reject, cancel: stop, superseded: false, settled: Promise.resolve() };
+        entry = { onImage, resolve, reject, cancel: stop, superseded: false, settled: Promise.resolve() };
       });
       (entry as Pending).settled = result.then(
         () => undefined,

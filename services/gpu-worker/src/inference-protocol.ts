@@ -3,6 +3,7 @@
 import type { BundleInfo, ExecutionProvider, ImageFacts, JOB_INPUTS, JobKind, PayloadOf, ResultFacts } from '@diffid/shared';
 import type { BundleDims } from './bundle-signature.ts';
 import type { Rgb } from './pixels.ts';
+import type { ImageProvenance } from './stages/context.ts';
 
 export interface ThreadOptions {
   modelDir: string;
@@ -62,6 +63,8 @@ export interface ThreadRequest {
 export type ThreadMessage =
   | { type: 'ready'; bundle: { name: string; dir: string; digest: string; dims: BundleDims; info: Omit<BundleInfo, 'max_batch'> } }
   | { type: 'fatal'; code: string; message: string }
+  /** An output image whose pixels are final, sent before the job ends (ImageHook). */
+  | { type: 'image'; requestId: number; index: number; rgb: Rgb; provenance: ImageProvenance }
   | { type: 'done'; requestId: number; output: InferenceOutput }
   | { type: 'canceled'; requestId: number }
   | { type: 'failed'; requestId: number; code: string; message: string };

@@ -11,7 +11,7 @@ import { BATCH_STATS, CONTROL, type InferenceJob, type InferenceJobOf, type Infe
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
 import { morph } from './pipelines/morph.ts';
-import { stageContext, type StageContext, type StepHook } from './stages/context.ts';
+import { stageContext, type ImageHook, type StageContext, type StepHook } from './stages/context.ts';
 import { unetBatch } from './stages/unet-batch.ts';
 
 const port = parentPort;
@@ -34,7 +34,7 @@ assertEveryKind(PIPELINES, 'the inference thread');
 
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-async function run(bundleCtx: StageContext, job: InferenceJob, control: Int32Array): Promise<InferenceOutput> {
+async function run(bundleCtx: StageContext, requestId: number, job: InferenceJob, control: Int32Array): Promise<InferenceOutput> {
   const total = plannedSteps(job.payload, options.maxBatch);
   Atomics.store(control, CONTROL.TOTAL, total);
   let begun = 0;
@@ -44,7 +44,9 @@ async function run(bundleCtx: StageContext, job: InferenceJob, control: Int32Arr
     Atomics.store(control, CONTROL.STEP, begun);
     begun++;
   };
-  const ctx = stageContext(bundleCtx.bundle, bundleCtx.schedule, bundleCtx.batch);
+  // A copy goes out now (the pipeline still scores these pixels); the result transfers its own.
+  const onImage: ImageHook = (index, rgb, provenance) => post({ type: 'image', requestId, index, rgb, provenance });
+  const ctx = stageContext(bundleCtx.bundle, bundleCtx.schedule, bundleCtx.batch, onImage);
   const started = performance.now();
   const onnxBefore = onnxruntimeBusyMs();
   const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
@@ -73,7 +75,7 @@ try {
     },
   });
   port.on('message', (request: ThreadRequest) => {
-    run(ctx, request.job, new Int32Array(request.control)).then(
+    run(ctx, request.requestId, request.job, new Int32Array(request.control)).then(
       (output) => post({ type: 'done', requestId: request.requestId, output }, output.images.map((i) => i.rgb.data.buffer as ArrayBuffer)),
       (err: unknown) => {
         if (err instanceof Canceled) return post({ type: 'canceled', requestId: request.requestId });

@@ -89,6 +89,53 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
   t.match(xmp, /diffid:Parameters="\{&quot;alphas&quot;/, 'and with which parameters');
 });
 
+t.test('an image the thread sends early is encoded then and stored as sent; one it did not send is encoded at the end', async (t) => {
+  const scope = await redisScope('handlers');
+  t.teardown(() => scope.cleanup());
+  const keys = jobKeys(scope.prefix, ID);
+  await scope.redis.set(keys.input('image', 0), await encodeImage(facePattern(1, 40, 30), 'png'));
+  const output: InferenceOutput = {
+    images: [
+      { rgb: rgb(3), facts: { seed: 5, arcface_similarity: 0.9 } },
+      { rgb: rgb(4), facts: { seed: 6, arcface_similarity: null } },
+    ],
+    facts: { prompt_truncated: false },
+    inferenceMs: 1,
+    onnxruntimeMs: 1,
+    stages: {},
+    total: 2,
+  };
+  const { inference } = fakeInference(output);
+  const run = inference.run;
+  // Image 0 goes out early with other pixels and seed than the result gives it: what is stored
+  // shows which encoding was used.
+  inference.run = async (job, options) => {
+    options?.onImage?.(0, rgb(7), { seed: 70 });
+    return run(job, options);
+  };
+  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const params = { prompt: 'x', negative_prompt: '', num_images: 2, steps: 1, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail' } as const;
+  await handlers.generate({ kind: 'generate', params }, context());
+  const first = (await scope.redis.getBuffer(keys.result(0))) as Buffer;
+  t.same((await decodeRgb(first, 'result')).data, rgb(7).data, 'image 0: the early pixels');
+  t.match(await imageXmp(first), /diffid:Seed="70"/, 'with the early provenance');
+  const second = (await scope.redis.getBuffer(keys.result(1))) as Buffer;
+  t.same((await decodeRgb(second, 'result')).data, rgb(4).data, 'image 1: encoded from the result');
+  t.match(await imageXmp(second), /diffid:Seed="6"/);
+
+  // A job that fails after an early image whose encoding fails too: the job's own error, and
+  // no unhandled rejection from the dropped encoding.
+  await scope.redis.del(keys.done, keys.result(0), keys.result(1));
+  await scope.redis.set(keys.input('image', 0), await encodeImage(facePattern(1, 40, 30), 'png'));
+  inference.run = async (_job, options) => {
+    options?.onImage?.(0, { data: new Uint8Array(5), width: 0, height: 0 }, { seed: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    throw new DiffIdError('NO_FACE_DETECTED', 'image: no face found');
+  };
+  await t.rejects(handlers.generate({ kind: 'generate', params }, context()), { code: 'DIFFID_ERR_NO_FACE_DETECTED' });
+  t.equal(await scope.redis.exists(keys.result(0)), 0, 'and nothing of it stored');
+});
+
 t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t) => {
   const scope = await redisScope('handlers');
   t.teardown(() => scope.cleanup());

@@ -1,12 +1,16 @@
 // The main thread's handle on the inference thread, over a real thread and the tiny bundle:
-// progress sampled from shared memory up to the planned total, cancel by AbortSignal, restart
-// while a job runs.
+// progress sampled from shared memory up to the planned total, output images sent as soon as
+// they are final, cancel by AbortSignal, restart while a job runs.
 import t from 'tap';
 import { UnrecoverableError } from 'bullmq';
 import { DiffIdError, plannedSteps, type PayloadOf } from '@diffid/shared';
 import { facePattern } from '@diffid/shared/testing';
 import { InferenceCanceled, InferenceThreadLost, PROGRESS_INTERVAL_MS, startInference } from '../src/inference-client.ts';
 import { finalFailure } from '../src/worker-service.ts';
+import { loadBundle } from '../src/bundle-loader.ts';
+import { generate } from '../src/pipelines/generate.ts';
+import { morph } from '../src/pipelines/morph.ts';
+import { stageContext } from '../src/stages/context.ts';
 import { tinyBundleDir } from './helpers.ts';
 
 const morphPayload = (steps: number): PayloadOf<'morph'> => ({ kind: 'morph', params: { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: 'x', steps, seed: 1 } });
@@ -29,6 +33,51 @@ t.test('a run reports its progress as it moves and returns the one output shape'
   t.same(out.images.map((i) => i.facts.alpha), [0, 0.5, 1]);
   t.equal(typeof out.facts.arcface_similarity_ab, 'number');
   t.ok(out.inferenceMs > 0);
+});
+
+t.test('each output image comes out once its pixels are final, before the job ends: the same pixels, seed and alpha', async (t) => {
+  const client = await startInference({ modelDir: await tinyBundleDir(t), executionProvider: 'cpu', intraOpThreads: 1, maxBatch: 2 });
+  t.teardown(() => client.close());
+  type Early = { index: number; data: Uint8Array; seed: number; alpha: number | undefined };
+  const collect = async (payload: PayloadOf<'generate'> | PayloadOf<'morph'>, jobImages: object) => {
+    const early: Early[] = [];
+    const out = await client.run({ payload, images: jobImages } as Parameters<typeof client.run>[0], {
+      onImage: (index, rgb, { seed, alpha }) => early.push({ index, data: rgb.data, seed, alpha }),
+    });
+    return { out, early };
+  };
+
+  const generate = await collect({ kind: 'generate', params: { prompt: 'x', negative_prompt: '', num_images: 3, steps: 3, guidance_scale: 2, seed: 40, photos: 1, on_missing_face: 'fail' } }, { image: [facePattern(1, 64, 64)] });
+  t.same(generate.early.map((e) => e.index), [0, 1, 2], 'generate: every image once, in order');
+  t.same(generate.early.map((e) => e.seed), [40, 41, 42], 'with its seed');
+  t.ok(generate.early.every((e, i) => Buffer.from(e.data).equals(Buffer.from(generate.out.images[i]?.rgb.data as Uint8Array))), 'the same pixels as the result');
+
+  // 5 frames in batches of 2, paced: the first (measuring) pass sends nothing, the second sends
+  // each frame once, with the re-spaced alpha that the result reports.
+  const morph = await collect({ kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: 'x', steps: 3, seed: 7, pacing: 'even' } }, images);
+  t.same(morph.early.map((e) => e.index), [0, 1, 2, 3, 4], 'morph: the final pass\'s frames, each once');
+  t.same(morph.early.map((e) => e.alpha), morph.out.images.map((i) => i.facts.alpha), 'with the alphas of the result');
+  t.not(morph.early[1]?.alpha, 0.25, 'which pacing moved');
+  t.ok(morph.early.every((e) => e.seed === 7));
+  t.ok(morph.early.every((e, i) => Buffer.from(e.data).equals(Buffer.from(morph.out.images[i]?.rgb.data as Uint8Array))), 'the same pixels as the result');
+});
+
+t.test('a morph\'s frames come out batch by batch, and a generate\'s images before they are scored', async (t) => {
+  const bundle = await loadBundle(await tinyBundleDir(t));
+  t.teardown(() => bundle.release());
+  let steps = 0;
+  const arrivals: Array<{ index: number; steps: number; scored: boolean }> = [];
+  const ctx = stageContext(bundle, undefined, undefined, (index) => arrivals.push({ index, steps, scored: 'score' in ctx.clock.totals() }));
+  await morph(ctx, images, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: 'x', steps: 4, seed: 1 }, 2, () => void steps++);
+  // 4 inversion steps, then 4 per batch of 2 frames.
+  t.same(arrivals.map((a) => [a.index, a.steps]), [[0, 8], [1, 8], [2, 12], [3, 12], [4, 16]], 'each batch\'s frames as soon as it is decoded');
+  t.ok(arrivals.every((a) => !a.scored), 'before scoring');
+
+  arrivals.length = 0;
+  const gen = stageContext(bundle, undefined, undefined, (index) => arrivals.push({ index, steps: 0, scored: 'score' in gen.clock.totals() }));
+  const out = await generate(gen, { image: [facePattern(1, 64, 64)] }, { prompt: 'x', negative_prompt: '', num_images: 2, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
+  t.same(arrivals.map((a) => [a.index, a.scored]), [[0, false], [1, false]], 'generate: each image once, before the score stage ran');
+  t.ok('score' in gen.clock.totals() && out.images.every((i) => typeof i.facts.arcface_similarity === 'number'), 'which then ran');
 });
 
 // A U-Net slow enough (extra matmuls) that a step outlasts the progress message's trip.

@@ -52,7 +52,8 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
   const mask = background
     ? maxOf(used.map((u, i) => faceMask(size, ctx.bundle.manifest.image.height, eyesOnFrame(ctx, references[i] as Rgb, u.face))))
     : null;
-  const render = async (alphas: number[]): Promise<Rgb[]> => {
+  // `final`: these are the frames returned, each told to ctx.onImage once its batch is decoded.
+  const render = async (alphas: number[], final: boolean): Promise<Rgb[]> => {
     const out: Rgb[] = [];
     for (let start = 0; start < alphas.length; start += maxBatch) {
       const batch = alphas.slice(start, start + maxBatch);
@@ -63,18 +64,20 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
         denoise(ctx, { latents: batch.map((alpha) => lerp(zA, zB, alpha)), conditioning, guidanceScale: 1, steps: params.steps, onStep }),
       );
       const decoded = await clock.time('decode', () => decodeLatents(ctx, latents));
-      out.push(...(background && mask ? decoded.map((f) => blendByMask(f, background, mask)) : decoded));
+      const frames = background && mask ? decoded.map((f) => blendByMask(f, background, mask)) : decoded;
+      if (final) frames.forEach((rgb, j) => ctx.onImage(start + j, rgb, { seed: params.seed, alpha: batch[j] as number }));
+      out.push(...frames);
     }
     return out;
   };
   let alphas = params.alphas;
   let linearEvenness: number | undefined;
   if ((params.pacing ?? DEFAULTS.pacing) === 'even') {
-    const distances = consecutiveDistances((await render(alphas)).map((f) => f.data));
+    const distances = consecutiveDistances((await render(alphas, false)).map((f) => f.data));
     linearEvenness = coefficientOfVariation(distances);
     alphas = evenAlphas(alphas, distances);
   }
-  const rendered = await render(alphas);
+  const rendered = await render(alphas, true);
   const scores = await clock.time('score', () => scoreIdentity(ctx, rendered, [arcA, arcB]));
   const frames: PipelineOutput['images'] = rendered.map((rgb, i) => ({
     rgb,
