@@ -1,10 +1,10 @@
 // The sampling loop's per-step arithmetic — classifier-free guidance and the DDIM step (eq. 25) —
 // as one WebAssembly SIMD pass over memory that the U-Net reads its sample batch from and writes its
 // output into, so a step costs no copies and no allocations on the host. The kernel computes in
-// float64 lanes (f64x2) with the operations in the order of `classifierFreeGuidance` then `ddimStep`
-// (ddim.ts), and WebAssembly never fuses a multiply into an add, so its bytes equal theirs
-// (shared/test/ddim-arena.test.ts). The module is assembled here rather than compiled from
-// another language so that the repository holds its only source.
+// float32 lanes (f32x4) with the operations in the order of `classifierFreeGuidance` then `ddimStep`
+// (ddim.ts, float32 as diffusers' float32 pipeline), and WebAssembly never fuses a multiply into an
+// add, so its bytes equal theirs (shared/test/ddim-arena.test.ts). The module is assembled here
+// rather than compiled from another language so that the repository holds its only source.
 //
 // One arena holds the rows of every job being sampled together (step-level batching): each job
 // owns a contiguous range of rows, laid out as `RowGroup` says.
@@ -125,11 +125,14 @@ function kernelModule(): WasmModule {
 // ---- The module, assembled. -------------------------------------------------------------------
 // Each exported function is (z, u, c, copy: i32 byte offsets, count: i32 elements,
 // g, √ᾱ_t, √(1−ᾱ_t), √ᾱ_prev, √(1−ᾱ_prev): f64) → (), and updates z[0, count) in place (and its copy
-// when guided). Four elements per iteration as two f64x2 halves, then the remainder one at a time.
+// when guided). The coefficients are rounded to float32 once; four elements per iteration in one
+// f32x4 vector, then the remainder one at a time with the same operations on scalars.
 
 /** An expression over the formula's named values; the same tree is emitted for lanes and scalars. */
-type Expr = { get: Name } | { op: 'add' | 'sub' | 'mul' | 'div'; a: Expr; b: Expr } | { fround: Expr };
-type Name = 'u' | 'c' | 'z' | 'e' | 'g' | 'sa' | 'sb' | 'sa2' | 'sb2';
+type Expr = { get: Name } | { op: 'add' | 'sub' | 'mul' | 'div'; a: Expr; b: Expr };
+type Name = 'u' | 'c' | 'z' | 'e' | Coefficient;
+type Coefficient = 'g' | 'sa' | 'sb' | 'sa2' | 'sb2';
+const COEFFICIENTS = ['g', 'sa', 'sb', 'sa2', 'sb2'] as const;
 
 const get = (name: Name): Expr => ({ get: name });
 const add = (a: Expr, b: Expr): Expr => ({ op: 'add', a, b });
@@ -137,8 +140,8 @@ const sub = (a: Expr, b: Expr): Expr => ({ op: 'sub', a, b });
 const mul = (a: Expr, b: Expr): Expr => ({ op: 'mul', a, b });
 const div = (a: Expr, b: Expr): Expr => ({ op: 'div', a, b });
 
-// classifierFreeGuidance stores u + g·(c − u) in a Float32Array: rounded to float32 (fround).
-const GUIDED = { fround: add(get('u'), mul(get('g'), sub(get('c'), get('u')))) } as Expr;
+// classifierFreeGuidance: u + g·(c − u).
+const GUIDED = add(get('u'), mul(get('g'), sub(get('c'), get('u'))));
 // ddim.ts moveToLevel, with the model output read from `e`.
 const STEP: Record<'eps' | 'v', Expr> = {
   eps: add(mul(get('sa2'), div(sub(get('z'), mul(get('sb'), get('e'))), get('sa'))), mul(get('sb2'), get('e'))),
@@ -148,28 +151,28 @@ const STEP: Record<'eps' | 'v', Expr> = {
   ),
 };
 
-// Locals: parameters first, then i32 {i, end}, v128 {g, sa, sb, sa2, sb2, U, C, Z, u, c, z, e, lo},
-// f64 {u, c, z, e}.
+// Locals: parameters first, then i32 {i, end}, v128 {g, sa, sb, sa2, sb2, u, c, z, e, out},
+// f32 {g, sa, sb, sa2, sb2, u, c, z, e}: each named value as lanes and as a scalar.
 const P = { z: 0, u: 1, c: 2, copy: 3, count: 4, g: 5, sa: 6, sb: 7, sa2: 8, sb2: 9 } as const;
 const L = { i: 10, end: 11 } as const;
-const V = { g: 12, sa: 13, sb: 14, sa2: 15, sb2: 16, U: 17, C: 18, Z: 19, u: 20, c: 21, z: 22, e: 23, lo: 24 } as const;
-const S = { u: 25, c: 26, z: 27, e: 28 } as const;
+const V = { g: 12, sa: 13, sb: 14, sa2: 15, sb2: 16, u: 17, c: 18, z: 19, e: 20, out: 21 } as const;
+const S = { g: 22, sa: 23, sb: 24, sa2: 25, sb2: 26, u: 27, c: 28, z: 29, e: 30 } as const;
 
 const I32 = 0x7f;
+const F32 = 0x7d;
 const F64 = 0x7c;
 const V128 = 0x7b;
 const op = {
   block: 0x02, loop: 0x03, br: 0x0c, brIf: 0x0d, end: 0x0b,
   localGet: 0x20, localSet: 0x21,
   i32Const: 0x41, i32Add: 0x6a, i32GeU: 0x4f, i32Shl: 0x74, i32And: 0x71,
-  f32Load: 0x2a, f32Store: 0x38, f64Promote: 0xbb, f32Demote: 0xb6,
-  f64: { add: 0xa0, sub: 0xa1, mul: 0xa2, div: 0xa3 },
+  f32Load: 0x2a, f32Store: 0x38, f32Demote: 0xb6,
+  f32: { add: 0x92, sub: 0x93, mul: 0x94, div: 0x95 },
 } as const;
 // SIMD instructions: the 0xfd prefix and a LEB128 opcode.
 const simd = {
-  load: 0x00, store: 0x0b, shuffle: 0x0d, f64x2Splat: 0x14,
-  demote: 0x5e, promote: 0x5f,
-  f64x2: { add: 0xf0, sub: 0xf1, mul: 0xf2, div: 0xf3 },
+  load: 0x00, store: 0x0b, f32x4Splat: 0x13,
+  f32x4: { add: 0xe4, sub: 0xe5, mul: 0xe6, div: 0xe7 },
 } as const;
 
 function uleb(n: number): number[] {
@@ -200,55 +203,35 @@ const lset = (i: number): number[] => [op.localSet, ...uleb(i)];
 const memarg = (align: number): number[] => [align, 0];
 
 function emit(e: Expr, lanes: boolean): number[] {
-  if ('get' in e) {
-    const n = e.get;
-    if (lanes) return lget(V[n as keyof typeof V]);
-    return lget(n in S ? S[n as keyof typeof S] : P[n as keyof typeof P]);
-  }
-  if ('fround' in e) return [...emit(e.fround, lanes), ...(lanes ? [...sop(simd.demote), ...sop(simd.promote)] : [op.f32Demote, op.f64Promote])];
-  return [...emit(e.a, lanes), ...emit(e.b, lanes), ...(lanes ? sop(simd.f64x2[e.op]) : [op.f64[e.op]])];
+  if ('get' in e) return lget((lanes ? V : S)[e.get]);
+  return [...emit(e.a, lanes), ...emit(e.b, lanes), ...(lanes ? sop(simd.f32x4[e.op]) : [op.f32[e.op]])];
 }
 
 /** address = base + i */
 const at = (base: number): number[] => [...lget(base), ...lget(L.i), op.i32Add];
-// Lanes 2–3 moved to 0–1, so that promote_low reads them.
-const HIGH_TO_LOW = [...sop(simd.shuffle), 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
-// Two demoted halves (lanes 0–1 each) joined into one vector.
-const JOIN = [...sop(simd.shuffle), 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
 
 function functionBody(variant: 'eps' | 'v', guided: boolean): number[] {
   const sources: Array<['u' | 'c' | 'z', number]> = guided ? [['u', P.u], ['c', P.c], ['z', P.z]] : [['c', P.c], ['z', P.z]];
   const model = guided ? GUIDED : get('c');
   const code: number[] = [];
-  for (const k of ['g', 'sa', 'sb', 'sa2', 'sb2'] as const) code.push(...lget(P[k]), ...sop(simd.f64x2Splat), ...lset(V[k]));
+  for (const k of COEFFICIENTS) code.push(...lget(P[k]), op.f32Demote, ...lset(S[k]), ...lget(S[k]), ...sop(simd.f32x4Splat), ...lset(V[k]));
   // Four at a time up to the last whole group of four.
   code.push(...lget(P.count), op.i32Const, ...sleb(-4), op.i32And, op.i32Const, 2, op.i32Shl, ...lset(L.end));
   code.push(op.block, 0x40, op.loop, 0x40, ...lget(L.i), ...lget(L.end), op.i32GeU, op.brIf, 1);
-  const whole = { U: V.U, C: V.C, Z: V.Z } as const;
-  for (const [n, base] of sources) code.push(...at(base), ...sop(simd.load), ...memarg(2), ...lset(whole[n.toUpperCase() as 'U' | 'C' | 'Z']));
-  for (const high of [false, true]) {
-    for (const [n] of sources) {
-      code.push(...lget(whole[n.toUpperCase() as 'U' | 'C' | 'Z']));
-      if (high) code.push(...lget(whole[n.toUpperCase() as 'U' | 'C' | 'Z']), ...HIGH_TO_LOW);
-      code.push(...sop(simd.promote), ...lset(V[n]));
-    }
-    code.push(...emit(model, true), ...lset(V.e), ...emit(STEP[variant], true), ...sop(simd.demote));
-    if (!high) code.push(...lset(V.lo));
-  }
-  // The high half is on the stack: joined after the low one.
-  code.push(...lset(V.e), ...lget(V.lo), ...lget(V.e), ...JOIN, ...lset(V.lo));
-  code.push(...at(P.z), ...lget(V.lo), ...sop(simd.store), ...memarg(2));
-  if (guided) code.push(...at(P.copy), ...lget(V.lo), ...sop(simd.store), ...memarg(2));
+  for (const [n, base] of sources) code.push(...at(base), ...sop(simd.load), ...memarg(2), ...lset(V[n]));
+  code.push(...emit(model, true), ...lset(V.e), ...emit(STEP[variant], true), ...lset(V.out));
+  code.push(...at(P.z), ...lget(V.out), ...sop(simd.store), ...memarg(2));
+  if (guided) code.push(...at(P.copy), ...lget(V.out), ...sop(simd.store), ...memarg(2));
   code.push(...lget(L.i), op.i32Const, 16, op.i32Add, ...lset(L.i), op.br, 0, op.end, op.end);
   // The remainder, one element at a time.
   code.push(...lget(P.count), op.i32Const, 2, op.i32Shl, ...lset(L.end));
   code.push(op.block, 0x40, op.loop, 0x40, ...lget(L.i), ...lget(L.end), op.i32GeU, op.brIf, 1);
-  for (const [n, base] of sources) code.push(...at(base), op.f32Load, ...memarg(2), op.f64Promote, ...lset(S[n]));
-  code.push(...emit(model, false), ...lset(S.e), ...at(P.z), ...emit(STEP[variant], false), op.f32Demote, op.f32Store, ...memarg(2));
+  for (const [n, base] of sources) code.push(...at(base), op.f32Load, ...memarg(2), ...lset(S[n]));
+  code.push(...emit(model, false), ...lset(S.e), ...at(P.z), ...emit(STEP[variant], false), op.f32Store, ...memarg(2));
   if (guided) code.push(...at(P.copy), ...at(P.z), op.f32Load, ...memarg(2), op.f32Store, ...memarg(2));
   code.push(...lget(L.i), op.i32Const, 4, op.i32Add, ...lset(L.i), op.br, 0, op.end, op.end);
   code.push(op.end);
-  const locals = vec([[2, I32], [13, V128], [4, F64]].map(([n, t]) => [...uleb(n as number), t as number]));
+  const locals = vec([[2, I32], [10, V128], [9, F32]].map(([n, t]) => [...uleb(n as number), t as number]));
   const body = [...locals, ...code];
   return [...uleb(body.length), ...body];
 }

@@ -13,6 +13,12 @@ function assertAlpha(value: number, name: string): void {
   if (!(value > 0 && value <= 1)) throw new RangeError(`${name} must be in (0, 1], got ${value}`);
 }
 
+// Float32 arithmetic, as diffusers' float32 pipeline does it: the coefficients rounded to float32,
+// every operation rounded to float32 (fround of a double result is the float32 result for +, −, ×,
+// ÷), in diffusers' order. The WebAssembly step (ddim-arena.ts) computes the same in float32 lanes,
+// byte for byte.
+const f = Math.fround;
+
 /**
  * The model output turned into (ẑ_0, ε̂) at level ᾱ, by eq. 17 read backwards:
  * ε-prediction: ẑ_0 = (z − √(1−ᾱ)·ε)/√ᾱ; v-prediction: ẑ_0 = √ᾱ·z − √(1−ᾱ)·v, ε̂ = √ᾱ·v + √(1−ᾱ)·z.
@@ -26,23 +32,23 @@ function moveToLevel(
   prediction: PredictionType,
   out: Float32Array,
 ): Float32Array {
-  const sa = Math.sqrt(alphaBarFrom);
-  const sb = Math.sqrt(1 - alphaBarFrom);
-  const sa2 = Math.sqrt(alphaBarTo);
-  const sb2 = Math.sqrt(1 - alphaBarTo);
+  const sa = f(Math.sqrt(alphaBarFrom));
+  const sb = f(Math.sqrt(1 - alphaBarFrom));
+  const sa2 = f(Math.sqrt(alphaBarTo));
+  const sb2 = f(Math.sqrt(1 - alphaBarTo));
   if (prediction === 'epsilon') {
     for (let i = 0; i < z.length; i++) {
       const eps = modelOutput[i] as number;
-      const x0 = ((z[i] as number) - sb * eps) / sa;
-      out[i] = sa2 * x0 + sb2 * eps;
+      const x0 = f(f((z[i] as number) - f(sb * eps)) / sa);
+      out[i] = f(sa2 * x0) + f(sb2 * eps);
     }
   } else if (prediction === 'v_prediction') {
     for (let i = 0; i < z.length; i++) {
       const v = modelOutput[i] as number;
       const zi = z[i] as number;
-      const x0 = sa * zi - sb * v;
-      const eps = sa * v + sb * zi;
-      out[i] = sa2 * x0 + sb2 * eps;
+      const x0 = f(f(sa * zi) - f(sb * v));
+      const eps = f(f(sa * v) + f(sb * zi));
+      out[i] = f(sa2 * x0) + f(sb2 * eps);
     }
   } else {
     throw new RangeError(`prediction type "${String(prediction)}" is not supported`);
@@ -111,9 +117,10 @@ export function std(x: Float32Array): number {
 }
 
 /**
- * Classifier-free guidance for one image: ε = ε_u + g·(ε_c − ε_u). With guidance_rescale φ > 0
- * (Lin et al. 2023, eq. 15–16): ε ← φ·ε·std(ε_c)/std(ε) + (1 − φ)·ε, stds over the whole image.
- * Callers skip the unconditional branch entirely when g ≤ 1; this function still computes it.
+ * Classifier-free guidance for one image: ε = ε_u + g·(ε_c − ε_u), in float32 (g rounded to it).
+ * With guidance_rescale φ > 0 (Lin et al. 2023, eq. 15–16): ε ← φ·ε·std(ε_c)/std(ε) + (1 − φ)·ε,
+ * stds over the whole image, in float64. Callers skip the unconditional branch entirely when
+ * g ≤ 1; this function still computes it.
  */
 export function classifierFreeGuidance(
   epsUncond: Float32Array,
@@ -126,9 +133,10 @@ export function classifierFreeGuidance(
   sameLength(epsCond, out, 'classifierFreeGuidance output');
   if (!Number.isFinite(guidanceScale)) throw new RangeError('guidance scale must be finite');
   if (!(guidanceRescale >= 0 && guidanceRescale <= 1)) throw new RangeError('guidance_rescale must be in [0, 1]');
+  const g = f(guidanceScale);
   for (let i = 0; i < out.length; i++) {
     const u = epsUncond[i] as number;
-    out[i] = u + guidanceScale * ((epsCond[i] as number) - u);
+    out[i] = u + f(g * f((epsCond[i] as number) - u));
   }
   if (guidanceRescale > 0) {
     const sCfg = std(out);

@@ -76,6 +76,7 @@ t.test('classifier-free guidance and guidance_rescale match the reference', asyn
   close(t, classifierFreeGuidance(u, c, 7.5, 0.7),
     [0.6070786118507385, 0.7778193950653076, -1.3090131282806396, 1.2900420427322388, 0.9485602378845215, -1.4797539710998535], 1e-6,
     'cfg g=7.5 φ=0.7');
-  close(t, classifierFreeGuidance(u, c, 1), Array.from(c), 0, 'g = 1 is the conditional branch');
+  // In float32, as diffusers computes it, c − u is rounded before u is added back.
+  close(t, classifierFreeGuidance(u, c, 1), Array.from(c), 6e-8, 'g = 1 is the conditional branch, to float32 rounding');
   t.throws(() => classifierFreeGuidance(u, c, 7.5, 1.5), /guidance_rescale/);
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { gaussianNoise } from '@diffid/shared';
+import { classifierFreeGuidance, ddimArena, ddimStep, gaussianNoise } from '@diffid/shared';
 import { facePattern } from '@diffid/shared/testing';
 import { loadBundle } from '../src/bundle-loader.ts';
 import { writeExportLayout } from '../src/bundles/export-layout.ts';
@@ -90,6 +90,55 @@ t.test('the exported Diff-ID adapter agrees with the service-built graph holding
   let grey = 0;
   for (let i = 0; i < a.length; i++) grey = Math.max(grey, Math.abs((a[i] as number) - (b[i] as number)));
   t.ok(grey <= 1, `generate with the exported adapter: largest pixel difference ${grey} grey level(s)`);
+});
+
+// diffusers' guidance and DDIMScheduler.step (eta 0) in torch float32 — the formulas of
+// bench/torch_host_step.py — on inputs passed exactly (every float32 is a JSON number exactly).
+// ᾱ values are float32 numbers in [0.5, 1], where 1 − ᾱ is exact in float32 too, so the
+// coefficients torch computes from float32 ᾱ are the ones ddim.ts rounds from float64.
+const TORCH_STEP = `
+import json, sys, torch
+d = json.load(sys.stdin)
+f = lambda k: torch.tensor(d[k], dtype=torch.float32)
+u, c, sample = f("u"), f("c"), f("z")
+a_t, a_prev = torch.tensor(d["a_t"], dtype=torch.float32), torch.tensor(d["a_prev"], dtype=torch.float32)
+model_output = u + d["g"] * (c - u)
+b_t = 1 - a_t
+if d["prediction"] == "epsilon":
+    pred_original_sample = (sample - b_t ** 0.5 * model_output) / a_t ** 0.5
+    pred_epsilon = model_output
+else:
+    pred_original_sample = a_t ** 0.5 * sample - b_t ** 0.5 * model_output
+    pred_epsilon = a_t ** 0.5 * model_output + b_t ** 0.5 * sample
+prev = a_prev ** 0.5 * pred_original_sample + (1 - a_prev) ** 0.5 * pred_epsilon
+print(json.dumps({"guided": model_output.tolist(), "prev": prev.tolist()}))
+`;
+
+t.test('guidance and the DDIM step are torch\'s float32 arithmetic, byte for byte, in the WebAssembly step too', { skip }, async (t) => {
+  const n = 1001; // 250 vectors of four and a scalar remainder
+  const [z, u, c] = [gaussianNoise(31, n), gaussianNoise(32, n), gaussianNoise(33, n)];
+  const [aT, aPrev, g] = [0.6875, 0.8125, 7.5];
+  for (const prediction of ['epsilon', 'v_prediction'] as const) {
+    const child = execFile(python as string, ['-c', TORCH_STEP], { maxBuffer: 16 << 20 });
+    child.stdin?.end(JSON.stringify({ u: [...u], c: [...c], z: [...z], a_t: aT, a_prev: aPrev, g, prediction }));
+    const stdout = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`python exited with ${code}`))));
+    });
+    const torch = JSON.parse(stdout) as { guided: number[]; prev: number[] };
+    const guided = classifierFreeGuidance(u, c, g);
+    t.same([...guided], torch.guided, `${prediction}: guidance equals torch's`);
+    const prev = ddimStep(z, guided, aT, aPrev, prediction);
+    t.same([...prev], torch.prev, `${prediction}: ddimStep equals torch's`);
+    const arena = ddimArena(2, n, 1);
+    arena.sample.set(z);
+    arena.modelOutput.set(u);
+    arena.modelOutput.set(c, n);
+    arena.step({ first: 0, images: 1, guidanceScale: g, prediction }, aT, aPrev);
+    t.same([...arena.sample.subarray(0, n)], torch.prev, `${prediction}: the WebAssembly step equals torch's`);
+  }
 });
 
 /** erf to 1.2e-7 (Numerical Recipes' erfc Chebyshev fit); JS has no Math.erf. */
