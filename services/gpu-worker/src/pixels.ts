@@ -171,17 +171,21 @@ export function rgbToSigned(img: Rgb): Float32Array {
   return normalizeToChw(img, { channel_order: 'RGB', divide_by: 255, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
 }
 
-/** NCHW in [−1, 1] → RGB bytes: clamp(x/2 + 0.5, 0, 1)·255, rounded (diffusers' postprocess). */
+/**
+ * NCHW in [−1, 1] → RGB bytes as diffusers' postprocess makes them: clamp(x/2 + 0.5, 0, 1)·255 in
+ * float32, rounded half to even (numpy's round).
+ */
 export function signedToRgb(chw: Float32Array, width: number, height: number): Rgb {
   const n = width * height;
   if (chw.length !== 3 * n) throw new RangeError(`expected ${3 * n} values for ${width}×${height}×3, got ${chw.length}`);
-  const data = new Uint8Array(3 * n);
-  // One pass in output order, the clamp as comparisons (cheaper here than Math.min/max).
-  for (let i = 0, o = 0; i < n; i++) {
-    for (let c = 0; c < 3; c++, o++) {
-      const v = (chw[c * n + i] as number) / 2 + 0.5;
-      data[o] = v <= 0 ? 0 : v >= 1 ? 255 : Math.round(v * 255);
-    }
+  // A clamped array's store clamps to [0, 255] (clamping before or after the ×255 is the same)
+  // and rounds half to even: no comparisons or Math.round in the loop.
+  const out = new Uint8ClampedArray(3 * n);
+  const f = Math.fround;
+  for (let c = 0; c < 3; c++) {
+    const plane = chw.subarray(c * n, (c + 1) * n);
+    for (let i = 0, o = c; i < n; i++, o += 3) out[o] = f(f(f((plane[i] as number) * 0.5) + 0.5) * 255);
   }
+  const data = new Uint8Array(out.buffer);
   return { data, width, height };
 }

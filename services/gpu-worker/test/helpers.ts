@@ -64,3 +64,23 @@ export function stats(data: ArrayLike<number>): { mean: number; std: number; pro
   for (let i = 0; i < data.length; i++) v += ((data[i] as number) - mean) ** 2;
   return { mean, std: Math.sqrt(v / data.length), probe: p / data.length };
 }
+
+/**
+ * A float32 x whose float32 (x/2 + 0.5)·255 is exactly k + 0.5 — a tie for the rounding of VAE
+ * output to bytes — found by walking float32 neighbours of the real solution (none for small k).
+ */
+export function roundingTie(k: number): number {
+  const f = Math.fround;
+  const cell = new Float32Array(1);
+  const bits = new Int32Array(cell.buffer);
+  cell[0] = (2 * (k + 0.5)) / 255 - 1;
+  const start = bits[0] as number;
+  for (let d = 0; d < 4096; d++) {
+    for (const s of [1, -1]) {
+      bits[0] = start + s * d;
+      const x = cell[0] as number;
+      if (f(f(f(x * 0.5) + 0.5) * 255) === k + 0.5) return x;
+    }
+  }
+  throw new Error(`no float32 lands exactly on ${k} + 0.5`);
+}

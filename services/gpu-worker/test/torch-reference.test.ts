@@ -1,6 +1,8 @@
 // The PyTorch reference (services/gpu-worker/python): its own unit tests, and what its exporter
 // writes checked against the service's TS-built adapter graph (same weights) and against
 // IP-Adapter-FaceID's projection evaluated here in float64 — then loaded and run as a bundle.
+// Also the service's guidance, DDIM step and VAE postprocess against diffusers' formulas run in
+// torch, byte for byte.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,9 +17,10 @@ import { importExport } from '../src/bundles/import-export.ts';
 import { buildTinyBundle } from '../src/bundles/tiny-bundle.ts';
 import { openGraph, type Tensor } from '../src/onnx.ts';
 import { generate } from '../src/pipelines/generate.ts';
+import { signedToRgb } from '../src/pixels.ts';
 import { stageContext } from '../src/stages/context.ts';
 import { NO_TORCH_PYTHON, torchPython } from '../src/torch-python.ts';
-import { readManifestJson, replaceGraph, tempDir, tinyBundleDir } from './helpers.ts';
+import { readManifestJson, replaceGraph, roundingTie, tempDir, tinyBundleDir } from './helpers.ts';
 
 const PYTHON_DIR = fileURLToPath(new URL('../python/', import.meta.url));
 const run = promisify(execFile);
@@ -28,6 +31,19 @@ const skip = python ? false : `${NO_TORCH_PYTHON}: the PyTorch reference is not 
 async function py(...args: string[]): Promise<string> {
   const { stdout } = await run(python as string, args, { cwd: PYTHON_DIR, maxBuffer: 16 << 20 });
   return stdout;
+}
+
+/** Runs `code` in the torch Python with `input` as JSON on stdin; its stdout, parsed as JSON. */
+async function torchJson<T>(code: string, input: unknown): Promise<T> {
+  const child = execFile(python as string, ['-c', code], { maxBuffer: 16 << 20 });
+  child.stdin?.end(JSON.stringify(input));
+  const stdout = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`python exited with ${code}`))));
+  });
+  return JSON.parse(stdout) as T;
 }
 
 const params = { prompt: 'a portrait', negative_prompt: '', num_images: 1, steps: 4, guidance_scale: 3, seed: 9, photos: 1, on_missing_face: 'fail' } as const;
@@ -119,15 +135,7 @@ t.test('guidance and the DDIM step are torch\'s float32 arithmetic, byte for byt
   const [z, u, c] = [gaussianNoise(31, n), gaussianNoise(32, n), gaussianNoise(33, n)];
   const [aT, aPrev, g] = [0.6875, 0.8125, 7.5];
   for (const prediction of ['epsilon', 'v_prediction'] as const) {
-    const child = execFile(python as string, ['-c', TORCH_STEP], { maxBuffer: 16 << 20 });
-    child.stdin?.end(JSON.stringify({ u: [...u], c: [...c], z: [...z], a_t: aT, a_prev: aPrev, g, prediction }));
-    const stdout = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`python exited with ${code}`))));
-    });
-    const torch = JSON.parse(stdout) as { guided: number[]; prev: number[] };
+    const torch = await torchJson<{ guided: number[]; prev: number[] }>(TORCH_STEP, { u: [...u], c: [...c], z: [...z], a_t: aT, a_prev: aPrev, g, prediction });
     const guided = classifierFreeGuidance(u, c, g);
     t.same([...guided], torch.guided, `${prediction}: guidance equals torch's`);
     const prev = ddimStep(z, guided, aT, aPrev, prediction);
@@ -139,6 +147,30 @@ t.test('guidance and the DDIM step are torch\'s float32 arithmetic, byte for byt
     arena.step({ first: 0, images: 1, guidanceScale: g, prediction }, aT, aPrev);
     t.same([...arena.sample.subarray(0, n)], torch.prev, `${prediction}: the WebAssembly step equals torch's`);
   }
+});
+
+// diffusers' VaeImageProcessor.postprocess for output_type "pil": (x / 2 + 0.5).clamp(0, 1) in
+// torch float32, then numpy's (x * 255).round().astype("uint8"), channels last.
+const TORCH_POSTPROCESS = `
+import json, sys, torch
+d = json.load(sys.stdin)
+x = torch.tensor(d["x"], dtype=torch.float32).reshape(1, 3, d["h"], d["w"])
+image = (x / 2 + 0.5).clamp(0, 1)
+image = image.cpu().permute(0, 2, 3, 1).float().numpy()
+print(json.dumps((image * 255).round().astype("uint8").reshape(-1).tolist()))
+`;
+
+t.test('VAE output to RGB bytes is diffusers\' postprocess, byte for byte: float32, clamped, rounded half to even', { skip }, async (t) => {
+  const [w, h] = [37, 11];
+  const x = gaussianNoise(41, 3 * w * h).map((v) => v * 0.8);
+  // Values whose float32 ×255 lands on a half (100.5, 101.5, 254.5), the ends and beyond them.
+  const halves = [100, 101, 254].map(roundingTie);
+  x.set([...halves, -1, 1, -1.5, 1.5, 0, -0], 0);
+  const want = await torchJson<number[]>(TORCH_POSTPROCESS, { x: [...x], w, h });
+  const got = signedToRgb(x, w, h);
+  t.same([...got.data], want, `${want.length} bytes`);
+  // x is planar: value k of plane 0 is byte 3k (red) of the output.
+  t.same([0, 1, 2].map((k) => got.data[3 * k]), [100, 102, 254], 'halves round to even');
 });
 
 /** erf to 1.2e-7 (Numerical Recipes' erfc Chebyshev fit); JS has no Math.erf. */
