@@ -62,7 +62,7 @@ t.test('each output image comes out once its pixels are final, before the job en
   t.ok(morph.early.every((e, i) => Buffer.from(e.data).equals(Buffer.from(morph.out.images[i]?.rgb.data as Uint8Array))), 'the same pixels as the result');
 });
 
-t.test('a morph\'s frames come out batch by batch, and a generate\'s images before they are scored', async (t) => {
+t.test('a morph\'s frames come out batch by batch, and a generate\'s images one VAE call at a time, before they are scored', async (t) => {
   const bundle = await loadBundle(await tinyBundleDir(t));
   t.teardown(() => bundle.release());
   let steps = 0;
@@ -73,10 +73,16 @@ t.test('a morph\'s frames come out batch by batch, and a generate\'s images befo
   t.same(arrivals.map((a) => [a.index, a.steps]), [[0, 8], [1, 8], [2, 12], [3, 12], [4, 16]], 'each batch\'s frames as soon as it is decoded');
   t.ok(arrivals.every((a) => !a.scored), 'before scoring');
 
+  // The VAE decodes one image per call: each image comes out before the next is decoded.
+  let vaeCalls = 0;
+  const vae = bundle.graphs.vae_decoder;
+  const run = vae.run.bind(vae);
+  vae.run = (feeds, into) => (vaeCalls++, run(feeds, into));
+  t.teardown(() => void (vae.run = run));
   arrivals.length = 0;
-  const gen = stageContext(bundle, undefined, undefined, (index) => arrivals.push({ index, steps: 0, scored: 'score' in gen.clock.totals() }));
-  const out = await generate(gen, { image: [facePattern(1, 64, 64)] }, { prompt: 'x', negative_prompt: '', num_images: 2, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
-  t.same(arrivals.map((a) => [a.index, a.scored]), [[0, false], [1, false]], 'generate: each image once, before the score stage ran');
+  const gen = stageContext(bundle, undefined, undefined, (index) => arrivals.push({ index, steps: vaeCalls, scored: 'score' in gen.clock.totals() }));
+  const out = await generate(gen, { image: [facePattern(1, 64, 64)] }, { prompt: 'x', negative_prompt: '', num_images: 3, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
+  t.same(arrivals.map((a) => [a.index, a.steps, a.scored]), [[0, 1, false], [1, 2, false], [2, 3, false]], 'generate: each image once, after its own VAE call, before the score stage ran');
   t.ok('score' in gen.clock.totals() && out.images.every((i) => typeof i.facts.arcface_similarity === 'number'), 'which then ran');
 });
 

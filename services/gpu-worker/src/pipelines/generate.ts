@@ -35,8 +35,7 @@ export async function generate(ctx: StageContext, { image: photos }: InputImages
       onStep,
     }),
   );
-  const images = await clock.time('decode', () => decodeLatents(ctx, latents));
-  images.forEach((rgb, i) => ctx.onImage(i, rgb, { seed: seeds[i] as number }));
+  const images = await clock.time('decode', () => decodeLatents(ctx, latents, (i, rgb) => ctx.onImage(i, rgb, { seed: seeds[i] as number })));
   const scores = await clock.time('score', () => scoreIdentity(ctx, images, [eArc]));
   return {
     images: images.map((rgb, i) => ({ rgb, facts: { seed: seeds[i] as number, arcface_similarity: scores[i]?.[0] ?? null } })),

@@ -52,7 +52,7 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
   const mask = background
     ? maxOf(used.map((u, i) => faceMask(size, ctx.bundle.manifest.image.height, eyesOnFrame(ctx, references[i] as Rgb, u.face))))
     : null;
-  // `final`: these are the frames returned, each told to ctx.onImage once its batch is decoded.
+  // `final`: these are the frames returned, each told to ctx.onImage once it is decoded.
   const render = async (alphas: number[], final: boolean): Promise<Rgb[]> => {
     const out: Rgb[] = [];
     for (let start = 0; start < alphas.length; start += maxBatch) {
@@ -63,10 +63,13 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
       const latents = await clock.time('denoise', () =>
         denoise(ctx, { latents: batch.map((alpha) => lerp(zA, zB, alpha)), conditioning, guidanceScale: 1, steps: params.steps, onStep }),
       );
-      const decoded = await clock.time('decode', () => decodeLatents(ctx, latents));
-      const frames = background && mask ? decoded.map((f) => blendByMask(f, background, mask)) : decoded;
-      if (final) frames.forEach((rgb, j) => ctx.onImage(start + j, rgb, { seed: params.seed, alpha: batch[j] as number }));
-      out.push(...frames);
+      await clock.time('decode', () =>
+        decodeLatents(ctx, latents, (j, decoded) => {
+          const frame = background && mask ? blendByMask(decoded, background, mask) : decoded;
+          if (final) ctx.onImage(start + j, frame, { seed: params.seed, alpha: batch[j] as number });
+          out.push(frame);
+        }),
+      );
     }
     return out;
   };
