@@ -57,6 +57,11 @@ export interface GenerateParams {
   on_missing_face: OnMissingFace;
 }
 
+/** The seed of each image of a generate job: image i uses seed + i, whatever else is in the batch. */
+export function imageSeeds(params: Pick<GenerateParams, 'seed' | 'num_images'>): number[] {
+  return Array.from({ length: params.num_images }, (_, i) => params.seed + i);
+}
+
 export type Interpolation = 'slerp' | 'lerp';
 
 /**

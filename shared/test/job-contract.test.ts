@@ -1,5 +1,5 @@
 import t from 'tap';
-import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload } from '../src/index.ts';
+import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, imageSeeds, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload } from '../src/index.ts';
 
 const generate: JobPayload = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip' } };
 const morph = (frames: number, steps: number): JobPayload => ({
@@ -21,6 +21,11 @@ t.test('planned steps: generate = steps, compare = 1, morph = steps × (1 invers
     [3, 20, 1, 80],
   ];
   for (const [frames, steps, maxBatch, planned] of table) t.equal(plannedSteps(morph(frames, steps), maxBatch), planned, `${frames} frames × ${steps} steps, batch ${maxBatch}`);
+});
+
+t.test('image i of a generate job uses seed + i', async (t) => {
+  t.same(imageSeeds({ seed: 7, num_images: 3 }), [7, 8, 9]);
+  t.same(imageSeeds({ seed: 0, num_images: 1 }), [0]);
 });
 
 t.test('planned images and inputs per kind', async (t) => {

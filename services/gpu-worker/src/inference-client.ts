@@ -3,9 +3,10 @@
 
 import { Worker } from 'node:worker_threads';
 import { DiffIdError, errorKeyOf } from '@diffid/shared';
-import { BATCH_STATS, BATCH_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
+import { BATCH_STATS, BATCH_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type MainMessage, type ThreadOptions } from './inference-protocol.ts';
 import type { Rgb } from './pixels.ts';
 import type { ImageProvenance } from './stages/context.ts';
+import { initialNoise } from './stages/initial-noise.ts';
 
 // Built code (dist/*.js) starts the thread's module itself. Under tsx (development and tests) a
 // worker thread does not inherit tsx's loader, so a plain-JS shim registers it first.
@@ -180,8 +181,21 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
         signal?.removeEventListener('abort', stop);
       });
       pending.set(requestId, entry as Pending);
-      const request: ThreadRequest = { requestId, job, control: shared };
+      const request: MainMessage = { type: 'run', requestId, job, control: shared };
       worker.postMessage(request);
+      if (job.payload.kind === 'generate') {
+        // Drawn here, on a thread that is otherwise idle, while the inference thread finds and
+        // embeds the faces; it waits for this message before denoising. Null: it draws them
+        // itself, and fails the job there if they cannot be drawn.
+        let latents: Float32Array[] | null;
+        try {
+          latents = initialNoise(job.payload.params, bundle.dims);
+        } catch {
+          latents = null;
+        }
+        const noise: MainMessage = { type: 'noise', requestId, latents };
+        worker.postMessage(noise, latents?.map((l) => l.buffer as ArrayBuffer) ?? []);
+      }
       return result;
     },
     async restart() {

@@ -52,12 +52,13 @@ export const CONTROL_BYTES = 3 * Int32Array.BYTES_PER_ELEMENT;
 export const BATCH_STATS = { CALLS: 0, ROWS: 1 } as const;
 export const BATCH_STATS_BYTES = 2 * BigInt64Array.BYTES_PER_ELEMENT;
 
-/** Main → thread. */
-export interface ThreadRequest {
-  requestId: number;
-  job: InferenceJob;
-  control: SharedArrayBuffer;
-}
+/**
+ * Main → thread: a job to run; for a generate job, its initial noise right after (drawn on the
+ * main thread while the thread finds and embeds the faces; null: draw it there).
+ */
+export type MainMessage =
+  | { type: 'run'; requestId: number; job: InferenceJob; control: SharedArrayBuffer }
+  | { type: 'noise'; requestId: number; latents: Float32Array[] | null };
 
 /** Thread → main. */
 export type ThreadMessage =

@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
 import { onnxruntimeBusyMs } from './onnx.ts';
-import { BATCH_STATS, CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type ThreadRequest } from './inference-protocol.ts';
+import { BATCH_STATS, CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type MainMessage } from './inference-protocol.ts';
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
 import { morph } from './pipelines/morph.ts';
@@ -22,11 +22,12 @@ const counters = new BigInt64Array(batchStats);
 /** Thrown from the step hook when the job's cancel flag is set. */
 class Canceled extends Error {}
 
-type Pipeline<K extends JobKind> = (ctx: StageContext, job: InferenceJobOf<K>, onStep: StepHook) => Promise<PipelineOutput>;
+/** `noise`: the initial noise the main thread sends for a generate job (MainMessage). */
+type Pipeline<K extends JobKind> = (ctx: StageContext, job: InferenceJobOf<K>, onStep: StepHook, noise: Promise<Float32Array[] | null>) => Promise<PipelineOutput>;
 
 /** The pipeline of each job kind; the compiler and the check below both refuse a missing one. */
 const PIPELINES: { [K in JobKind]: Pipeline<K> } = {
-  generate: (ctx, job, onStep) => generate(ctx, job.images, job.payload.params, onStep),
+  generate: (ctx, job, onStep, noise) => generate(ctx, job.images, job.payload.params, onStep, noise),
   morph: (ctx, job, onStep) => morph(ctx, job.images, job.payload.params, options.maxBatch, onStep),
   compare: (ctx, job, onStep) => compare(ctx, job.images, job.payload.params, onStep),
 };
@@ -34,7 +35,7 @@ assertEveryKind(PIPELINES, 'the inference thread');
 
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-async function run(bundleCtx: StageContext, requestId: number, job: InferenceJob, control: Int32Array): Promise<InferenceOutput> {
+async function run(bundleCtx: StageContext, requestId: number, job: InferenceJob, control: Int32Array, noise: Promise<Float32Array[] | null>): Promise<InferenceOutput> {
   const total = plannedSteps(job.payload, options.maxBatch);
   Atomics.store(control, CONTROL.TOTAL, total);
   let begun = 0;
@@ -50,7 +51,7 @@ async function run(bundleCtx: StageContext, requestId: number, job: InferenceJob
   const started = performance.now();
   const onnxBefore = onnxruntimeBusyMs();
   const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
-  const output = await pipeline(ctx, job as InferenceJobOf<JobKind>, onStep);
+  const output = await pipeline(ctx, job as InferenceJobOf<JobKind>, onStep, noise);
   return { ...output, inferenceMs: performance.now() - started, onnxruntimeMs: onnxruntimeBusyMs() - onnxBefore, stages: ctx.clock.totals(), total };
 }
 
@@ -74,8 +75,20 @@ try {
       info: { name: m.name, architecture: m.adapter.architecture, image: m.image, defaults: m.defaults ?? {}, face_detector: Boolean(m.models.face_detector) },
     },
   });
-  port.on('message', (request: ThreadRequest) => {
-    run(ctx, request.requestId, request.job, new Int32Array(request.control)).then(
+  // A generate job's noise, by request, until its message comes (it follows the job's own).
+  const noise = new Map<number, (latents: Float32Array[] | null) => void>();
+  port.on('message', (message: MainMessage) => {
+    if (message.type === 'noise') {
+      noise.get(message.requestId)?.(message.latents);
+      noise.delete(message.requestId);
+      return;
+    }
+    const request = message;
+    const drawn = new Promise<Float32Array[] | null>((resolve) => {
+      if (request.job.payload.kind === 'generate') noise.set(request.requestId, resolve);
+      else resolve(null);
+    });
+    run(ctx, request.requestId, request.job, new Int32Array(request.control), drawn).then(
       (output) => post({ type: 'done', requestId: request.requestId, output }, output.images.map((i) => i.rgb.data.buffer as ArrayBuffer)),
       (err: unknown) => {
         if (err instanceof Canceled) return post({ type: 'canceled', requestId: request.requestId });

@@ -11,6 +11,7 @@ import { loadBundle } from '../src/bundle-loader.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { morph } from '../src/pipelines/morph.ts';
 import { stageContext } from '../src/stages/context.ts';
+import { initialNoise } from '../src/stages/initial-noise.ts';
 import { tinyBundleDir } from './helpers.ts';
 
 const morphPayload = (steps: number): PayloadOf<'morph'> => ({ kind: 'morph', params: { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: 'x', steps, seed: 1 } });
@@ -84,6 +85,25 @@ t.test('a morph\'s frames come out batch by batch, and a generate\'s images one 
   const out = await generate(gen, { image: [facePattern(1, 64, 64)] }, { prompt: 'x', negative_prompt: '', num_images: 3, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
   t.same(arrivals.map((a) => [a.index, a.steps, a.scored]), [[0, 1, false], [1, 2, false], [2, 3, false]], 'generate: each image once, after its own VAE call, before the score stage ran');
   t.ok('score' in gen.clock.totals() && out.images.every((i) => typeof i.facts.arcface_similarity === 'number'), 'which then ran');
+});
+
+t.test('a generate job\'s noise is drawn on the main thread: the same images as drawn in the pipeline; noise given is used, of the wrong shape it is not', async (t) => {
+  const dir = await tinyBundleDir(t);
+  const client = await startInference({ modelDir: dir, executionProvider: 'cpu', intraOpThreads: 1, maxBatch: 2 });
+  t.teardown(() => client.close());
+  const bundle = await loadBundle(dir);
+  t.teardown(() => bundle.release());
+  const photo = { image: [facePattern(1, 64, 64)] };
+  const params = (seed: number) => ({ prompt: 'x', negative_prompt: '', num_images: 2, steps: 3, guidance_scale: 2, seed, photos: 1, on_missing_face: 'fail' }) as const;
+  const pixels = (o: { images: Array<{ rgb: { data: Uint8Array } }> }) => o.images.map((i) => Buffer.from(i.rgb.data).toString('base64'));
+  const inProcess = (seed: number, noise?: Promise<Float32Array[] | null>) => generate(stageContext(bundle), photo, params(seed), () => {}, noise);
+
+  const threaded = await client.run({ payload: { kind: 'generate', params: params(40) }, images: photo });
+  const here = await inProcess(40);
+  t.same(pixels(threaded), pixels(here), 'through the thread, noise from the main thread: the pipeline\'s own images');
+  t.same(pixels(await inProcess(40, Promise.resolve(initialNoise(params(99), bundle.dims)))), pixels(await inProcess(99)), 'noise given is what is denoised');
+  t.notSame(pixels(await inProcess(99)), pixels(here));
+  t.same(pixels(await inProcess(40, Promise.resolve([new Float32Array(3)]))), pixels(here), 'noise of the wrong shape is drawn again');
 });
 
 // A U-Net slow enough (extra matmuls) that a step outlasts the progress message's trip.

@@ -1,7 +1,7 @@
 // generate: photos of one person and a prompt → num_images new images of that identity. Several
 // photos join into one identity: ArcFace embeddings by their mean direction, CLIP embeddings by
 // their mean.
-import { averageEmbedding, averageIdentity, gaussianNoise, inputLabel, type GenerateParams } from '@diffid/shared';
+import { averageEmbedding, averageIdentity, imageSeeds, inputLabel, type GenerateParams } from '@diffid/shared';
 import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
 import { condition, zeroIdentity } from '../stages/condition.ts';
 import type { StageContext, StepHook } from '../stages/context.ts';
@@ -11,9 +11,14 @@ import { embedFaces } from '../stages/embed-face.ts';
 import { embedImages } from '../stages/embed-image.ts';
 import { encodePrompts } from '../stages/encode-prompt.ts';
 import { findInputFaces, referenceImage } from '../stages/find-face.ts';
+import { fitsNoise, initialNoise } from '../stages/initial-noise.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
-export async function generate(ctx: StageContext, { image: photos }: InputImages<'generate'>, params: GenerateParams, onStep: StepHook): Promise<PipelineOutput> {
+/**
+ * `noise`: the job's initial noise if it is being drawn elsewhere (the worker's main thread, while
+ * the faces are found); it resolves to null, or to latents of the wrong shape, and it is drawn here.
+ */
+export async function generate(ctx: StageContext, { image: photos }: InputImages<'generate'>, params: GenerateParams, onStep: StepHook, noise: Promise<Float32Array[] | null> = Promise.resolve(null)): Promise<PipelineOutput> {
   const { clock } = ctx;
   const d = ctx.bundle.dims;
   const requests = photos.map((image, i) => ({ image, label: inputLabel('image', i, photos.length), faceIndex: params.face_index?.[i] }));
@@ -24,17 +29,18 @@ export async function generate(ctx: StageContext, { image: photos }: InputImages
   const [cond, uncond] = await clock.time('condition', () =>
     condition(ctx, [{ face: eArc, image: eImage, text: text.hidden[0] as Float32Array }, zeroIdentity(ctx, text.hidden[1] as Float32Array)]),
   );
-  const seeds = Array.from({ length: params.num_images }, (_, i) => params.seed + i);
-  const latents = await clock.time('denoise', () =>
-    denoise(ctx, {
-      latents: seeds.map((s) => gaussianNoise(s, d.latentChannels * d.latentHeight * d.latentWidth)),
+  const seeds = imageSeeds(params);
+  const latents = await clock.time('denoise', async () => {
+    const drawn = await noise;
+    return denoise(ctx, {
+      latents: drawn && fitsNoise(drawn, params, d) ? drawn : initialNoise(params, d),
       conditioning: seeds.map(() => cond as Float32Array),
       unconditional: seeds.map(() => uncond as Float32Array),
       guidanceScale: params.guidance_scale,
       steps: params.steps,
       onStep,
-    }),
-  );
+    });
+  });
   const images = await clock.time('decode', () => decodeLatents(ctx, latents, (i, rgb) => ctx.onImage(i, rgb, { seed: seeds[i] as number })));
   const scores = await clock.time('score', () => scoreIdentity(ctx, images, [eArc]));
   return {
