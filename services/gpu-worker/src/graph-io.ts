@@ -22,6 +22,9 @@ function batchOf(rows: Array<Float32Array | Int32Array>, port: ResolvedPort, row
   const dims = [rows.length, ...rowDims];
   // float16 ports take float32 here: the graph converts at its boundary (onnx.ts).
   if (port.dtype === 'float32' || port.dtype === 'float16') {
+    // One row (runRows checked its length) is the batch: no copy.
+    const [only] = rows;
+    if (rows.length === 1 && only instanceof Float32Array) return { dtype: 'float32', data: only, dims };
     const data = new Float32Array(rows.length * size);
     rows.forEach((r, i) => data.set(r, i * size));
     return { dtype: 'float32', data, dims };

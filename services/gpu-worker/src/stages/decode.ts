@@ -10,10 +10,13 @@ export async function decodeLatents(ctx: StageContext, latents: Float32Array[], 
   const m = bundle.manifest;
   const d = bundle.dims;
   const ports = bundle.ports.vae_decoder;
+  // Divided in float32, as diffusers divides its float32 latents (a Float32Array store rounds);
+  // a factor of 1 (the demo bundle's) leaves them as they are.
+  const factor = Math.fround(m.latent.scaling_factor);
   const images: Rgb[] = [];
   for (const [index, z] of latents.entries()) {
-    const scaled = new Float32Array(z.length);
-    for (let i = 0; i < z.length; i++) scaled[i] = (z[i] as number) / m.latent.scaling_factor;
+    const scaled = factor === 1 ? z : new Float32Array(z.length);
+    if (scaled !== z) for (let i = 0; i < z.length; i++) scaled[i] = (z[i] as number) / factor;
     const [pixels] = await runRows(bundle.graphs.vae_decoder, [{ port: ports.inputs.latent, rows: [scaled], rowDims: [d.latentChannels, d.latentHeight, d.latentWidth] }], [
       ports.outputs.pixels,
     ]);

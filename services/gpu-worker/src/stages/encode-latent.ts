@@ -13,10 +13,12 @@ export async function encodeLatents(ctx: StageContext, images: Rgb[]): Promise<F
   const [raw] = await runRows(bundle.graphs.vae_encoder, [{ port: ports.inputs.pixels, rows, rowDims: [3, m.image.height, m.image.width] }], [ports.outputs.latent]);
   const size = m.latent.channels * bundle.dims.latentHeight * bundle.dims.latentWidth;
   // mean‖logvar: the first C channels are the mean, so the first `size` values of each row.
+  // Scaled in float32, as diffusers multiplies its float32 latents (a Float32Array store rounds).
+  const factor = Math.fround(m.latent.scaling_factor);
   return (raw as Float32Array[]).map((r) => {
     const mean = r.subarray(0, size);
     const out = new Float32Array(size);
-    for (let i = 0; i < size; i++) out[i] = (mean[i] as number) * m.latent.scaling_factor;
+    for (let i = 0; i < size; i++) out[i] = (mean[i] as number) * factor;
     return out;
   });
 }
