@@ -11,6 +11,7 @@
 //   memory  the worker's memory over a few hundred jobs
 //   batching images per second at 1, 2, 4, 8 concurrent jobs, batching off and on, with a proxy
 //           U-Net whose cost, like a GPU's, hardly grows with the rows of a call
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
@@ -24,7 +25,7 @@ import { measureApiLoad } from './api-load.ts';
 import { markdown, type BenchFigures, type JobFigures } from './report.ts';
 import { openStack, postForm, type Fields } from '../test/harness.ts';
 import { encodeImage } from '@diffid/shared/image';
-import { facePattern } from '@diffid/shared/testing';
+import { TEST_REDIS_URL, facePattern } from '@diffid/shared/testing';
 
 const PARTS = ['host', 'jobs', 'queue', 'api', 'memory', 'batching'] as const;
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? [...PARTS];
@@ -91,7 +92,10 @@ async function jobsPart(): Promise<JobFigures[]> {
   const out: JobFigures[] = [];
   for (const b of bundles) {
     log(`jobs on the ${b.bundle}`);
-    const stack = await openStack({ build: b.build, intraOpThreads: INTRA_OP });
+    // As deployed: the worker in a process of its own, so that the API and this driver, which
+    // share this process, do not take its main thread.
+    const stack = await openStack({ build: b.build, worker: false });
+    const worker = await workerProcess(stack);
     try {
       const [a, c] = await b.faces();
       const kinds: Array<[string, string, Fields]> = [
@@ -116,10 +120,45 @@ async function jobsPart(): Promise<JobFigures[]> {
         });
       }
     } finally {
+      await worker.stop();
       await stack.close();
     }
   }
   return out;
+}
+
+/** A worker process (services/gpu-worker/src/main.ts) on the stack's Redis keys and bundle, once ready. */
+async function workerProcess(stack: { prefix: string; queueName: string; bundleDir: string }): Promise<{ stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', join(import.meta.dirname, '../../gpu-worker/src/main.ts')], {
+    env: { ...process.env, REDIS_URL: TEST_REDIS_URL, DIFFID_REDIS_PREFIX: stack.prefix, DIFFID_QUEUE: stack.queueName, DIFFID_MODEL_DIR: stack.bundleDir, DIFFID_INTRA_OP_THREADS: String(INTRA_OP), LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const collect = (d: Buffer) => void (output += d.toString());
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  await new Promise<void>((resolve, reject) => {
+    const ready = () => {
+      if (!output.includes('"worker ready"')) return;
+      child.stdout?.off('data', ready);
+      resolve();
+    };
+    child.stdout?.on('data', ready);
+    child.once('exit', (code) => reject(new Error(`the worker process exited (${code}) before it was ready:\n${output}`)));
+  });
+  // From here its output is read and dropped.
+  child.stdout?.off('data', collect);
+  child.stderr?.off('data', collect);
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return {
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    },
+  };
 }
 
 async function queuePart(): Promise<NonNullable<BenchFigures['queue_overhead_ms']>> {
