@@ -153,14 +153,17 @@ export function normalizeToChw(img: Rgb, norm: Normalization, layout: 'NCHW' | '
   const n = img.width * img.height;
   const out = new Float32Array(3 * n);
   const order = norm.channel_order === 'BGR' ? [2, 1, 0] : [0, 1, 2];
+  // A byte has 256 values: each channel's are computed once, then looked up per pixel.
+  const table = new Float32Array(256);
   for (let c = 0; c < 3; c++) {
     const src = order[c] as number;
     const mean = norm.mean[c] as number;
     const std = norm.std[c] as number;
+    for (let v = 0; v < 256; v++) table[v] = (v / norm.divide_by - mean) / std;
     if (layout === 'NHWC') {
-      for (let i = 0; i < n; i++) out[i * 3 + c] = ((img.data[i * 3 + src] as number) / norm.divide_by - mean) / std;
+      for (let i = 0; i < n; i++) out[i * 3 + c] = table[img.data[i * 3 + src] as number] as number;
     } else {
-      for (let i = 0; i < n; i++) out[c * n + i] = ((img.data[i * 3 + src] as number) / norm.divide_by - mean) / std;
+      for (let i = 0, at = c * n; i < n; i++, at++) out[at] = table[img.data[i * 3 + src] as number] as number;
     }
   }
   return out;

@@ -1,7 +1,8 @@
-// VAE output → RGB bytes (signedToRgb), checked by hand here; the torch reference test compares it
-// with diffusers' postprocess byte for byte when torch is present.
+// Pixel conversions checked by hand: VAE output → RGB bytes (signedToRgb; the torch reference test
+// also compares it with diffusers' postprocess byte for byte when torch is present) and RGB bytes
+// → normalised planes (normalizeToChw).
 import t from 'tap';
-import { signedToRgb } from '../src/pixels.ts';
+import { normalizeToChw, signedToRgb } from '../src/pixels.ts';
 import { roundingTie } from './helpers.ts';
 
 t.test('planes become interleaved bytes: x/2 + 0.5 in float32, ×255, clamped, halves rounded to even', async (t) => {
@@ -16,4 +17,18 @@ t.test('planes become interleaved bytes: x/2 + 0.5 in float32, ×255, clamped, h
   t.same(channel(1), [100, 102, 128, 191, 64, 128, 128, 255], 'green: 100.5 → 100, 101.5 → 102');
   t.same(channel(2), [255, 0, 128, 153, 102, 255, 0, 128], 'blue: (0.2/2 + 0.5)·255 = 153');
   t.throws(() => signedToRgb(new Float32Array(5), 2, 1), /expected 6 values/);
+});
+
+t.test('normalizeToChw: every byte value through (v / divide_by − mean) / std, planar or interleaved, RGB or BGR', async (t) => {
+  // 256 pixels whose red, green and blue run through every byte value, each in its own order.
+  const data = Uint8Array.from({ length: 256 * 3 }, (_, k) => ((k % 3) * 85 + Math.floor(k / 3) * 7) % 256);
+  const img = { data, width: 16, height: 16 };
+  const norm = { channel_order: 'BGR' as const, divide_by: 255, mean: [0.48, 0.46, 0.41] as [number, number, number], std: [0.27, 0.26, 0.28] as [number, number, number] };
+  const expect = (i: number, c: number) => Math.fround(((data[i * 3 + (2 - c)] as number) / 255 - (norm.mean[c] as number)) / (norm.std[c] as number));
+  const planar = normalizeToChw(img, norm);
+  const interleaved = normalizeToChw(img, norm, 'NHWC');
+  let same = 0;
+  for (let i = 0; i < 256; i++) for (let c = 0; c < 3; c++) same += Number(planar[c * 256 + i] === expect(i, c) && interleaved[i * 3 + c] === expect(i, c));
+  t.equal(same, 768, 'all 768 values, both layouts');
+  t.same(new Set(Array.from({ length: 256 }, (_, i) => data[i * 3])).size, 256, 'the red channel takes every byte value');
 });
