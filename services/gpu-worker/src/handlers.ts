@@ -53,22 +53,28 @@ export function assertHandlersComplete(table: Partial<Record<string, unknown>>):
   assertEveryKind(table, 'the worker');
 }
 
+/** Each upload of a job: its field, its label in messages and its Redis key, in form order. */
+function uploadsOf(payload: JobPayload, keys: ReturnType<typeof jobKeys>): Array<{ name: InputName; label: string; key: string }> {
+  return (Object.keys(JOB_INPUTS[payload.kind]) as InputName[]).flatMap((name) => {
+    const count = uploadCount(payload, name);
+    return Array.from({ length: count }, (_, i) => ({ name, label: inputLabel(name, i, count), key: keys.input(name, i) }));
+  });
+}
+
 /**
- * The job's uploaded images, decoded, by name: one image, or a list for a field that takes
- * several. INPUT_EXPIRED names the first one gone.
+ * The job's uploaded images, decoded side by side (in sharp's threads), by name: one image, or a
+ * list for a field that takes several. INPUT_EXPIRED names the first one gone, and a file that
+ * does not decode fails the job naming the first such, whichever finished first.
  */
-async function loadInputs(deps: HandlerDeps, id: string, payload: JobPayload): Promise<Record<string, Rgb | Rgb[]>> {
-  const keys = jobKeys(deps.prefix, id);
+async function decodeInputs(payload: JobPayload, uploads: ReturnType<typeof uploadsOf>, bytes: Array<Buffer | null>): Promise<Record<string, Rgb | Rgb[]>> {
+  const missing = uploads.find((_, i) => !bytes[i]);
+  if (missing) throw new DiffIdError('INPUT_EXPIRED', `${missing.label}: the uploaded image is no longer stored; submit the job again`);
+  const decoded = await Promise.allSettled(uploads.map((u, i) => decodeRgb(bytes[i] as Buffer, u.label, WORKING_MAX_SIDE)));
+  const failed = decoded.find((d): d is PromiseRejectedResult => d.status === 'rejected');
+  if (failed) throw failed.reason;
   const images: Record<string, Rgb | Rgb[]> = {};
   for (const [name, most] of Object.entries(JOB_INPUTS[payload.kind]) as Array<[InputName, number]>) {
-    const count = uploadCount(payload, name);
-    const list: Rgb[] = [];
-    for (let i = 0; i < count; i++) {
-      const label = inputLabel(name, i, count);
-      const bytes = await deps.redis.getBuffer(keys.input(name, i));
-      if (!bytes) throw new DiffIdError('INPUT_EXPIRED', `${label}: the uploaded image is no longer stored; submit the job again`);
-      list.push(await decodeRgb(bytes, label, WORKING_MAX_SIDE));
-    }
+    const list = uploads.flatMap((u, i) => (u.name === name ? [(decoded[i] as PromiseFulfilledResult<Rgb>).value] : []));
     images[name] = most === 1 ? (list[0] as Rgb) : list;
   }
   return images;
@@ -97,12 +103,14 @@ export function createHandlers(deps: HandlerDeps): HandlerTable {
   const run = async (payload: PayloadOf<JobKind>, ctx: JobContext): Promise<JobResult> => {
     const started = performance.now();
     const keys = jobKeys(deps.prefix, ctx.id);
-    // A cancel that came before this worker held the job left only its tombstone.
-    if (await deps.redis.exists(keys.canceled)) throw new InferenceCanceled();
-    // An earlier run finished but could not mark the job done (it lost its lock): its result stands.
-    const earlier = await deps.redis.get(keys.done);
+    const uploads = uploadsOf(payload, keys);
+    // One round trip: a cancel that came before this worker held the job (only its tombstone is
+    // left), an earlier run that finished but could not mark the job done (it lost its lock; its
+    // result stands), and the uploads, which are decoded only when there is neither.
+    const [canceled, earlier, bytes] = await Promise.all([deps.redis.exists(keys.canceled), deps.redis.get(keys.done), deps.redis.mgetBuffer(...uploads.map((u) => u.key))]);
+    if (canceled) throw new InferenceCanceled();
     if (earlier) return JSON.parse(earlier) as JobResult;
-    const images = await loadInputs(deps, ctx.id, payload);
+    const images = await decodeInputs(payload, uploads, bytes);
     // Each PNG says it is AI-generated, what made it and how (docs/operations.md).
     const bundle = deps.inference.bundle;
     const png = (rgb: Rgb, { seed, alpha }: ImageProvenance) =>

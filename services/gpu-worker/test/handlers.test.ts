@@ -149,6 +149,25 @@ t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t
   t.equal(calls.length, 0);
 });
 
+t.test('uploads that do not decode fail the job naming the first in form order, and nothing runs', async (t) => {
+  const scope = await redisScope('handlers');
+  t.teardown(() => scope.cleanup());
+  const keys = jobKeys(scope.prefix, ID);
+  const png = await encodeImage(facePattern(1, 64, 64), 'png');
+  // image_b is cut short after its header; image_a is not an image at all and fails sooner.
+  await scope.redis.set(keys.input('image_a'), Buffer.from('not an image at all'));
+  await scope.redis.set(keys.input('image_b'), png.subarray(0, 60));
+  const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
+  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const err = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  t.equal((err as DiffIdError).code, 'DIFFID_ERR_UNSUPPORTED_IMAGE');
+  t.match((err as Error).message, /^image_a: /);
+  await scope.redis.set(keys.input('image_a'), png);
+  const second = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  t.match((second as Error).message, /^image_b: /, 'then the second');
+  t.equal(calls.length, 0);
+});
+
 t.test('a job canceled before it started stops before reading anything', async (t) => {
   const scope = await redisScope('handlers');
   t.teardown(() => scope.cleanup());
