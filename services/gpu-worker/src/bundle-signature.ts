@@ -23,6 +23,11 @@ export interface BundleDims {
   latentWidth: number;
 }
 
+/** Values in one latent: channels × height × width. */
+export function latentValueCount(d: Pick<BundleDims, 'latentChannels' | 'latentHeight' | 'latentWidth'>): number {
+  return d.latentChannels * d.latentHeight * d.latentWidth;
+}
+
 type RoleSpec<R extends Role> = (typeof ROLE_PORTS)[R];
 /** One T per port of a role, by the contract's names. The detector's outputs are named per stride (score_8, …). */
 type PerPort<R extends Role, T> = {

@@ -15,8 +15,7 @@ export async function decodeLatents(ctx: StageContext, latents: Float32Array[], 
   const factor = Math.fround(m.latent.scaling_factor);
   const images: Rgb[] = [];
   for (const [index, z] of latents.entries()) {
-    const scaled = factor === 1 ? z : new Float32Array(z.length);
-    if (scaled !== z) for (let i = 0; i < z.length; i++) scaled[i] = (z[i] as number) / factor;
+    const scaled = factor === 1 ? z : z.map((v) => v / factor);
     const [pixels] = await runRows(bundle.graphs.vae_decoder, [{ port: ports.inputs.latent, rows: [scaled], rowDims: [d.latentChannels, d.latentHeight, d.latentWidth] }], [
       ports.outputs.pixels,
     ]);

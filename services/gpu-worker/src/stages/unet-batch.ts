@@ -9,6 +9,7 @@
 // the same step; a graph that fixes its batch at 1 runs row by row.
 import { ddimArena, groupRows, type DdimArena, type PredictionType } from '@diffid/shared';
 import type { LoadedBundle } from '../bundle-loader.ts';
+import { latentValueCount } from '../bundle-signature.ts';
 import { dynamicBatch } from '../graph-io.ts';
 import type { Tensor } from '../onnx.ts';
 import { scalarTimestep } from './predict-noise.ts';
@@ -73,7 +74,7 @@ export function unetBatch(bundle: LoadedBundle, maxRows: number, onCall: (rows: 
   const d = bundle.dims;
   const ports = bundle.ports.unet;
   const graph = bundle.graphs.unet;
-  const latentSize = d.latentChannels * d.latentHeight * d.latentWidth;
+  const latentSize = latentValueCount(d);
   const contextSize = d.conditioningTokens * d.conditioningWidth;
   const sampleDims = [d.latentChannels, d.latentHeight, d.latentWidth];
   const contextDims = [d.conditioningTokens, d.conditioningWidth];
