@@ -11,7 +11,6 @@
 //   memory  the worker's memory over a few hundred jobs
 //   batching images per second at 1, 2, 4, 8 concurrent jobs, batching off and on, with a proxy
 //           U-Net whose cost, like a GPU's, hardly grows with the rows of a call
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus } from 'node:os';
@@ -23,7 +22,7 @@ import { median, quantile } from '../../gpu-worker/bench/stats.ts';
 import { replaceGraph } from '../../gpu-worker/test/helpers.ts';
 import { measureApiLoad } from './api-load.ts';
 import { markdown, type BenchFigures, type JobFigures } from './report.ts';
-import { openStack, postForm, type Fields } from '../test/harness.ts';
+import { openStack, postForm, spawnWorkerProcess, type Fields } from '../test/harness.ts';
 import { encodeImage } from '@diffid/shared/image';
 import { TEST_REDIS_URL, facePattern } from '@diffid/shared/testing';
 
@@ -129,10 +128,7 @@ async function jobsPart(): Promise<JobFigures[]> {
 
 /** A worker process (services/gpu-worker/src/main.ts) on the stack's Redis keys and bundle, once ready. */
 async function workerProcess(stack: { prefix: string; queueName: string; bundleDir: string }): Promise<{ stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', join(import.meta.dirname, '../../gpu-worker/src/main.ts')], {
-    env: { ...process.env, REDIS_URL: TEST_REDIS_URL, DIFFID_REDIS_PREFIX: stack.prefix, DIFFID_QUEUE: stack.queueName, DIFFID_MODEL_DIR: stack.bundleDir, DIFFID_INTRA_OP_THREADS: String(INTRA_OP), LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawnWorkerProcess({ ...process.env, REDIS_URL: TEST_REDIS_URL, DIFFID_REDIS_PREFIX: stack.prefix, DIFFID_QUEUE: stack.queueName, DIFFID_MODEL_DIR: stack.bundleDir, DIFFID_INTRA_OP_THREADS: String(INTRA_OP), LOG_LEVEL: 'info' });
   let output = '';
   const collect = (d: Buffer) => void (output += d.toString());
   child.stdout?.on('data', collect);
@@ -250,41 +246,34 @@ const figures: BenchFigures = {
   date: new Date().toISOString().slice(0, 10),
   machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version, intra_op_threads: INTRA_OP },
 };
-// Each part starts from a collected heap: the garbage a part leaves would otherwise be collected,
-// on this machine's few cores, during the next.
-const collect = () => (globalThis as { gc?: () => void }).gc?.();
-if (only.includes('jobs')) {
-  collect();
+/**
+ * Runs a part when it was asked for, from a collected heap: the garbage a part leaves would
+ * otherwise be collected, on this machine's few cores, during the next.
+ */
+async function part(name: (typeof PARTS)[number], run: () => Promise<void>): Promise<void> {
+  if (!only.includes(name)) return;
+  (globalThis as { gc?: () => void }).gc?.();
+  await run();
+}
+await part('jobs', async () => {
   figures.jobs = await jobsPart();
   const demo = figures.jobs.find((j) => j.bundle.startsWith('demo') && j.job.startsWith('generate, 4'));
   if (demo) figures.worker_over_onnxruntime = demo.worker_ms / demo.onnxruntime_ms;
-}
-if (only.includes('queue')) {
-  collect();
-  figures.queue_overhead_ms = await queuePart();
-}
-if (only.includes('api')) {
-  collect();
+});
+await part('queue', async () => void (figures.queue_overhead_ms = await queuePart()));
+await part('api', async () => {
   log('API load with autocannon from a second process');
   figures.api = await measureApiLoad();
-}
-if (only.includes('memory')) {
-  collect();
-  figures.worker_memory = await memoryPart();
-}
-if (only.includes('batching')) {
-  collect();
-  figures.batching = await batchingPart();
-}
-
+});
+await part('memory', async () => void (figures.worker_memory = await memoryPart()));
+await part('batching', async () => void (figures.batching = await batchingPart()));
 // The host part runs last: run after it (the stand-in U-Net's sessions, torch's loop in a process
 // of its own), the jobs part's worker measured 5–10 % slower on this machine, heap collected or not.
-if (only.includes('host')) {
-  collect();
+await part('host', async () => {
   log('host work per step at SD 1.5 shapes');
   figures.host_ms_per_step = await measureHostStep(INTRA_OP);
   figures.torch_host_ms_per_step = await measureTorchHostStep();
-}
+});
 
 if (json) {
   process.stdout.write(`${JSON.stringify(figures)}\n`);

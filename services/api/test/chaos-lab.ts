@@ -11,6 +11,7 @@ import { jobKeys } from '@diffid/shared';
 import { buildTinyBundle, writeBundle } from '@diffid/gpu-worker';
 import { buildApp } from '../src/app.ts';
 import { freePort } from '../src/free-port.ts';
+import { spawnWorkerProcess } from './harness.ts';
 import { faceFile } from './images.ts';
 
 export const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -67,11 +68,7 @@ export async function lab(t: Test, env: Record<string, string>): Promise<Lab> {
   const workers: ChildProcess[] = [];
   const log: string[] = [];
   const spawnWorker = () => {
-    const child = spawn(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/main.ts'], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, REDIS_URL: url, DIFFID_REDIS_PREFIX: PREFIX, DIFFID_QUEUE: QUEUE, DIFFID_MODEL_DIR: bundleDir, DIFFID_STALLED_CHECK_SECONDS: '1', LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnWorkerProcess({ PATH: process.env.PATH, REDIS_URL: url, DIFFID_REDIS_PREFIX: PREFIX, DIFFID_QUEUE: QUEUE, DIFFID_MODEL_DIR: bundleDir, DIFFID_STALLED_CHECK_SECONDS: '1', LOG_LEVEL: 'info', ...env });
     child.stdout?.on('data', (d: Buffer) => log.push(d.toString()));
     child.stderr?.on('data', (d: Buffer) => log.push(d.toString()));
     workers.push(child);

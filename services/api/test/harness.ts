@@ -1,8 +1,10 @@
 // A real stack for tests: the API listening on a loopback port, a worker with its inference
 // thread, Redis under a fresh key prefix, and a model bundle in a temporary directory.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
@@ -38,6 +40,16 @@ export interface StackOptions {
   access?: AppOptions['access'];
   limits?: AppOptions['limits'];
   webhooks?: AppOptions['webhooks'];
+}
+
+const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+
+/**
+ * A worker process, as deployed (services/gpu-worker/src/main.ts, run from source), configured by
+ * `env` alone; its output is piped for the caller to read.
+ */
+export function spawnWorkerProcess(env: NodeJS.ProcessEnv): ChildProcess {
+  return spawn(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** A stack for one test: stopped and its Redis keys deleted when the test ends. */
