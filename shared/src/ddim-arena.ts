@@ -10,6 +10,7 @@
 // owns a contiguous range of rows, laid out as `RowGroup` says.
 
 import type { PredictionType } from './schedule.ts';
+import { F32, F64, I32, MAX_BYTES, PAGE, V128, functionBody, i32, kernelModuleBytes, lget, loopWhileBelow, lset, memarg, op, simd, sop, wasm, type WasmModule } from './wasm-assembler.ts';
 
 /**
  * One job's rows in an arena, from row `first`: with guidance 2·images rows — rows
@@ -100,21 +101,7 @@ function assertAlpha(value: number, name: string): void {
   if (!(value > 0 && value <= 1)) throw new RangeError(`${name} must be in (0, 1], got ${value}`);
 }
 
-const PAGE = 65536;
-const MAX_BYTES = 65536 * PAGE - PAGE;
 const KERNELS: Partial<Record<string, 'eps' | 'v'>> = { epsilon: 'eps', v_prediction: 'v' };
-
-// The part of the WebAssembly API used here, typed locally: the project's TypeScript libraries
-// (ES2023 and @types/node) do not declare it, and the DOM's declarations are not ours to add.
-interface WasmModule {
-  readonly kind: 'wasm-module';
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Memory: new (descriptor: { initial: number }) => { readonly buffer: ArrayBuffer };
-  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { readonly exports: Record<string, unknown> };
-}
-const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 let compiled: WasmModule | undefined;
 function kernelModule(): WasmModule {
@@ -158,50 +145,6 @@ const L = { i: 10, end: 11 } as const;
 const V = { g: 12, sa: 13, sb: 14, sa2: 15, sb2: 16, u: 17, c: 18, z: 19, e: 20, out: 21 } as const;
 const S = { g: 22, sa: 23, sb: 24, sa2: 25, sb2: 26, u: 27, c: 28, z: 29, e: 30 } as const;
 
-const I32 = 0x7f;
-const F32 = 0x7d;
-const F64 = 0x7c;
-const V128 = 0x7b;
-const op = {
-  block: 0x02, loop: 0x03, br: 0x0c, brIf: 0x0d, end: 0x0b,
-  localGet: 0x20, localSet: 0x21,
-  i32Const: 0x41, i32Add: 0x6a, i32GeU: 0x4f, i32Shl: 0x74, i32And: 0x71,
-  f32Load: 0x2a, f32Store: 0x38, f32Demote: 0xb6,
-  f32: { add: 0x92, sub: 0x93, mul: 0x94, div: 0x95 },
-} as const;
-// SIMD instructions: the 0xfd prefix and a LEB128 opcode.
-const simd = {
-  load: 0x00, store: 0x0b, f32x4Splat: 0x13,
-  f32x4: { add: 0xe4, sub: 0xe5, mul: 0xe6, div: 0xe7 },
-} as const;
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) return [...out, byte];
-    out.push(byte | 0x80);
-  }
-}
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const name = (s: string): number[] => vec([...new TextEncoder().encode(s)].map((b) => [b]));
-const sop = (code: number): number[] => [0xfd, ...uleb(code)];
-const lget = (i: number): number[] => [op.localGet, ...uleb(i)];
-const lset = (i: number): number[] => [op.localSet, ...uleb(i)];
-const memarg = (align: number): number[] => [align, 0];
-
 function emit(e: Expr, lanes: boolean): number[] {
   if ('get' in e) return lget((lanes ? V : S)[e.get]);
   return [...emit(e.a, lanes), ...emit(e.b, lanes), ...(lanes ? sop(simd.f32x4[e.op]) : [op.f32[e.op]])];
@@ -210,42 +153,31 @@ function emit(e: Expr, lanes: boolean): number[] {
 /** address = base + i */
 const at = (base: number): number[] => [...lget(base), ...lget(L.i), op.i32Add];
 
-function functionBody(variant: 'eps' | 'v', guided: boolean): number[] {
+function kernelBody(variant: 'eps' | 'v', guided: boolean): number[] {
   const sources: Array<['u' | 'c' | 'z', number]> = guided ? [['u', P.u], ['c', P.c], ['z', P.z]] : [['c', P.c], ['z', P.z]];
   const model = guided ? GUIDED : get('c');
   const code: number[] = [];
   for (const k of COEFFICIENTS) code.push(...lget(P[k]), op.f32Demote, ...lset(S[k]), ...lget(S[k]), ...sop(simd.f32x4Splat), ...lset(V[k]));
   // Four at a time up to the last whole group of four.
-  code.push(...lget(P.count), op.i32Const, ...sleb(-4), op.i32And, op.i32Const, 2, op.i32Shl, ...lset(L.end));
-  code.push(op.block, 0x40, op.loop, 0x40, ...lget(L.i), ...lget(L.end), op.i32GeU, op.brIf, 1);
-  for (const [n, base] of sources) code.push(...at(base), ...sop(simd.load), ...memarg(2), ...lset(V[n]));
-  code.push(...emit(model, true), ...lset(V.e), ...emit(STEP[variant], true), ...lset(V.out));
-  code.push(...at(P.z), ...lget(V.out), ...sop(simd.store), ...memarg(2));
-  if (guided) code.push(...at(P.copy), ...lget(V.out), ...sop(simd.store), ...memarg(2));
-  code.push(...lget(L.i), op.i32Const, 16, op.i32Add, ...lset(L.i), op.br, 0, op.end, op.end);
+  code.push(...lget(P.count), ...i32(-4), op.i32And, ...i32(2), op.i32Shl, ...lset(L.end));
+  const lanes: number[] = [];
+  for (const [n, base] of sources) lanes.push(...at(base), ...sop(simd.load), ...memarg(2), ...lset(V[n]));
+  lanes.push(...emit(model, true), ...lset(V.e), ...emit(STEP[variant], true), ...lset(V.out));
+  lanes.push(...at(P.z), ...lget(V.out), ...sop(simd.store), ...memarg(2));
+  if (guided) lanes.push(...at(P.copy), ...lget(V.out), ...sop(simd.store), ...memarg(2));
+  code.push(...loopWhileBelow(L.i, L.end, 16, lanes));
   // The remainder, one element at a time.
-  code.push(...lget(P.count), op.i32Const, 2, op.i32Shl, ...lset(L.end));
-  code.push(op.block, 0x40, op.loop, 0x40, ...lget(L.i), ...lget(L.end), op.i32GeU, op.brIf, 1);
-  for (const [n, base] of sources) code.push(...at(base), op.f32Load, ...memarg(2), ...lset(S[n]));
-  code.push(...emit(model, false), ...lset(S.e), ...at(P.z), ...emit(STEP[variant], false), op.f32Store, ...memarg(2));
-  if (guided) code.push(...at(P.copy), ...at(P.z), op.f32Load, ...memarg(2), op.f32Store, ...memarg(2));
-  code.push(...lget(L.i), op.i32Const, 4, op.i32Add, ...lset(L.i), op.br, 0, op.end, op.end);
-  code.push(op.end);
-  const locals = vec([[2, I32], [10, V128], [9, F32]].map(([n, t]) => [...uleb(n as number), t as number]));
-  const body = [...locals, ...code];
-  return [...uleb(body.length), ...body];
+  code.push(...lget(P.count), ...i32(2), op.i32Shl, ...lset(L.end));
+  const scalars: number[] = [];
+  for (const [n, base] of sources) scalars.push(...at(base), op.f32Load, ...memarg(2), ...lset(S[n]));
+  scalars.push(...emit(model, false), ...lset(S.e), ...at(P.z), ...emit(STEP[variant], false), op.f32Store, ...memarg(2));
+  if (guided) scalars.push(...at(P.copy), ...at(P.z), op.f32Load, ...memarg(2), op.f32Store, ...memarg(2));
+  code.push(...loopWhileBelow(L.i, L.end, 4, scalars));
+  return functionBody([[2, I32], [10, V128], [9, F32]], code);
 }
 
 function kernelBytes(): Uint8Array {
   const variants = [['eps', true], ['eps', false], ['v', true], ['v', false]] as const;
-  const type = [0x60, ...vec([I32, I32, I32, I32, I32, F64, F64, F64, F64, F64].map((t) => [t])), ...vec([])];
-  const bytes = [
-    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([type])),
-    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, 0x01]])),
-    ...section(3, vec(variants.map(() => [0]))),
-    ...section(7, vec(variants.map(([v, guided], i) => [...name(`${v}_${guided ? 'guided' : 'plain'}`), 0x00, i]))),
-    ...section(10, vec(variants.map(([v, guided]) => functionBody(v, guided)))),
-  ];
-  return Uint8Array.from(bytes);
+  const params = [I32, I32, I32, I32, I32, F64, F64, F64, F64, F64];
+  return kernelModuleBytes(variants.map(([v, guided]) => ({ name: `${v}_${guided ? 'guided' : 'plain'}`, params, body: kernelBody(v, guided) })));
 }
