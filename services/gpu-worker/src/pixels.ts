@@ -1,7 +1,9 @@
 // Pixel math on RGB bytes and NCHW floats: resampling, cropping, normalisation, affine warps.
-// Pure TypeScript so that it runs inside the inference thread next to the graphs.
+// TypeScript (and, for the VAE's output, WebAssembly assembled in TypeScript: pixel-kernels.ts), so
+// that it runs inside the inference thread next to the graphs.
 
 import type { Normalization } from '@diffid/shared';
+import { planarSignedToRgb } from './pixel-kernels.ts';
 
 /** Interleaved 8-bit RGB, row-major (the same shape as image.ts's RgbImage). */
 export interface Rgb {
@@ -181,14 +183,5 @@ export function rgbToSigned(img: Rgb): Float32Array {
 export function signedToRgb(chw: Float32Array, width: number, height: number): Rgb {
   const n = width * height;
   if (chw.length !== 3 * n) throw new RangeError(`expected ${3 * n} values for ${width}×${height}×3, got ${chw.length}`);
-  // A clamped array's store clamps to [0, 255] (clamping before or after the ×255 is the same)
-  // and rounds half to even: no comparisons or Math.round in the loop.
-  const out = new Uint8ClampedArray(3 * n);
-  const f = Math.fround;
-  for (let c = 0; c < 3; c++) {
-    const plane = chw.subarray(c * n, (c + 1) * n);
-    for (let i = 0, o = c; i < n; i++, o += 3) out[o] = f(f(f((plane[i] as number) * 0.5) + 0.5) * 255);
-  }
-  const data = new Uint8Array(out.buffer);
-  return { data, width, height };
+  return { data: planarSignedToRgb(chw, n), width, height };
 }

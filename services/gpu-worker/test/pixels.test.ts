@@ -19,6 +19,23 @@ t.test('planes become interleaved bytes: x/2 + 0.5 in float32, ×255, clamped, h
   t.throws(() => signedToRgb(new Float32Array(5), 2, 1), /expected 6 values/);
 });
 
+t.test('signedToRgb on sizes that leave a partial vector, and on extremes, matches the formula through a clamped store', async (t) => {
+  // The formula as diffusers' postprocess spells it: float32 steps, then a Uint8ClampedArray store
+  // (clamp, round half to even, NaN → 0).
+  const formula = (chw: Float32Array, n: number) => {
+    const f = Math.fround;
+    const out = new Uint8ClampedArray(3 * n);
+    for (let c = 0; c < 3; c++) for (let i = 0; i < n; i++) out[3 * i + c] = f(f(f((chw[c * n + i] as number) * 0.5) + 0.5) * 255);
+    return Array.from(out);
+  };
+  const extremes = [Infinity, -Infinity, 1e30, -1e30, 3e38, Number.NaN, -0, 1.0000001, -0.9999999];
+  for (const [width, height] of [[1, 1], [5, 3], [37, 23]] as const) {
+    const n = width * height;
+    const chw = Float32Array.from({ length: 3 * n }, (_, k) => (k < extremes.length ? (extremes[k] as number) : Math.sin(k * 12.9898) * 1.3));
+    t.same(Array.from(signedToRgb(chw, width, height).data), formula(chw, n), `${width}×${height}`);
+  }
+});
+
 t.test('normalizeToChw: every byte value through (v / divide_by − mean) / std, planar or interleaved, RGB or BGR', async (t) => {
   // 256 pixels whose red, green and blue run through every byte value, each in its own order.
   const data = Uint8Array.from({ length: 256 * 3 }, (_, k) => ((k % 3) * 85 + Math.floor(k / 3) * 7) % 256);
