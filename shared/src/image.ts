@@ -68,15 +68,19 @@ const open = (bytes: Uint8Array) => sharp(bytes, { limitInputPixels: MAX_INPUT_P
 export async function decodeRgb(bytes: Uint8Array, label = 'image', maxSide = Infinity): Promise<DecodedImage> {
   const format = formatOf(bytes, label);
   try {
-    const full = checkProportions(await uprightSize(bytes), label);
     let pipeline = open(bytes).rotate();
     if (Number.isFinite(maxSide)) pipeline = pipeline.resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true, kernel: 'lanczos3' });
-    const { data, info } = await pipeline
-      .flatten({ background: { r: 0, g: 0, b: 0 } })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    // The header's size and the pixels are read side by side, in two of sharp's threads (one after
+    // the other cost a round trip more); the size's checks still decide before a decode error, and
+    // limitInputPixels bounds the decode either way.
+    const [size, decoded] = await Promise.allSettled([
+      uprightSize(bytes),
+      pipeline.flatten({ background: { r: 0, g: 0, b: 0 } }).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true }),
+    ]);
+    if (size.status === 'rejected') throw size.reason;
+    const full = checkProportions(size.value, label);
+    if (decoded.status === 'rejected') throw decoded.reason;
+    const { data, info } = decoded.value;
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, scale: full.width / info.width };
   } catch (err) {

@@ -41,12 +41,15 @@ t.test('undecodable bytes are UNSUPPORTED_IMAGE naming the upload', async (t) =>
   t.match(cut.message, /the JPEG data cannot be decoded/);
 });
 
-t.test('a strip more than 10 times as long as it is wide is refused before decoding, by the worker too', async (t) => {
-  const strip = await encodeImage({ width: 30_000, height: 1, data: new Uint8Array(30_000 * 3).fill(90) }, 'png');
+t.test('a strip more than 10 times as long as it is wide is refused by its size, by the worker too, even when its pixels do not decode', async (t) => {
+  const strip = await encodeImage({ width: 30_000, height: 1, data: Uint8Array.from({ length: 30_000 * 3 }, (_, i) => (i * 37) & 255) }, 'png');
   const err = (await decodeRgb(strip, 'image_b', 2048).catch((e: unknown) => e)) as DiffIdError;
   t.ok(err instanceof DiffIdError);
   t.equal(err.code, 'DIFFID_ERR_UNSUPPORTED_IMAGE');
   t.match(err.message, /^image_b: 30000×1 pixels is more than 10 times as long one way as the other/);
+  // The header (and its size) intact, the pixel data cut: the size's finding is the one reported.
+  const cut = (await decodeRgb(strip.subarray(0, strip.length - 20), 'image_b', 2048).catch((e: unknown) => e)) as DiffIdError;
+  t.match(cut.message, /^image_b: 30000×1 pixels is more than 10 times/);
   const ten = await decodeRgb(await encodeImage({ width: 100, height: 10, data: new Uint8Array(100 * 10 * 3) }, 'png'), 'image');
   t.same([ten.width, ten.height], [100, 10], '10:1 is still a photo');
 });
