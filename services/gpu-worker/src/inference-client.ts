@@ -183,18 +183,22 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       pending.set(requestId, entry as Pending);
       const request: MainMessage = { type: 'run', requestId, job, control: shared };
       worker.postMessage(request);
-      if (job.payload.kind === 'generate') {
+      const { payload } = job;
+      if (payload.kind === 'generate') {
         // Drawn here, on a thread that is otherwise idle, while the inference thread finds and
         // embeds the faces; it waits for this message before denoising. Null: it draws them
-        // itself, and fails the job there if they cannot be drawn.
-        let latents: Float32Array[] | null;
-        try {
-          latents = initialNoise(job.payload.params, bundle.dims);
-        } catch {
-          latents = null;
-        }
-        const noise: MainMessage = { type: 'noise', requestId, latents };
-        worker.postMessage(noise, latents?.map((l) => l.buffer as ArrayBuffer) ?? []);
+        // itself, and fails the job there if they cannot be drawn. In the next turn: drawn in
+        // this one, right after the post, the run message reached the thread 1.5 ms later.
+        setImmediate(() => {
+          let latents: Float32Array[] | null;
+          try {
+            latents = initialNoise(payload.params, bundle.dims);
+          } catch {
+            latents = null;
+          }
+          const noise: MainMessage = { type: 'noise', requestId, latents };
+          worker.postMessage(noise, latents?.map((l) => l.buffer as ArrayBuffer) ?? []);
+        });
       }
       return result;
     },
