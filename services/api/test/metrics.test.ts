@@ -41,5 +41,8 @@ t.test('a finished job and a refused request show in the API\'s and the worker\'
   t.equal(value(worker, 'diffid_unet_calls_total'), 4, 'a U-Net call per step');
   t.equal(value(worker, 'diffid_unet_rows_total'), 8, 'two images, no guidance: two rows per call');
   t.equal(value(worker, 'diffid_worker_busy'), 0, 'idle again');
+  const fullGcs = value(worker, 'diffid_inference_full_gc_total');
+  t.ok(Number.isInteger(fullGcs) && fullGcs >= 0 && fullGcs === s.worker?.inference.gcStats().fullGcs, 'the inference thread\'s full collections, as the thread counts them');
+  t.ok(value(worker, 'diffid_inference_full_gc_seconds_total') >= 0);
   t.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
 });

@@ -1,9 +1,10 @@
 // The main thread's handle on the inference thread: starts it, sends jobs, relays progress,
 // sets cancel flags, and restarts the thread if it dies (in-flight work fails as retryable).
 
+import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { DiffIdError, errorKeyOf } from '@diffid/shared';
-import { BATCH_STATS, BATCH_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type MainMessage, type ThreadOptions } from './inference-protocol.ts';
+import { THREAD_STATS, THREAD_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type MainMessage, type ThreadOptions } from './inference-protocol.ts';
 import type { Rgb } from './pixels.ts';
 import type { ImageProvenance } from './stages/context.ts';
 import { initialNoise } from './stages/initial-noise.ts';
@@ -53,6 +54,8 @@ export interface InferenceClient {
   run(job: InferenceJob, options?: RunOptions): Promise<InferenceOutput>;
   /** U-Net calls the thread has made in its batch, and rows evaluated in them. */
   batchStats(): { calls: number; rows: number };
+  /** The thread's full garbage collections (mark-compacts) and their pauses in seconds. */
+  gcStats(): { fullGcs: number; seconds: number };
   /**
    * Replaces the inference thread with a fresh one that loads the bundle again from disk. A job
    * in flight fails as retryable (BullMQ runs it again); resolves once the new thread is ready.
@@ -72,9 +75,21 @@ interface Pending {
   settled: Promise<void>;
 }
 
-function spawn(options: ThreadOptions, batchStats: SharedArrayBuffer): Worker {
-  if (BUILT) return new Worker(THREAD_ENTRY, { workerData: { options, batchStats } });
-  return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY.href, options, batchStats } });
+/**
+ * Where V8 starts the inference thread's old-generation limit, in MB. onnxruntime-node copies
+ * every output into a new buffer (a demo generate of 4 × 30 allocates ~50 MB of them), and from
+ * V8's default start, sized for the thread's ~9 MB heap, the thread ran a full mark-compact in
+ * every such job — about 5 ms of its 20 ms of host work. From 256 MB: one in 150 jobs, for 54 MB
+ * more resident memory (docs/benchmarks.md).
+ */
+export const INFERENCE_INITIAL_OLD_SPACE_MB = 256;
+
+function spawn(options: ThreadOptions, threadStats: SharedArrayBuffer): Worker {
+  // V8 reads this when it configures a new isolate's heap: it sizes the thread about to start,
+  // not the main thread that is already running.
+  setFlagsFromString(`--initial-old-space-size=${INFERENCE_INITIAL_OLD_SPACE_MB}`);
+  if (BUILT) return new Worker(THREAD_ENTRY, { workerData: { options, threadStats } });
+  return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY.href, options, threadStats } });
 }
 
 function waitReady(worker: Worker): Promise<InferenceClient['bundle']> {
@@ -113,9 +128,9 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let closing = false;
-  const batchStats = new SharedArrayBuffer(BATCH_STATS_BYTES);
-  const counters = new BigInt64Array(batchStats);
-  let worker = spawn(options, batchStats);
+  const threadStats = new SharedArrayBuffer(THREAD_STATS_BYTES);
+  const counters = new BigInt64Array(threadStats);
+  let worker = spawn(options, threadStats);
   const bundle = await waitReady(worker);
   let ready: Promise<unknown> = Promise.resolve();
 
@@ -135,7 +150,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
       for (const p of pending.values()) p.reject(new InferenceThreadLost(`the inference thread exited (code ${code}) during the job`));
       pending.clear();
       if (closing) return;
-      const next = spawn(options, batchStats);
+      const next = spawn(options, threadStats);
       worker = next;
       ready = waitReady(next).then(
         () => attach(next),
@@ -149,7 +164,8 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
 
   return {
     bundle,
-    batchStats: () => ({ calls: Number(Atomics.load(counters, BATCH_STATS.CALLS)), rows: Number(Atomics.load(counters, BATCH_STATS.ROWS)) }),
+    batchStats: () => ({ calls: Number(Atomics.load(counters, THREAD_STATS.CALLS)), rows: Number(Atomics.load(counters, THREAD_STATS.ROWS)) }),
+    gcStats: () => ({ fullGcs: Number(Atomics.load(counters, THREAD_STATS.FULL_GCS)), seconds: Number(Atomics.load(counters, THREAD_STATS.FULL_GC_MICROS)) / 1e6 }),
     run(job, { signal, onProgress = () => {}, onImage = () => {} } = {}) {
       if (signal?.aborted) return Promise.reject(new InferenceCanceled());
       const requestId = nextId++;

@@ -46,11 +46,12 @@ export const CONTROL = { CANCEL: 0, STEP: 1, TOTAL: 2 } as const;
 export const CONTROL_BYTES = 3 * Int32Array.BYTES_PER_ELEMENT;
 
 /**
- * Slots of the thread's batch counters (BigInt64, shared, kept across thread restarts): U-Net
- * calls made and rows evaluated in them — rows ÷ calls is the mean batch (unet-batch.ts).
+ * Slots of the thread's counters (BigInt64, shared, kept across thread restarts): U-Net calls made
+ * and rows evaluated in them — rows ÷ calls is the mean batch (unet-batch.ts) — and the thread's
+ * full garbage collections (mark-compacts) with their pauses in microseconds.
  */
-export const BATCH_STATS = { CALLS: 0, ROWS: 1 } as const;
-export const BATCH_STATS_BYTES = 2 * BigInt64Array.BYTES_PER_ELEMENT;
+export const THREAD_STATS = { CALLS: 0, ROWS: 1, FULL_GCS: 2, FULL_GC_MICROS: 3 } as const;
+export const THREAD_STATS_BYTES = 4 * BigInt64Array.BYTES_PER_ELEMENT;
 
 /**
  * Main → thread: a job to run; for a generate job, its initial noise right after (drawn on the

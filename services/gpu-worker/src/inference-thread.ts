@@ -3,11 +3,12 @@
 // job locks there). Talks to the main thread through messages and one shared control block per
 // job (cancel flag and step counter, inference-protocol.ts).
 
+import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared';
 import { loadBundle } from './bundle-loader.ts';
 import { onnxruntimeBusyMs } from './onnx.ts';
-import { BATCH_STATS, CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type MainMessage } from './inference-protocol.ts';
+import { THREAD_STATS, CONTROL, type InferenceJob, type InferenceJobOf, type InferenceOutput, type PipelineOutput, type ThreadMessage, type ThreadOptions, type MainMessage } from './inference-protocol.ts';
 import { compare } from './pipelines/compare.ts';
 import { generate } from './pipelines/generate.ts';
 import { morph } from './pipelines/morph.ts';
@@ -16,8 +17,18 @@ import { unetBatch } from './stages/unet-batch.ts';
 
 const port = parentPort;
 if (!port) throw new Error('inference-thread runs as a worker thread only');
-const { options, batchStats } = workerData as { options: ThreadOptions; batchStats: SharedArrayBuffer };
-const counters = new BigInt64Array(batchStats);
+const { options, threadStats } = workerData as { options: ThreadOptions; threadStats: SharedArrayBuffer };
+const counters = new BigInt64Array(threadStats);
+
+// Full collections pause this thread between graphs; counted for the worker's metrics. (A gc
+// entry's `detail` says its kind; @types/node leaves it off PerformanceEntry.)
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries() as Array<PerformanceEntry & { detail?: { kind?: number } }>) {
+    if (entry.detail?.kind !== constants.NODE_PERFORMANCE_GC_MAJOR) continue;
+    Atomics.add(counters, THREAD_STATS.FULL_GCS, 1n);
+    Atomics.add(counters, THREAD_STATS.FULL_GC_MICROS, BigInt(Math.round(entry.duration * 1000)));
+  }
+}).observe({ entryTypes: ['gc'] });
 
 /** Thrown from the step hook when the job's cancel flag is set. */
 class Canceled extends Error {}
@@ -60,8 +71,8 @@ try {
   // One U-Net batch for every job on this thread: a call carries at most twice DIFFID_MAX_BATCH
   // rows (both guidance branches of that many images).
   const batch = unetBatch(bundle, 2 * options.maxBatch, (rows) => {
-    Atomics.add(counters, BATCH_STATS.CALLS, 1n);
-    Atomics.add(counters, BATCH_STATS.ROWS, BigInt(rows));
+    Atomics.add(counters, THREAD_STATS.CALLS, 1n);
+    Atomics.add(counters, THREAD_STATS.ROWS, BigInt(rows));
   });
   const ctx = stageContext(bundle, undefined, batch);
   const m = bundle.manifest;

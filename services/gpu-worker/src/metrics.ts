@@ -1,6 +1,7 @@
 // A worker's Prometheus metrics (prom-client), served on DIFFID_WORKER_METRICS_PORT: how long jobs
 // waited and ran, how they ended, how long a denoising step takes, how similar outputs are to
-// their source faces, how many jobs the worker is running, and how full its U-Net calls are.
+// their source faces, how many jobs the worker is running, how full its U-Net calls are, and how
+// often full garbage collections pause the inference thread.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -15,10 +16,13 @@ export interface WorkerMetrics {
 }
 
 /**
- * The worker's metrics; `batchStats` reports the inference thread's U-Net calls and their rows
- * (read when scraped).
+ * The worker's metrics; `batchStats` reports the inference thread's U-Net calls and their rows,
+ * `gcStats` its full garbage collections (both read when scraped).
  */
-export function createWorkerMetrics(batchStats: () => { calls: number; rows: number } = () => ({ calls: 0, rows: 0 })): WorkerMetrics {
+export function createWorkerMetrics(
+  batchStats: () => { calls: number; rows: number } = () => ({ calls: 0, rows: 0 }),
+  gcStats: () => { fullGcs: number; seconds: number } = () => ({ fullGcs: 0, seconds: 0 }),
+): WorkerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'diffid_worker_' });
   const registers = [registry];
@@ -30,6 +34,14 @@ export function createWorkerMetrics(batchStats: () => { calls: number; rows: num
   new Counter({ name: 'diffid_unet_rows_total', help: 'U-Net rows evaluated (both guidance branches count); ÷ calls is the mean batch', registers, collect() {
     this.reset();
     this.inc(batchStats().rows);
+  } });
+  new Counter({ name: 'diffid_inference_full_gc_total', help: 'Full garbage collections (mark-compacts) of the inference thread', registers, collect() {
+    this.reset();
+    this.inc(gcStats().fullGcs);
+  } });
+  new Counter({ name: 'diffid_inference_full_gc_seconds_total', help: 'Time the inference thread spent paused in full garbage collections', registers, collect() {
+    this.reset();
+    this.inc(gcStats().seconds);
   } });
   return {
     registry,

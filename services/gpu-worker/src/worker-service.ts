@@ -133,7 +133,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   const lockDuration = options.lockDurationMs ?? 120_000;
   const stalledInterval = options.stalledIntervalMs ?? 5_000;
   const attempts = options.jobAttempts ?? 3;
-  const metrics = options.metrics ?? createWorkerMetrics(() => inference.batchStats());
+  const metrics = options.metrics ?? createWorkerMetrics(() => inference.batchStats(), () => inference.gcStats());
   const dropInputs = (id: string, kind: JobKind) => options.redis.del(...jobKeys(options.prefix, id).inputs(kind)).catch(() => 0);
   // Webhook deliveries are queued here and sent by the API processes (services/api/src/webhook-dispatcher.ts).
   const webhooks = new Queue(webhookQueueName(options.queueName), { connection: options.redis, prefix: options.prefix });

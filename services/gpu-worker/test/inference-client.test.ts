@@ -6,13 +6,15 @@ import { UnrecoverableError } from 'bullmq';
 import { DiffIdError, plannedSteps, type PayloadOf } from '@diffid/shared';
 import { facePattern } from '@diffid/shared/testing';
 import { InferenceCanceled, InferenceThreadLost, PROGRESS_INTERVAL_MS, startInference } from '../src/inference-client.ts';
+import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
+import { writeBundle } from '../src/bundles/write-bundle.ts';
 import { finalFailure } from '../src/worker-service.ts';
 import { loadBundle } from '../src/bundle-loader.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { morph } from '../src/pipelines/morph.ts';
 import { stageContext } from '../src/stages/context.ts';
 import { initialNoise } from '../src/stages/initial-noise.ts';
-import { tinyBundleDir } from './helpers.ts';
+import { tempDir, tinyBundleDir } from './helpers.ts';
 
 const morphPayload = (steps: number): PayloadOf<'morph'> => ({ kind: 'morph', params: { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: 'x', steps, seed: 1 } });
 const images = { image_a: facePattern(1, 64, 64), image_b: facePattern(2, 64, 64) };
@@ -152,4 +154,21 @@ t.test('errors that end a job for good, and those BullMQ retries', async (t) => 
   t.equal(bad?.message, 'DIFFID_ERR_NO_FACE_DETECTED: image: no face found');
   t.equal(finalFailure(new InferenceThreadLost('the thread exited')), null, 'a lost thread is retried');
   t.equal(finalFailure(new Error('ECONNRESET')), null, 'a transient fault is retried');
+});
+
+t.test("onnxruntime's output copies do not set off a full garbage collection in every job: the thread's heap starts at INFERENCE_INITIAL_OLD_SPACE_MB", async (t) => {
+  // The demo bundle's generate of 4 × 30 allocates ~50 MB of output copies; from V8's default
+  // start, every such job ran a mark-compact (151 in 151 jobs, docs/benchmarks.md).
+  const dir = await tempDir(t, 'diffid-demo-');
+  await writeBundle(dir, buildDemoBundle());
+  const client = await startInference({ modelDir: dir, executionProvider: 'cpu', intraOpThreads: 1, maxBatch: 4 });
+  t.teardown(() => client.close());
+  const job = { payload: { kind: 'generate' as const, params: { prompt: 'a photo of a person', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 5, seed: 1, photos: 1, on_missing_face: 'fail' as const } }, images: { image: [facePattern(1, 256, 256)] } };
+  await client.run(job);
+  const before = client.gcStats();
+  const JOBS = 12;
+  for (let i = 0; i < JOBS; i++) await client.run(job);
+  const after = client.gcStats();
+  t.ok(after.fullGcs - before.fullGcs <= JOBS / 4, `${after.fullGcs - before.fullGcs} full collections in ${JOBS} jobs`);
+  t.ok(after.seconds >= before.seconds, 'their pause time is counted with them');
 });
