@@ -27,22 +27,15 @@ export function createWorkerMetrics(
   collectDefaultMetrics({ register: registry, prefix: 'diffid_worker_' });
   const registers = [registry];
   // Counted by the inference thread in shared memory; read at scrape time.
-  new Counter({ name: 'diffid_unet_calls_total', help: 'U-Net calls made by the denoising batch', registers, collect() {
-    this.reset();
-    this.inc(batchStats().calls);
-  } });
-  new Counter({ name: 'diffid_unet_rows_total', help: 'U-Net rows evaluated (both guidance branches count); ÷ calls is the mean batch', registers, collect() {
-    this.reset();
-    this.inc(batchStats().rows);
-  } });
-  new Counter({ name: 'diffid_inference_full_gc_total', help: 'Full garbage collections (mark-compacts) of the inference thread', registers, collect() {
-    this.reset();
-    this.inc(gcStats().fullGcs);
-  } });
-  new Counter({ name: 'diffid_inference_full_gc_seconds_total', help: 'Time the inference thread spent paused in full garbage collections', registers, collect() {
-    this.reset();
-    this.inc(gcStats().seconds);
-  } });
+  const scraped = (name: string, help: string, read: () => number) =>
+    new Counter({ name, help, registers, collect() {
+      this.reset();
+      this.inc(read());
+    } });
+  scraped('diffid_unet_calls_total', 'U-Net calls made by the denoising batch', () => batchStats().calls);
+  scraped('diffid_unet_rows_total', 'U-Net rows evaluated (both guidance branches count); ÷ calls is the mean batch', () => batchStats().rows);
+  scraped('diffid_inference_full_gc_total', 'Full garbage collections (mark-compacts) of the inference thread', () => gcStats().fullGcs);
+  scraped('diffid_inference_full_gc_seconds_total', 'Time the inference thread spent paused in full garbage collections', () => gcStats().seconds);
   return {
     registry,
     wait: new Histogram({ name: 'diffid_job_queue_wait_seconds', help: 'From submit to a worker starting the job', labelNames: ['kind'], buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 1800, 7200], registers }),
