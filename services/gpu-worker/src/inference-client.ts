@@ -3,7 +3,7 @@
 
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import { DiffIdError, errorKeyOf } from '@diffid/shared';
+import { DiffIdError, SETTINGS, errorKeyOf } from '@diffid/shared';
 import { THREAD_STATS, THREAD_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceJob, type InferenceOutput, type ThreadMessage, type MainMessage, type ThreadOptions } from './inference-protocol.ts';
 import type { Rgb } from './pixels.ts';
 import type { ImageProvenance } from './stages/context.ts';
@@ -75,19 +75,13 @@ interface Pending {
   settled: Promise<void>;
 }
 
-/**
- * Where V8 starts the inference thread's old-generation limit, in MB. onnxruntime-node copies
- * every output into a new buffer (a demo generate of 4 × 30 allocates ~50 MB of them), and from
- * V8's default start, sized for the thread's ~9 MB heap, the thread ran a full mark-compact in
- * every such job — about 5 ms of its 20 ms of host work. From 256 MB: one in 150 jobs, for 54 MB
- * more resident memory (docs/benchmarks.md).
- */
-export const INFERENCE_INITIAL_OLD_SPACE_MB = 256;
-
 function spawn(options: ThreadOptions, threadStats: SharedArrayBuffer): Worker {
-  // V8 reads this when it configures a new isolate's heap: it sizes the thread about to start,
-  // not the main thread that is already running.
-  setFlagsFromString(`--initial-old-space-size=${INFERENCE_INITIAL_OLD_SPACE_MB}`);
+  // onnxruntime-node copies every output into a new buffer (a demo generate of 4 × 30 allocates
+  // ~50 MB of them). From V8's default start, sized for the thread's ~9 MB heap, the thread ran a
+  // full mark-compact in every such job — about 5 ms of its 20 ms of host work; from 256 MB, one
+  // in 150 jobs, for 54 MB more resident memory (docs/benchmarks.md). V8 reads the flag when it
+  // configures a new isolate's heap: it sizes the thread about to start, not the running main thread.
+  setFlagsFromString(`--initial-old-space-size=${options.heapMb ?? SETTINGS.inferenceHeapMb.default}`);
   if (BUILT) return new Worker(THREAD_ENTRY, { workerData: { options, threadStats } });
   return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY.href, options, threadStats } });
 }

@@ -11,6 +11,8 @@ export interface ThreadOptions {
   intraOpThreads: number;
   /** Most images in one U-Net batch (morph frames are sampled in batches of this size). */
   maxBatch: number;
+  /** Where V8 starts the thread's old-generation limit, in MB (DIFFID_INFERENCE_HEAP_MB; its default when absent). */
+  heapMb?: number;
 }
 
 /** A job kind's decoded input images, by the names its form uploads them under: a list for a field that takes several. */

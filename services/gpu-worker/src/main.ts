@@ -33,6 +33,7 @@ try {
     executionProvider: settings.executionProvider,
     intraOpThreads: settings.intraOpThreads,
     maxBatch: settings.maxBatch,
+    heapMb: settings.inferenceHeapMb,
     batchJobs: settings.batchJobs,
     lockDurationMs: settings.lockSeconds * 1000,
     stalledIntervalMs: settings.stalledCheckSeconds * 1000,

@@ -114,6 +114,7 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
     executionProvider: options.executionProvider,
     intraOpThreads: options.intraOpThreads,
     maxBatch: options.maxBatch,
+    heapMb: options.heapMb,
   });
   const video = ffmpegAvailable();
   const deps = { redis: options.redis, prefix: options.prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video };

@@ -156,7 +156,7 @@ t.test('errors that end a job for good, and those BullMQ retries', async (t) => 
   t.equal(finalFailure(new Error('ECONNRESET')), null, 'a transient fault is retried');
 });
 
-t.test("onnxruntime's output copies do not set off a full garbage collection in every job: the thread's heap starts at INFERENCE_INITIAL_OLD_SPACE_MB", async (t) => {
+t.test("onnxruntime's output copies do not set off a full garbage collection in every job: the thread's heap starts at DIFFID_INFERENCE_HEAP_MB (256 by default)", async (t) => {
   // The demo bundle's generate of 4 × 30 allocates ~50 MB of output copies; from V8's default
   // start, every such job ran a mark-compact (151 in 151 jobs, docs/benchmarks.md).
   const dir = await tempDir(t, 'diffid-demo-');
