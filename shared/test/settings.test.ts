@@ -15,8 +15,9 @@ t.test('an empty environment gives every default, and unset equals empty', async
 });
 
 t.test('values are read and parsed by their variable names', async (t) => {
-  const s = readSettings({ PORT: '9000', DIFFID_MAX_BATCH: '2', DIFFID_EXECUTION_PROVIDER: 'cuda', DIFFID_MODEL_DIR: '/models', LOG_LEVEL: 'debug', DIFFID_QUEUE: 'q' });
+  const s = readSettings({ PORT: '9000', DIFFID_MAX_BATCH: '2', DIFFID_EXECUTION_PROVIDER: 'cuda', DIFFID_MODEL_DIR: '/models', LOG_LEVEL: 'debug', DIFFID_QUEUE: 'q', DIFFID_INFERENCE_HEAP_MB: '512' });
   t.equal(s.port, 9000);
+  t.equal(s.inferenceHeapMb, 512);
   t.equal(s.maxBatch, 2);
   t.equal(s.executionProvider, 'cuda');
   t.equal(s.modelDir, '/models');
@@ -35,6 +36,8 @@ t.test('bad values are refused all at once, each naming its variable and what it
     [{ DIFFID_EXECUTION_PROVIDER: 'gpu' }, /DIFFID_EXECUTION_PROVIDER must be one of cpu, cuda, got "gpu"/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of fatal, error/],
     [{ DIFFID_RESULT_TTL_SECONDS: '5' }, /DIFFID_RESULT_TTL_SECONDS must be an integer in 60…/],
+    [{ DIFFID_INFERENCE_HEAP_MB: '8' }, /DIFFID_INFERENCE_HEAP_MB must be an integer in 16…65536, got "8"/],
+    [{ DIFFID_INFERENCE_HEAP_MB: '256MB' }, /DIFFID_INFERENCE_HEAP_MB must be an integer in 16…65536, got "256MB"/],
   ];
   for (const [env, message] of cases) t.throws(() => readSettings(env), message, JSON.stringify(env));
   try {
