@@ -5,9 +5,10 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { MorphParams } from '@diffid/shared/contract';
 import { decodeRgb, encodeAnimation, encodePng } from '@diffid/shared/image';
 import { buildDefaultBundle, loadBundle, writeBundle } from '@diffid/gpu-worker';
-import type { Rgb } from '../services/gpu-worker/src/pixels.ts';
+import type { Rgb } from '../services/gpu-worker/src/vision/pixels.ts';
 import { generate } from '../services/gpu-worker/src/pipelines/generate.ts';
 import { morph } from '../services/gpu-worker/src/pipelines/morph.ts';
 import { stageContext } from '../services/gpu-worker/src/stages/context.ts';
@@ -32,13 +33,15 @@ const bundle = await loadBundle(dir);
 const luciano = await decodeRgb(await readFile(join(PHOTOS, 'max_Luciano.png')));
 const bryan = await decodeRgb(await readFile(join(PHOTOS, 'max_Bryan.png')));
 
-const gen = await generate(stageContext(bundle), { image: [luciano] }, { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
-const m = await morph(stageContext(bundle), { image_a: luciano, image_b: bryan }, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 50, seed: 0 }, 8, () => {});
+const gen = await generate(stageContext(bundle), { images: { image: [luciano] }, params: { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail' } });
+// A morph's parameters as the API settles a form that gives only the factors (openapi.yaml's MorphForm).
+const morphParams: Omit<MorphParams, 'alphas'> = { interpolation: 'slerp', prompt: '', steps: 50, seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false };
+const m = await morph(stageContext(bundle, { maxBatch: 8 }), { images: { image_a: luciano, image_b: bryan }, params: { ...morphParams, alphas: [0, 0.25, 0.5, 0.75, 1] } });
 await writeFile(join(import.meta.dirname, 'images/generate.png'), await encodePng(row(gen.images.map((g) => g.rgb))));
 await writeFile(join(import.meta.dirname, 'images/morph-strip.png'), await encodePng(row(m.images.map((f) => f.rgb))));
 // The animation: 24 evenly paced frames, forward and back at 12 frames a second.
 const frames = Array.from({ length: 24 }, (_, i) => i / 23);
-const clip = await morph(stageContext(bundle), { image_a: luciano, image_b: bryan }, { alphas: frames, interpolation: 'slerp', prompt: '', steps: 50, seed: 0, pacing: 'even' }, 8, () => {});
+const clip = await morph(stageContext(bundle, { maxBatch: 8 }), { images: { image_a: luciano, image_b: bryan }, params: { ...morphParams, alphas: frames, pacing: 'even' } });
 const webp = await encodeAnimation(clip.images.map((f) => f.rgb), { format: 'webp', fps: 12, boomerang: true });
 await writeFile(join(import.meta.dirname, 'images/morph.webp'), webp.bytes);
 process.stdout.write(

@@ -3,42 +3,107 @@
 // stderr) from its event stream; Ctrl-C cancels the job. --json prints the finished job (or the
 // error) as JSON on stdout instead of the summary.
 //
+// The job commands' options are not listed here: each run fetches the served contract
+// (GET /openapi.yaml) and draws them from the route's form schema (contract-options.ts), so a
+// field the service gains is a flag at once. Only what the contract cannot say is kept by hand,
+// in the tables below.
+//
 // Exit codes: 0 the job succeeded; 1 it failed or was canceled; 2 a usage error or a request the
 // API refused (4xx); 3 the service could not be reached or answered 5xx; 130 interrupted (Ctrl-C),
 // the job canceled.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
-import { DiffIdApiError, createDiffIdClient, type AnimationFormat, type DiffIdClient, type Job, type Upload } from './index.ts';
+import { DiffIdApiError, createDiffIdClient, type AnimationFormat, type DiffIdClient, type FormValue, type Job, type JobRoute, type Upload } from './index.ts';
+import { ContractError, addFormOptions, jobForm, parseContract, type FieldAlias, type FormOptions, type JobForm } from './contract-options.ts';
 
 export const EXIT = { ok: 0, jobFailed: 1, usage: 2, unavailable: 3, interrupted: 130 } as const;
 
+// What the contract does not say, kept here and only here. Every job option is drawn from the
+// served openapi.yaml; these are the exceptions. The aliases keep the names that users, scripts
+// and the README already type working as names of the contract's flags; the argument names keep
+// the usage lines people know; the rest are options of the CLI itself, which are no form fields.
+
+/** Old and short flag names, each an alias of the flag the contract draws for that field. */
+export const FIELD_ALIASES: Readonly<Record<string, FieldAlias>> = {
+  prompt: { short: 'p' },
+  num_images: { short: 'n', long: ['images'] },
+  guidance_scale: { long: ['guidance'] },
+  negative_prompt: { long: ['negative'] },
+};
+/** The positional arguments' names for the file fields, as the usage lines have always shown them. */
+export const ARGUMENT_NAMES: Readonly<Record<string, string>> = { image: 'photos', image_a: 'a', image_b: 'b' };
+/** morph's frames when none of frames, alphas or alpha is given (the API wants one of them). */
+export const MORPH_DEFAULT_FRAMES = 5;
+/** morph's --webp/--gif/--mp4 <file>: each adds its format to the `animation` field and writes the file. */
+const ANIMATION_FILES: ReadonlyArray<{ format: AnimationFormat; help: string }> = [
+  { format: 'webp', help: 'write the morph as an animated WebP' },
+  { format: 'gif', help: 'write the morph as an animated GIF' },
+  { format: 'mp4', help: 'write the morph as an MP4 video (the workers need ffmpeg)' },
+];
+/** The job commands: the route whose form gives their options, and their line in the help. */
+const JOB_COMMANDS: ReadonlyArray<{ name: string; route: JobRoute; description: string; out?: string }> = [
+  { name: 'generate', route: '/generate', description: 'new images of the person in one or more photos of them', out: 'write the images here' },
+  { name: 'morph', route: '/morph', description: 'morph from face A to face B', out: 'write the frames here' },
+  { name: 'compare', route: '/compare', description: 'the similarity of the faces in two photos' },
+];
+
+/**
+ * The contract this client was built from, one folder above src/ and dist/ alike: the help's
+ * fallback when the service cannot be reached.
+ */
+export const BUILT_CONTRACT = new URL('../../openapi.yaml', import.meta.url);
+
 class UsageError extends Error {}
 
-interface Globals {
+export interface Globals {
   url: string;
   key?: string;
   json?: boolean;
   progress?: boolean;
 }
 
+/** A job route's form and where its contract came from, in words for the help. */
+export interface LoadedForm {
+  form: JobForm;
+  source: string;
+}
+
+/**
+ * Loads a job route's form. `forHelp`: the command line asks for help, which should work with no
+ * service, so a contract that cannot be fetched falls back to the one the client was built from.
+ */
+export type FormLoader = (g: Globals, route: JobRoute, forHelp: boolean) => Promise<LoadedForm>;
+
+/** Why a request did not get through, in a word where there is one (ECONNREFUSED). */
+function reason(err: unknown): string {
+  if (err instanceof DiffIdApiError) return `${err.status} ${err.code}`;
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause;
+  if (cause instanceof Error) return 'code' in cause && typeof cause.code === 'string' ? cause.code : cause.message;
+  return err.message;
+}
+
+function errorCode(err: unknown): string {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : err instanceof Error ? err.message : String(err);
+}
+
 async function upload(path: string): Promise<Upload> {
   try {
     return { bytes: new Uint8Array(await readFile(path)), name: basename(path) };
   } catch (err) {
-    throw new UsageError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(`cannot read ${path}: ${errorCode(err)}`);
   }
 }
 
-const positiveInt = (name: string) => (v: string) => {
-  if (!/^[0-9]{1,9}$/.test(v)) throw new UsageError(`${name} must be a whole number (got ${JSON.stringify(v)})`);
-  return Number(v);
-};
-const decimal = (name: string) => (v: string) => {
-  if (!/^[-+]?[0-9]{1,20}(\.[0-9]{1,20})?$/.test(v)) throw new UsageError(`${name} must be a decimal number (got ${JSON.stringify(v)})`);
-  return Number(v);
-};
+/** The form to send: what the user gave, with the files read. */
+async function request(given: { fields: Record<string, FormValue>; files: Record<string, string | string[]> }): Promise<Record<string, FormValue>> {
+  const form: Record<string, FormValue> = { ...given.fields };
+  for (const [name, paths] of Object.entries(given.files)) form[name] = Array.isArray(paths) ? await Promise.all(paths.map(upload)) : await upload(paths);
+  return form;
+}
 
 /** What a command does once its job is accepted: follow it, then write its outputs. */
 async function follow(client: DiffIdClient, g: Globals, id: string, write: (job: Job) => Promise<string[]>): Promise<number> {
@@ -154,106 +219,109 @@ async function saveImages(client: DiffIdClient, job: Job, dir: string | undefine
   return out;
 }
 
-/** The diffid program; `run` returns the exit code instead of exiting (tests call it in-process too). */
-export function program(run: (action: (client: DiffIdClient, g: Globals) => Promise<number>) => void): Command {
+/** Runs a job command's work with the client and the global options; resolves with the exit code. */
+export type Runner = (action: (client: DiffIdClient, g: Globals) => Promise<number>) => void;
+
+/** Whether the command line asks for help (before any `--`). */
+function helpAsked(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '-h' || a === '--help');
+}
+
+/**
+ * The diffid program. `run` runs a command's work and keeps its exit code (tests call it
+ * in-process too); `load` gives a job command its form, just before commander parses the job
+ * command's arguments.
+ */
+export function program(run: Runner, load: FormLoader): Command {
   const cmd = new Command('diffid')
     .description('Diff-ID Serve from the command line: generate, morph and compare faces')
     .addOption(new Option('--url <url>', 'the service').env('DIFFID_URL').default('http://localhost:8080'))
     .addOption(new Option('--key <key>', 'API key').env('DIFFID_API_KEY'))
     .option('--json', 'print the finished job as JSON')
     .option('--no-progress', 'no progress bar')
+    .addHelpText('after', '\ngenerate, morph and compare take their options from the service\'s contract (GET /openapi.yaml):\n`diffid <command> --help` lists them, and -i name=value gives any field of the form.')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    // The built-in help command shows a command's help without dispatching to it, so without the
+    // contract's options: this one loads them first.
+    .helpCommand(false);
 
-  cmd
-    .command('generate')
-    .description('new images of the person in one or more photos of them')
-    .argument('<photos...>', 'JPEG, PNG or WebP photos of one person (up to 4)')
-    .requiredOption('-p, --prompt <text>', 'what to generate')
-    .option('-n, --images <n>', 'how many images', positiveInt('--images'))
-    .option('--seed <n>', 'seed of the first image', positiveInt('--seed'))
-    .option('--steps <n>', 'DDIM steps', positiveInt('--steps'))
-    .option('--guidance <x>', 'guidance scale', decimal('--guidance'))
-    .option('--negative <text>', 'negative prompt')
-    .option('-o, --out <dir>', 'write the images here')
-    .action((photos: string[], o) =>
-      run(async (client, g) => {
-        const accepted = await client.generate({
-          image: await Promise.all(photos.map(upload)),
-          prompt: o.prompt,
-          ...(o.images === undefined ? {} : { num_images: o.images }),
-          ...(o.seed === undefined ? {} : { seed: o.seed }),
-          ...(o.steps === undefined ? {} : { steps: o.steps }),
-          ...(o.guidance === undefined ? {} : { guidance_scale: o.guidance }),
-          ...(o.negative === undefined ? {} : { negative_prompt: o.negative }),
-        });
-        return follow(client, g, accepted.id, (job) => saveImages(client, job, o.out, 'generated'));
-      }),
-    );
+  const forms = new Map<Command, FormOptions>();
+  const routes = new Map<Command, JobRoute>();
+  /** Gives a job command the options of its route's form (once); other commands have none. */
+  const prepare = async (sub: Command, forHelp: boolean): Promise<void> => {
+    const route = routes.get(sub);
+    if (route === undefined || forms.has(sub)) return;
+    const { form, source } = await load(cmd.opts<Globals>(), route, forHelp);
+    forms.set(sub, addFormOptions(sub, form, { aliases: FIELD_ALIASES, argumentNames: ARGUMENT_NAMES }));
+    sub.addHelpText('after', `\nThe fields are drawn from ${source}.`);
+  };
+  cmd.hook('preSubcommand', async (_, sub) => {
+    await prepare(sub, helpAsked(cmd.args));
+  });
+  const formOf = (sub: Command): FormOptions => {
+    const form = forms.get(sub);
+    // The preSubcommand hook adds it before commander parses the command's arguments.
+    if (!form) throw new Error(`diffid ${sub.name()}: no form loaded`);
+    return form;
+  };
 
-  cmd
-    .command('morph')
-    .description('morph from face A to face B')
-    .argument('<a>', 'photo of face A')
-    .argument('<b>', 'photo of face B')
-    .option('--frames <n>', 'frames from A to B', positiveInt('--frames'))
-    .option('--alphas <list>', 'morph factors, e.g. 0,0.5,1')
-    .option('--pacing <mode>', 'linear, or even: re-spaced so each step changes the picture equally')
-    .option('--background <face>', 'a or b: morph the face only, keeping that photo around it')
-    .option('--webp <file>', 'write the morph as an animated WebP')
-    .option('--gif <file>', 'write the morph as an animated GIF')
-    .option('--mp4 <file>', 'write the morph as an MP4 video (the workers need ffmpeg)')
-    .option('--fps <n>', 'animation frame rate', positiveInt('--fps'))
-    .option('--boomerang', 'the animation plays forward, then back')
-    .option('--steps <n>', 'DDIM steps', positiveInt('--steps'))
-    .option('--prompt <text>', 'prompt for both faces')
-    .option('-o, --out <dir>', 'write the frames here')
-    .action((a: string, b: string, o) =>
+  for (const spec of JOB_COMMANDS) {
+    const sub = cmd.command(spec.name).description(spec.description);
+    routes.set(sub, spec.route);
+    if (spec.out) sub.option('-o, --out <dir>', spec.out);
+    if (spec.name === 'morph') for (const { format, help } of ANIMATION_FILES) sub.option(`--${format} <file>`, help);
+    sub.action(() =>
       run(async (client, g) => {
-        const files: Partial<Record<AnimationFormat, string>> = { webp: o.webp, gif: o.gif, mp4: o.mp4 };
-        const animation = (Object.keys(files) as AnimationFormat[]).filter((f) => files[f] !== undefined);
-        const accepted = await client.morph({
-          image_a: await upload(a),
-          image_b: await upload(b),
-          ...(o.alphas === undefined && o.frames === undefined ? { frames: 5 } : {}),
-          ...(o.frames === undefined ? {} : { frames: o.frames }),
-          ...(o.alphas === undefined ? {} : { alphas: o.alphas }),
-          ...(o.pacing === undefined ? {} : { pacing: o.pacing }),
-          ...(o.background === undefined ? {} : { background: o.background }),
-          ...(animation.length > 0 ? { animation: animation.join(',') } : {}),
-          ...(o.fps === undefined ? {} : { fps: o.fps }),
-          ...(o.boomerang ? { boomerang: true } : {}),
-          ...(o.steps === undefined ? {} : { steps: o.steps }),
-          ...(o.prompt === undefined ? {} : { prompt: o.prompt }),
-        });
-        return follow(client, g, accepted.id, async (job) => {
-          const written = await saveImages(client, job, o.out, 'frame');
-          for (const format of animation) {
-            const file = files[format] as string;
-            await writeFile(file, await client.animation(job.id, format));
-            written.push(file);
+        const given = formOf(sub).collect();
+        const o = sub.opts<{ out?: string } & Partial<Record<AnimationFormat, string>>>();
+        if (spec.name === 'generate') {
+          const accepted = await client.submit(spec.route, await request(given));
+          return follow(client, g, accepted.id, (job) => saveImages(client, job, o.out, 'generated'));
+        }
+        if (spec.name === 'morph') {
+          const fields: Record<string, FormValue> = given.fields;
+          if (fields.frames === undefined && fields.alphas === undefined && fields.alpha === undefined && formOf(sub).form.fields.some((f) => f.name === 'frames')) {
+            fields.frames = MORPH_DEFAULT_FRAMES;
           }
-          return written;
-        });
-      }),
-    );
-
-  cmd
-    .command('compare')
-    .description('the similarity of the faces in two photos')
-    .argument('<a>', 'first photo')
-    .argument('<b>', 'second photo')
-    .action((a: string, b: string) =>
-      run(async (client, g) => {
-        const answer = await client.compare({ image_a: await upload(a), image_b: await upload(b) }, 30);
+          const writes = animationFiles(o);
+          if (writes.length > 0) {
+            const listed = typeof fields.animation === 'string' ? fields.animation.split(',').map((f) => f.trim()).filter((f) => f !== '') : [];
+            fields.animation = [...new Set([...listed, ...writes.map((w) => w.format)])].join(',');
+          }
+          const accepted = await client.submit(spec.route, await request({ ...given, fields }));
+          return follow(client, g, accepted.id, async (job) => {
+            const written = await saveImages(client, job, o.out, 'frame');
+            for (const { format, file } of writes) {
+              await writeFile(file, await client.animation(job.id, format));
+              written.push(file);
+            }
+            return written;
+          });
+        }
+        const answer = await client.submit(spec.route, await request(given), 30);
         // Prefer: wait usually brings the finished job; only a slow queue leaves it to follow.
-        if ('status' in answer && answer.status === 'succeeded') {
-          report(g, answer as Job, summary(answer as Job, []));
+        if (answer.status === 'succeeded') {
+          report(g, answer, summary(answer, []));
           return EXIT.ok;
         }
         return follow(client, g, answer.id, async () => []);
       }),
     );
+  }
+
+  cmd
+    .command('help')
+    .description('display help for command')
+    .argument('[command]')
+    .action(async (name?: string) => {
+      if (name === undefined) return cmd.outputHelp();
+      const sub = cmd.commands.find((c) => c.name() === name);
+      if (!sub) return cmd.error(`error: unknown command '${name}'`);
+      await prepare(sub, true);
+      sub.outputHelp();
+    });
 
   const jobs = cmd.command('jobs').description('look at, wait for, cancel or download a job');
   jobs
@@ -270,7 +338,7 @@ export function program(run: (action: (client: DiffIdClient, g: Globals) => Prom
     .command('wait')
     .argument('<id>')
     .option('-o, --out <dir>', 'write the images here')
-    .action((id: string, o) => run((client, g) => follow(client, g, id, (job) => saveImages(client, job, o.out, job.kind === 'morph' ? 'frame' : 'generated'))));
+    .action((id: string, o: { out?: string }) => run((client, g) => follow(client, g, id, (job) => saveImages(client, job, o.out, job.kind === 'morph' ? 'frame' : 'generated'))));
   jobs
     .command('cancel')
     .argument('<id>')
@@ -284,14 +352,42 @@ export function program(run: (action: (client: DiffIdClient, g: Globals) => Prom
   return cmd;
 }
 
+/** The animation files morph was asked to write, in the order of ANIMATION_FILES. */
+function animationFiles(o: Partial<Record<AnimationFormat, string>>): Array<{ format: AnimationFormat; file: string }> {
+  return ANIMATION_FILES.flatMap(({ format }) => {
+    const file = o[format];
+    return typeof file === 'string' ? [{ format, file }] : [];
+  });
+}
+
+function clientFor(g: Globals): DiffIdClient {
+  return createDiffIdClient({ baseUrl: g.url, ...(g.key ? { apiKey: g.key } : {}) });
+}
+
+/**
+ * Loads a job route's form from the served contract, with the API key as every request sends it.
+ * For help only, a service that cannot be reached (or whose contract has no such form) leaves
+ * the contract the client was built from, and the help says so.
+ */
+export const loadServedForm: FormLoader = async (g, route, forHelp) => {
+  const base = g.url.replace(/\/+$/, '');
+  try {
+    return { form: jobForm(parseContract(await clientFor(g).openapi()), route), source: `the contract served at ${base}/openapi.yaml` };
+  } catch (err) {
+    if (!forHelp) throw err;
+    const form = await readFile(BUILT_CONTRACT, 'utf8').then((text) => jobForm(parseContract(text), route), () => undefined);
+    if (!form) throw err;
+    return { form, source: `the openapi.yaml this client was built from (${fileURLToPath(BUILT_CONTRACT)}):\nthe service at ${base} could not be asked (${reason(err)}), and its own may differ` };
+  }
+};
+
 /** Runs the command line; resolves with the exit code. */
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], load: FormLoader = loadServedForm): Promise<number> {
   let pending: Promise<number> = Promise.resolve(EXIT.ok);
   const cmd = program((action) => {
     const g = cmd.opts<Globals>();
-    const client = createDiffIdClient({ baseUrl: g.url, ...(g.key ? { apiKey: g.key } : {}) });
-    pending = action(client, g);
-  });
+    pending = action(clientFor(g), g);
+  }, load);
   try {
     await cmd.parseAsync(argv, { from: 'user' });
     return await pending;
@@ -311,7 +407,10 @@ function failure(err: unknown, g: Globals): number {
     process.stderr.write(`diffid: ${err.code}: ${err.message}\n`);
     return err.status >= 500 ? EXIT.unavailable : EXIT.usage;
   }
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  process.stderr.write(`diffid: cannot reach the service (${cause?.code ?? cause?.message ?? (err as Error).message}); check --url or DIFFID_URL\n`);
+  if (err instanceof ContractError) {
+    process.stderr.write(`diffid: the service at ${g.url}: ${err.message}; check --url or DIFFID_URL\n`);
+    return EXIT.unavailable;
+  }
+  process.stderr.write(`diffid: cannot reach the service (${reason(err)}); check --url or DIFFID_URL\n`);
   return EXIT.unavailable;
 }

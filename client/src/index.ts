@@ -1,5 +1,5 @@
 // A typed client for Diff-ID Serve. The types are generated from openapi.yaml by openapi-typescript
-// (api-types.ts, `npm run client:types`); requests go through openapi-fetch, so a route, a field or
+// (api-types.ts, `npm run contract:types`); requests go through openapi-fetch, so a route, a field or
 // a response shape that the contract does not have does not compile. Helpers add what the raw
 // routes leave to the caller: multipart forms with files, following a job's event stream, and
 // errors as exceptions carrying the API's stable code.
@@ -16,6 +16,17 @@ export type AnimationFormat = components['schemas']['Animation']['format'];
 
 /** A file to upload: bytes with an optional name and type (the server decides the type by the bytes). */
 export type Upload = Blob | Uint8Array | { bytes: Uint8Array; name?: string; type?: string };
+
+/** The routes that take a job's multipart form. */
+export type JobRoute = '/generate' | '/morph' | '/compare';
+/** A form field's value: a file (or a field's several files) as uploads, anything else as text. */
+export type FormValue = string | number | boolean | Upload | Upload[];
+
+/** Whether a form value is a file to upload. */
+export function isUpload(value: unknown): value is Upload {
+  if (value instanceof Blob || value instanceof Uint8Array) return true;
+  return typeof value === 'object' && value !== null && 'bytes' in value && value.bytes instanceof Uint8Array;
+}
 
 type FormFields<S> = { [K in keyof S]?: S[K] extends string ? (K extends ImageFields ? never : S[K] | number | boolean) : S[K] };
 type ImageFields = 'image' | 'image_a' | 'image_b';
@@ -51,14 +62,18 @@ function blobOf(u: Upload, name: string): { blob: Blob; name: string } {
   return { blob: new Blob([u.bytes], u.type ? { type: u.type } : {}), name: u.name ?? name };
 }
 
-/** A request object as multipart/form-data: files for the image fields, text for the rest. */
+/**
+ * A request object as multipart/form-data: uploads (and lists of them) as files, the rest as
+ * text. Files are told by their value, not their name, so a file field that a newer contract adds
+ * goes as a file too.
+ */
 export function formData(fields: Record<string, unknown>): FormData {
   const form = new FormData();
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined) continue;
-    if (key === 'image' || key === 'image_a' || key === 'image_b') {
-      const list = Array.isArray(value) ? value : [value];
-      list.forEach((u: Upload, i) => {
+    const list: unknown[] = Array.isArray(value) ? value : [value];
+    if (list.length > 0 && list.every(isUpload)) {
+      list.filter(isUpload).forEach((u, i) => {
         const { blob, name } = blobOf(u, `${key}${list.length > 1 ? `-${i}` : ''}`);
         form.append(key, blob, name);
       });
@@ -81,6 +96,13 @@ export interface DiffIdClient {
   morph(request: MorphRequest): Promise<Accepted>;
   /** A compare; with `waitSeconds` the answer is the finished job when it finishes in time. */
   compare(request: CompareRequest, waitSeconds?: number): Promise<Accepted | Job>;
+  /**
+   * Any job form, as the served contract has it: for callers that draw their fields from the
+   * served openapi.yaml (the diffid CLI), which may have fields these generated types do not.
+   */
+  submit(route: JobRoute, form: Record<string, FormValue>, waitSeconds?: number): Promise<Accepted | Job>;
+  /** The served contract, the service's openapi.yaml, as YAML text. */
+  openapi(): Promise<string>;
   job(id: string): Promise<Job>;
   cancel(id: string): Promise<Job>;
   image(id: string, index: number): Promise<Uint8Array>;
@@ -122,6 +144,17 @@ export function createDiffIdClient(options: ClientOptions): DiffIdClient {
         ...multipart,
         ...(waitSeconds === undefined ? {} : { params: { header: { Prefer: `wait=${waitSeconds}` } } }),
       });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async submit(route, form, waitSeconds) {
+      const init = { body: form as never, ...multipart, ...(waitSeconds === undefined ? {} : { params: { header: { Prefer: `wait=${waitSeconds}` } } }) };
+      const { data, error, response } = route === '/generate' ? await raw.POST('/generate', init) : route === '/morph' ? await raw.POST('/morph', init) : await raw.POST('/compare', init);
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async openapi() {
+      const { data, error, response } = await raw.GET('/openapi.yaml', { parseAs: 'text' });
       if (error !== undefined || data === undefined) return fail(response, error);
       return data;
     },

@@ -1,11 +1,10 @@
 // The diffid command end to end against the service: generate, morph with an animation, compare,
-// jobs, --json, exit codes by outcome, and Ctrl-C canceling the job it follows. It runs as users
-// run it — the built bin when `npm run build` made one, else the source under tsx.
-import { spawn } from 'node:child_process';
+// jobs, --json, exit codes by outcome, and Ctrl-C canceling the job it follows. Its job options
+// come from the contract the service serves (cli-contract.test.ts tries one with a field added).
+// It runs as users run it — the built bin when `npm run build` made one, else the source under tsx.
 import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { animationInfo, imageInfo } from '@diffid/shared/image';
 import { buildDemoBundle } from '../../services/gpu-worker/src/bundles/demo-bundle.ts';
@@ -13,43 +12,11 @@ import { startStack } from '../../services/api/test/harness.ts';
 import { faceFile } from '../../services/api/test/images.ts';
 import { freePort } from '../../services/api/src/free-port.ts';
 import { tempDir } from '../../services/gpu-worker/test/helpers.ts';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-// As npm installed it: the linked `diffid` (node_modules/.bin), which runs the built CLI.
-const LINKED = join(ROOT, 'node_modules/.bin/diffid');
-const BUILT = existsSync(join(ROOT, 'client/dist/bin.js'));
-const command = BUILT ? [LINKED] : ['--conditions=diffid-source', '--import', 'tsx', join(ROOT, 'client/src/bin.ts')];
+import { LINKED, diffid } from './diffid-command.ts';
 
 t.test('npm links the diffid command', async (t) => {
   t.ok(existsSync(LINKED), `${LINKED} exists (npx diffid finds it)`);
 });
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs diffid; `onStderr` may act on what it prints (send Ctrl-C, say). */
-function diffid(args: string[], env: Record<string, string>, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
-  return new Promise((resolve) => {
-    const [program, ...rest] = BUILT ? command : [process.execPath, ...command];
-    const child = spawn(program as string, [...rest, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-      onStderr?.(stderr, child);
-    });
-    // A run that hangs is killed, so that the test reports what it printed instead of timing out.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 t.test('generate, morph, compare and jobs from the command line', async (t) => {
   const s = await startStack(t, { build: buildDemoBundle });
@@ -57,7 +24,8 @@ t.test('generate, morph, compare and jobs from the command line', async (t) => {
   const env = { DIFFID_URL: s.base };
   for (const [name, seed] of [['a.jpg', 1], ['b.jpg', 2]] as const) await writeFile(join(dir, name), await faceFile(seed));
 
-  const gen = await diffid(['generate', join(dir, 'a.jpg'), '--prompt', 'a portrait', '-n', '2', '--seed', '5', '--steps', '4', '-o', join(dir, 'out')], env);
+  // -n and --guidance: the names users typed before the flags came from the contract, as aliases.
+  const gen = await diffid(['generate', join(dir, 'a.jpg'), '--prompt', 'a portrait', '-n', '2', '--seed', '5', '--steps', '4', '--guidance', '1', '-o', join(dir, 'out')], env);
   t.equal(gen.code, 0, gen.stderr);
   t.match(gen.stdout, /image 0, seed 5, similarity 0\.\d{3}\nimage 1, seed 6, similarity/);
   t.match(gen.stderr, /^job [0-9a-f-]{36}\n/, 'the job id first');
@@ -65,11 +33,12 @@ t.test('generate, morph, compare and jobs from the command line', async (t) => {
   t.same((await readdir(join(dir, 'out'))).sort(), ['generated-0.png', 'generated-1.png']);
   t.match(await imageInfo(await readFile(join(dir, 'out/generated-1.png'))), { format: 'png', width: 256 });
 
-  const morph = await diffid(['morph', join(dir, 'a.jpg'), join(dir, 'b.jpg'), '--frames', '4', '--steps', '4', '--webp', join(dir, 'm.webp'), '--fps', '10', '--boomerang', '--json'], env);
+  const morph = await diffid(['morph', join(dir, 'a.jpg'), join(dir, 'b.jpg'), '--frames', '4', '--steps', '4', '--webp', join(dir, 'm.webp'), '-i', 'fps=10', '--boomerang', '--json'], env);
   t.equal(morph.code, 0, morph.stderr);
-  const job = JSON.parse(morph.stdout) as { status: string; result: { images: unknown[]; animations: Array<{ frames: number }> } };
+  const job = JSON.parse(morph.stdout) as { status: string; result: { images: unknown[]; animations: Array<{ frames: number; fps: number }> } };
   t.equal(job.status, 'succeeded');
   t.equal(job.result.images.length, 4);
+  t.match(job.result.animations, [{ fps: 10 }], 'a field given as -i name=value');
   t.match(await animationInfo(await readFile(join(dir, 'm.webp'))), { format: 'webp', frames: 6 }, '4 frames there and 2 back');
   t.notMatch(morph.stderr, /steps/, 'no progress bar with --json');
 
@@ -100,12 +69,22 @@ t.test('exit codes say what went wrong', async (t) => {
   const usage = await diffid(['generate', join(dir, 'a.jpg')], env);
   t.equal(usage.code, 2, 'a missing option is a usage error');
   t.match(usage.stderr, /required option '-p, --prompt <text>' not specified/);
+  const range = await diffid(['generate', join(dir, 'a.jpg'), '-p', 'x', '--steps', '500'], env);
+  t.equal(range.code, 2, "a value out of the contract's range is a usage error");
+  t.match(range.stderr, /option '--steps <n>' argument '500' is invalid\. --steps must be an integer from 1 to 150\./);
+  const choice = await diffid(['generate', join(dir, 'a.jpg'), '-p', 'x', '--on-missing-face', 'ignore'], env);
+  t.equal(choice.code, 2);
+  t.match(choice.stderr, /Allowed choices are fail, skip\./);
   const missing = await diffid(['compare', join(dir, 'nope.jpg'), join(dir, 'a.jpg')], env);
   t.equal(missing.code, 2);
   t.match(missing.stderr, /cannot read .*nope\.jpg: ENOENT/);
-  const down = await diffid(['jobs', 'get', 'x'], { DIFFID_URL: `http://127.0.0.1:${await freePort()}` });
+  const nowhere = { DIFFID_URL: `http://127.0.0.1:${await freePort()}` };
+  const down = await diffid(['jobs', 'get', 'x'], nowhere);
   t.equal(down.code, 3, 'no service is exit 3');
   t.match(down.stderr, /cannot reach the service \(ECONNREFUSED\); check --url or DIFFID_URL/);
+  const noContract = await diffid(['generate', join(dir, 'a.jpg'), '-p', 'x'], nowhere);
+  t.equal(noContract.code, 3, 'a job command with no contract to draw its options from is exit 3 too');
+  t.match(noContract.stderr, /cannot reach the service \(ECONNREFUSED\); check --url or DIFFID_URL/);
 });
 
 t.test('Ctrl-C cancels the job being followed', async (t) => {

@@ -17,7 +17,7 @@ t.test('the generated types are what openapi-typescript makes of openapi.yaml no
   const fresh = astToString(await openapiTS(OPENAPI));
   const committed = await readFile(fileURLToPath(new URL('../src/api-types.ts', import.meta.url)), 'utf8');
   // The committed file carries a generated-by header; compare the declarations.
-  t.equal(committed.slice(committed.indexOf('export interface paths')), fresh.slice(fresh.indexOf('export interface paths')), 'run `npm run client:types` after changing openapi.yaml');
+  t.equal(committed.slice(committed.indexOf('export interface paths')), fresh.slice(fresh.indexOf('export interface paths')), 'run `npm run contract:types` after changing openapi.yaml');
 });
 
 t.test('generate, morph and compare through the typed client', async (t) => {

@@ -3,17 +3,7 @@
 // z_t ~ N(√ᾱ_t·μ, (ᾱ_t·σ² + 1 − ᾱ_t)·I) and E[ε | z_t] = √(1−ᾱ_t)·(z_t − √ᾱ_t·μ)/(ᾱ_t·σ² + 1 − ᾱ_t).
 // Every DDIM step is then affine in z, so sampling maps z_T to A·z_T + B·μ with scalars A, B.
 import t from 'tap';
-import {
-  SD15_SCHEDULER,
-  ddimInverseStep,
-  ddimStep,
-  gaussianNoise,
-  inversionStepAlphas,
-  inversionTimesteps,
-  makeSchedule,
-  samplingStepAlphas,
-  samplingTimesteps,
-} from '../src/index.ts';
+import { SD15_SCHEDULER, ddimInverseStep, ddimStep, gaussianNoise, inversionStepAlphas, inversionTimesteps, makeSchedule, samplingStepAlphas, samplingTimesteps } from '@diffid/shared/diffusion';
 
 const SIGMA = 0.3;
 const schedule = makeSchedule(SD15_SCHEDULER);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { classifierFreeGuidance, ddimArena, ddimStep, gaussianNoise, groupRows } from '../src/index.ts';
+import { classifierFreeGuidance, ddimArena, ddimStep, gaussianNoise, groupRows } from '@diffid/shared/diffusion';
 
 const bytes = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 

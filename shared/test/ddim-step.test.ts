@@ -1,13 +1,5 @@
 import t, { type Test } from 'tap';
-import {
-  SD15_SCHEDULER,
-  classifierFreeGuidance,
-  ddimInverseStep,
-  ddimStep,
-  inversionStepAlphas,
-  makeSchedule,
-  samplingStepAlphas,
-} from '../src/index.ts';
+import { SD15_SCHEDULER, classifierFreeGuidance, ddimInverseStep, ddimStep, inversionStepAlphas, makeSchedule, samplingStepAlphas } from '@diffid/shared/diffusion';
 
 // Expected outputs: torch 1.13 float32, the DDIMScheduler / DDIMInverseScheduler formulas on these
 // exact inputs (docs/reference-values.md says how they were computed).

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { DiffIdError } from '../src/index.ts';
-import { decodeRgb, encodeImage, encodePng, imageInfo, sniffImageFormat } from '../src/image.ts';
+import { DiffIdError } from '@diffid/shared/contract';
+import { decodeRgb, encodeImage, encodePng, imageInfo, sniffImageFormat } from '../src/node/image.ts';
 
 // 4×2 image: left half red, right half blue.
 const img = { width: 4, height: 2, data: Uint8Array.from({ length: 24 }, (_, i) => (Math.floor(i / 3) % 4 < 2 ? [255, 0, 0] : [0, 0, 255])[i % 3] as number) };

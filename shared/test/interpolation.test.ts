@@ -1,5 +1,5 @@
 import t from 'tap';
-import { SLERP_PARALLEL_THRESHOLD, averageEmbedding, averageIdentity, cosineSimilarity, gaussianNoise, lerp, slerp } from '../src/index.ts';
+import { SLERP_PARALLEL_THRESHOLD, averageEmbedding, averageIdentity, cosineSimilarity, gaussianNoise, lerp, slerp } from '@diffid/shared/diffusion';
 
 const f32 = (a: number[]) => new Float32Array(a);
 const maxDiff = (a: Float32Array, b: number[]) => Math.max(...b.map((v, i) => Math.abs((a[i] as number) - v)));

@@ -1,10 +1,11 @@
 import t from 'tap';
-import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, imageSeeds, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload } from '../src/index.ts';
+import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, imageSeeds, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload, type PayloadOf } from '@diffid/shared/contract';
+import { FORM_SCHEMAS, formSchema } from '@diffid/shared/openapi';
 
-const generate: JobPayload = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip' } };
+const generate: PayloadOf<'generate'> = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip' } };
 const morph = (frames: number, steps: number): JobPayload => ({
   kind: 'morph',
-  params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), interpolation: 'slerp', prompt: '', steps, seed: 1 },
+  params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), interpolation: 'slerp', prompt: '', steps, seed: 1, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false },
 });
 const compare: JobPayload = { kind: 'compare', params: {} };
 
@@ -34,7 +35,9 @@ t.test('planned images and inputs per kind', async (t) => {
   t.equal(plannedImages(compare), 0);
   t.same(inputNames('generate'), ['image']);
   t.same(inputNames('morph'), ['image_a', 'image_b']);
-  t.same(JOB_INPUTS.generate, { image: 4 }, 'generate takes up to 4 photos of one person');
+  t.same(JOB_INPUTS.generate, { image: 'many' }, 'generate takes several photos of one person');
+  t.same(formSchema(FORM_SCHEMAS.generate).maxFiles, { image: 4 }, '… up to 4 of them, as its form says');
+  t.same(JOB_INPUTS.morph, { image_a: 'one', image_b: 'one' });
   t.equal(uploadCount(generate, 'image'), 2, "generate's photo count comes from its params");
   t.equal(uploadCount(compare, 'image_a'), 1);
   t.equal(inputLabel('image', 1, 2), 'image[1]');
@@ -46,10 +49,13 @@ t.test('planned images and inputs per kind', async (t) => {
   t.throws(() => plannedSteps({ kind: 'paint' } as unknown as JobPayload, 8), /unknown job kind "paint"/);
 });
 
-t.test("a job's input keys are its kind's uploads, under its own prefix and id", async (t) => {
+t.test("a job's input keys are its uploads, under its own prefix and id", async (t) => {
   const keys = jobKeys('p', 'id1');
-  t.same(keys.inputs('generate'), ['p:job:id1:input:image', 'p:job:id1:input:image:1', 'p:job:id1:input:image:2', 'p:job:id1:input:image:3'], 'every photo generate may take');
-  t.same(keys.inputs('morph'), [keys.input('image_a'), keys.input('image_b')]);
+  t.same(keys.inputs(generate), ['p:job:id1:input:image', 'p:job:id1:input:image:1'], 'each photo the generate job has');
+  const four: JobPayload = { ...generate, params: { ...generate.params, photos: 4 } };
+  t.same(keys.inputs(four), ['p:job:id1:input:image', 'p:job:id1:input:image:1', 'p:job:id1:input:image:2', 'p:job:id1:input:image:3'], 'every photo generate may take');
+  t.same(keys.inputs(morph(3, 10)), [keys.input('image_a'), keys.input('image_b')]);
+  t.same(keys.inputs(compare), [keys.input('image_a'), keys.input('image_b')]);
   t.throws(() => assertEveryKind({ generate: () => 0, morph: () => 0 }, 'the table'), /^the table has no handler for job kind\(s\): compare$/);
   t.doesNotThrow(() => assertEveryKind({ generate: () => 0, morph: () => 0, compare: () => 0 }, 'the table'));
 });
@@ -58,6 +64,6 @@ t.test('even pacing samples the frames twice: planned steps and cost count both 
   const even = (frames: number, steps: number): JobPayload => ({ kind: 'morph', params: { ...(morph(frames, steps).params as object), pacing: 'even' } as never });
   t.equal(plannedSteps(even(9, 50), 8), 50 * (1 + 2 * 2), 'one inversion run, then 2 passes of 2 batches');
   t.equal(plannedCost(even(24, 10)), 10 * (2 + 2 * 24));
-  t.equal(plannedCost(morph(24, 10)), 10 * (2 + 24), 'linear (or left out, as in jobs queued before pacing existed): one pass');
+  t.equal(plannedCost(morph(24, 10)), 10 * (2 + 24), 'linear: one pass');
   t.same(jobKeys('p', 'j').results(2), ['p:job:j:result:0', 'p:job:j:result:1', 'p:job:j:animation:webp', 'p:job:j:animation:gif', 'p:job:j:animation:mp4']);
 });

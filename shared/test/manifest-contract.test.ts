@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ManifestError, ROLE_PORTS, manifestSchema, validateManifest, type Manifest } from '../src/index.ts';
+import { ManifestError, ROLE_PORTS, manifestSchema, validateManifest, type Manifest } from '@diffid/shared/bundle';
 
 const sha = 'a'.repeat(64);
 const g = (file: string, inputs: Record<string, string>, outputs: Record<string, string>) => ({ file, sha256: sha, inputs, outputs });

@@ -1,16 +1,5 @@
 import t from 'tap';
-import {
-  SD15_SCHEDULER,
-  schedulerFromDiffusers,
-  alphasCumprod,
-  betasScaledLinear,
-  inversionStepAlphas,
-  inversionTimesteps,
-  makeSchedule,
-  samplingStepAlphas,
-  samplingTimesteps,
-  type SchedulerConfig,
-} from '../src/index.ts';
+import { SD15_SCHEDULER, schedulerFromDiffusers, alphasCumprod, betasScaledLinear, inversionStepAlphas, inversionTimesteps, makeSchedule, samplingStepAlphas, samplingTimesteps, type SchedulerConfig } from '@diffid/shared/diffusion';
 
 // Reference values: torch 1.13 float32, linspace(√β_start, √β_end, 1000)² then cumprod, which is
 // what diffusers' scaled_linear does; docs/reference-values.md has the script.

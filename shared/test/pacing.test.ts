@@ -1,6 +1,6 @@
 // Morph pacing: frame distance, evenness, and re-spacing against values worked out by hand.
 import t from 'tap';
-import { coefficientOfVariation, consecutiveDistances, evenAlphas, frameDistance } from '../src/index.ts';
+import { coefficientOfVariation, consecutiveDistances, evenAlphas, frameDistance } from '@diffid/shared/diffusion';
 
 t.test('frame distance is the RMS difference in grey levels', async (t) => {
   t.equal(frameDistance(Uint8Array.from([0, 0, 0, 0]), Uint8Array.from([3, 4, 0, 0])), Math.sqrt(25 / 4));

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { DEFAULT_SETTINGS, SETTINGS, SettingsError, readSettings } from '../src/index.ts';
+import { DEFAULT_SETTINGS, SETTINGS, SettingsError, readSettings } from '@diffid/shared/settings';
 
 t.test('an empty environment gives every default, and unset equals empty', async (t) => {
   const s = readSettings({});

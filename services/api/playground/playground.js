@@ -1,6 +1,8 @@
 // The playground: plain browser JavaScript, no build step. It calls the same API as everyone
 // (multipart forms, the event stream, result URLs), with the API key from the header field when
-// the server asks for one; results that need the key are fetched and shown as blob URLs.
+// the server asks for one; results that need the key are fetched and shown as blob URLs. The
+// forms' inputs are drawn from openapi.yaml by the server (ids `${form}-${field}`), so this script
+// names none of them: it reads whatever each form holds.
 
 const $ = (selector) => document.querySelector(selector);
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
@@ -78,9 +80,25 @@ async function drawFaces(container, file, faces = [], used = null, label = '') {
   container.append(canvas);
 }
 
-function showPreviews(container, files) {
+/** The files chosen in a form, in the order of its file inputs (the order of the job's `inputs`). */
+const formFiles = (form) => [...form.querySelectorAll('input[type=file]')].flatMap((input) => [...input.files]);
+
+// A container's drawing round: photos still decoding for an earlier round are not added to a later one.
+const rounds = new WeakMap();
+function clearPreviews(container) {
+  rounds.set(container, (rounds.get(container) ?? 0) + 1);
   container.replaceChildren();
-  for (const file of files) drawFaces(container, file).catch(() => {});
+}
+
+function showPreviews(container, files) {
+  clearPreviews(container);
+  const round = rounds.get(container);
+  for (const file of files) {
+    const holder = document.createElement('div');
+    drawFaces(holder, file)
+      .then(() => rounds.get(container) === round && container.append(...holder.childNodes))
+      .catch(() => {});
+  }
 }
 
 function figure(src, caption) {
@@ -111,6 +129,9 @@ function wire(name, path, prepare, render) {
     try {
       const body = new FormData(form);
       for (const [k, v] of [...body.entries()]) if (v === '' || (v instanceof File && v.size === 0)) body.delete(k);
+      // A checkbox shows the contract's default; an unchecked one would be left out (and so get
+      // the server's default, whatever the box showed), so its state is sent either way.
+      for (const box of form.querySelectorAll('input[type=checkbox][name]')) body.set(box.name, String(box.checked));
       prepare(body);
       const { id } = await (await api(path, { method: 'POST', body })).json();
       const job = await follow(id, (j) => {
@@ -133,6 +154,13 @@ function wire(name, path, prepare, render) {
 
 const fmt = (v) => (typeof v === 'number' ? v.toFixed(3) : '—');
 
+/** The form's photos again, with the faces the job found on each and the one it used. */
+async function drawInputs(container, form, job) {
+  clearPreviews(container);
+  const inputs = job.result.inputs ?? [];
+  for (const [i, file] of formFiles(form).entries()) await drawFaces(container, file, inputs[i]?.faces, inputs[i]?.face_index, inputs[i]?.input);
+}
+
 wire(
   'generate',
   '/generate',
@@ -143,21 +171,15 @@ wire(
     for (const img of job.result.images) {
       results.append(figure(await blobUrl(img.url), `seed ${img.seed} · similarity ${fmt(img.arcface_similarity)}`));
     }
-    const previews = $('#generate-previews');
-    previews.replaceChildren();
-    const files = [...form.querySelector('input[type=file]').files];
-    const inputs = job.result.inputs ?? [];
-    for (const [i, file] of files.entries()) await drawFaces(previews, file, inputs[i]?.faces, inputs[i]?.face_index, inputs[i]?.input);
+    await drawInputs($('#generate-previews'), form, job);
   },
 );
 
 wire(
   'morph',
   '/morph',
-  (body) => {
-    body.set('animation', 'webp,gif');
-    if (!body.has('boomerang')) body.set('boomerang', 'false');
-  },
+  // The player and the downloads need these two (openapi.yaml keeps `animation` off the page).
+  (body) => body.set('animation', 'webp,gif'),
   async (job) => {
     const byFormat = Object.fromEntries((job.result.animations ?? []).map((a) => [a.format, a]));
     const webp = await blobUrl(byFormat.webp.url);
@@ -179,21 +201,16 @@ wire(
   () => {},
   async (job, form) => {
     $('#compare-similarity').textContent = `similarity ${fmt(job.result.similarity)}`;
-    const previews = $('#compare-previews');
-    previews.replaceChildren();
-    const files = [form.querySelector('#compare-a').files[0], form.querySelector('#compare-b').files[0]];
-    for (const [i, file] of files.entries()) {
-      const input = job.result.inputs?.[i];
-      await drawFaces(previews, file, input?.faces, input?.face_index, input?.input);
-    }
+    await drawInputs($('#compare-previews'), form, job);
   },
 );
 
-// Previews as soon as photos are chosen; files dropped on a drop zone go to its input.
-for (const [input, previews] of [['#generate-photos', '#generate-previews'], ['#morph-a', '#morph-previews'], ['#morph-b', '#morph-previews']]) {
-  $(input).addEventListener('change', () => {
-    const files = input.startsWith('#morph') ? [$('#morph-a').files[0], $('#morph-b').files[0]].filter(Boolean) : [...$(input).files];
-    showPreviews($(previews), files);
+// Previews as soon as photos are chosen (in forms with a previews area above their fields); files
+// dropped on a drop zone go to its input.
+for (const name of ['generate', 'morph']) {
+  const form = $(`#${name}-form`);
+  form.addEventListener('change', (event) => {
+    if (event.target.type === 'file') showPreviews($(`#${name}-previews`), formFiles(form));
   });
 }
 for (const zone of document.querySelectorAll('.drop')) {

@@ -4,7 +4,7 @@
 // API replicas. Without keys the API is open (and binds to loopback unless told otherwise).
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
-import { DiffIdError } from '@diffid/shared';
+import { DiffIdError, rateWindowKey } from '@diffid/shared/contract';
 import type { KeyRing } from './auth.ts';
 import type { Owner } from './job-service.ts';
 import { PAGE_PATHS } from './playground-plugin.ts';
@@ -44,7 +44,7 @@ export const accessPlugin = fp<AccessOptions & { redis: Redis; prefix: string }>
       const limit = tenant.ratePerMinute ?? options.rateLimitPerMinute;
       const now = Date.now();
       const window = Math.floor(now / 60_000);
-      const key = `${options.prefix}:rate:${tenant.name}:${window}`;
+      const key = rateWindowKey(options.prefix, tenant.name, window);
       const results = await options.redis.multi().incr(key).pexpire(key, 61_000).exec().catch(() => null);
       const count = Number(results?.[0]?.[1] ?? 0);
       if (count > limit) {

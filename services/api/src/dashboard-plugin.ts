@@ -8,7 +8,7 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
-import { DiffIdError } from '@diffid/shared';
+import { DiffIdError } from '@diffid/shared/contract';
 
 export const DASHBOARD_PATH = '/admin/queues';
 

@@ -4,15 +4,15 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
 import {
-  DEFAULT_SETTINGS,
   DiffIdError,
-  JOB_INPUTS,
   JOB_PRIORITY,
   inputNames,
   bundleInfoKey,
   cancelChannel,
   jobKeys,
+  ownerOpenJobsKey,
   plannedCost,
   plannedImages,
   announce,
@@ -22,11 +22,12 @@ import {
   type WebhookTarget,
   type AnimationFormat,
   type BundleInfo,
+  type InputName,
   type JobKind,
   type JobPayload,
   type JobResult,
-  type PayloadOf,
-} from '@diffid/shared';
+  type ParamsOf,
+} from '@diffid/shared/contract';
 import { canceledView, isTerminal, jobView, type JobView } from './job-view.ts';
 import { createJobWatcher, type JobWatcher } from './job-watch.ts';
 
@@ -56,12 +57,12 @@ export interface AdmissionLimits {
  */
 export type Owner = string | null;
 
-/** A job kind's uploaded files, by the names its form takes them under (several for a repeated field). */
-export type InputFiles<K extends JobKind> = { [N in keyof (typeof JOB_INPUTS)[K]]: Buffer[] };
+/** A job's uploaded files, by the names its form takes them under (several for a repeated field). */
+export type InputFiles = Partial<Record<InputName, Buffer[]>>;
 
 export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
   /** Queues a job; `webhook`, when given, was checked by the caller (webhook-policy.ts). */
-  submit<K extends JobKind>(kind: K, params: PayloadOf<K>['params'], files: InputFiles<K>, owner: Owner, webhook?: WebhookTarget): Promise<string>;
+  submit<K extends JobKind>(kind: K, params: ParamsOf[K], files: InputFiles, owner: Owner, webhook?: WebhookTarget): Promise<string>;
   view(id: string, owner: Owner): Promise<JobView | null>;
   cancel(id: string, owner: Owner): Promise<JobView>;
   image(id: string, index: number, owner: Owner): Promise<Buffer | null>;
@@ -156,7 +157,7 @@ export function createJobService(options: JobServiceOptions): JobService {
       throw new DiffIdError('QUEUE_FULL', `the queue holds ${depth} jobs, its limit`, { retryAfterSeconds: 30 });
     }
     if (owner === null) return;
-    const open = `${prefix}:owner:${owner}:open`;
+    const open = ownerOpenJobsKey(prefix, owner);
     const entries = await redis.zrange(open, 0, -1, 'WITHSCORES');
     let jobs = 0;
     let queued = 0;
@@ -185,10 +186,10 @@ export function createJobService(options: JobServiceOptions): JobService {
       await redisCall(async () => {
         const cost = plannedCost(payload);
         await admit(owner, cost);
-        if (owner !== null) await redis.zadd(`${prefix}:owner:${owner}:open`, cost, id);
+        if (owner !== null) await redis.zadd(ownerOpenJobsKey(prefix, owner), cost, id);
         const tx = redis.multi();
         for (const name of inputNames(kind)) {
-          ((files as Record<string, Buffer[]>)[name] ?? []).forEach((bytes, i) => tx.set(keys.input(name, i), bytes, 'EX', options.inputTtlSeconds));
+          (files[name] ?? []).forEach((bytes, i) => tx.set(keys.input(name, i), bytes, 'EX', options.inputTtlSeconds));
         }
         await tx.exec();
         try {
@@ -201,7 +202,7 @@ export function createJobService(options: JobServiceOptions): JobService {
             removeOnFail: { age: options.resultTtlSeconds },
           });
         } catch (err) {
-          await redis.del(...keys.inputs(kind)).catch(() => undefined);
+          await redis.del(...keys.inputs(payload)).catch(() => undefined);
           throw err;
         }
       });
@@ -223,7 +224,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         await redis.publish(cancelChannel(prefix), id);
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
-        await redis.del(...keys.inputs(payload.kind), ...keys.results(plannedImages(payload)), keys.done);
+        await redis.del(...keys.inputs(payload), ...keys.results(plannedImages(payload)), keys.done);
         await announce(webhooks as DeliveryQueue, payload, id, 'canceled');
       });
       watcher.notify(id);

@@ -1,7 +1,7 @@
 // The public view of a job (openapi.yaml, schema Job) from what the queue holds: a pure mapping
 // with no Redis in it, so that every state is tested by a table (test/job-view.test.ts).
 
-import { ERROR_CATALOGUE, catalogueEntry, parseFailure, plannedSteps, type JobKind, type JobPayload, type JobProgress, type JobResult } from '@diffid/shared';
+import { DiffIdError, ERROR_CATALOGUE, parseFailure, plannedSteps, type JobKind, type JobPayload, type JobProgress, type JobResult } from '@diffid/shared/contract';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
 
@@ -66,6 +66,8 @@ export function statusOf(state: string): JobStatus | null {
   }
 }
 
+const errorBody = (err: DiffIdError) => ({ code: err.code, message: err.message });
+
 /** BullMQ's own reason for a job whose worker vanished on every try. */
 const STALLED_REASON = /stalled more than allowable limit/;
 
@@ -74,9 +76,8 @@ const STALLED_REASON = /stalled more than allowable limit/;
  * WORKER_LOST, other 5xx as their catalogue title.
  */
 export function publicError(reason: string | undefined): { code: string; message: string } {
-  const parsed = parseFailure(reason);
-  const entry = parsed ? catalogueEntry(parsed.code) : undefined;
-  if (parsed && entry && entry.status < 500) return parsed;
+  const failure = parseFailure(reason);
+  if (failure && failure.status < 500) return errorBody(failure);
   const key = STALLED_REASON.test(reason ?? '') ? 'WORKER_LOST' : 'INFERENCE_FAILED';
   return { code: ERROR_CATALOGUE[key].code, message: ERROR_CATALOGUE[key].title };
 }
@@ -127,6 +128,6 @@ export function canceledView(current: JobView, at: Date): JobView {
     ...current,
     status: 'canceled',
     finished_at: at.toISOString(),
-    error: { code: 'DIFFID_ERR_JOB_CANCELED', message: 'the job was canceled by a DELETE request' },
+    error: errorBody(new DiffIdError('JOB_CANCELED', 'the job was canceled by a DELETE request')),
   };
 }

@@ -1,9 +1,12 @@
 // The playground page (services/api/playground: HTML, one script, one stylesheet; no build step)
-// at /playground, and a landing page at / that links it. The three files are read once at start;
-// no path from a request reaches the file system. They need no API key: the page asks for one
-// and sends it with its own API calls.
+// at /playground, and a landing page at / that links it. The three files are read once at start,
+// and the page's forms filled in then from the contract (playground-form.ts); no path from a
+// request reaches the file system. They need no API key: the page asks for one and sends it with
+// its own API calls.
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
+import { componentSchema, openapiDocument } from '@diffid/shared/openapi';
+import { acceptedTypes, fillPage, renderForm, type FormSchema, type RenderedForm } from './playground-form.ts';
 
 const DIR = new URL('../playground/', import.meta.url);
 const FILES = {
@@ -26,9 +29,28 @@ const LANDING = `<!doctype html>
 <li><a href="/docs">API documentation</a> (<a href="/openapi.yaml">openapi.yaml</a>)</li></ul></main></body></html>
 `;
 
+// The one value the page chooses itself: a morph needs one of alpha, alphas or frames and the
+// contract defaults none of them, so the Morph form starts at 12 frames for a first click to work.
+const STARTING_VALUES: Record<string, Record<string, number>> = { MorphForm: { frames: 12 } };
+
+/** A form of the contract, rendered for the page; its inputs' ids start with the schema's name less "Form" (generate-prompt). */
+export function renderContractForm(schemaName: string): RenderedForm {
+  return renderForm(componentSchema(schemaName) as unknown as FormSchema, {
+    prefix: schemaName.replace(/Form$/, '').toLowerCase(),
+    accept: acceptedTypes(openapiDocument.paths, schemaName),
+    start: STARTING_VALUES[schemaName],
+  });
+}
+
+/** The playground page: index.html with its `<!-- GenerateForm fields -->` (…) markers filled from openapi.yaml. */
+export function playgroundPage(): string {
+  return fillPage(readFileSync(new URL('index.html', DIR), 'utf8'), renderContractForm);
+}
+
+/** Serves the playground, its script and stylesheet, and the landing page, under the strict CSP. */
 export async function playgroundRoutes(app: FastifyInstance): Promise<void> {
   for (const [path, { file, type }] of Object.entries(FILES)) {
-    const body = readFileSync(new URL(file, DIR));
+    const body = file === 'index.html' ? playgroundPage() : readFileSync(new URL(file, DIR));
     app.get(path, async (_request, reply) => reply.type(type).header('content-security-policy', CSP).header('cache-control', 'no-cache').send(body));
   }
   app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).send(LANDING));

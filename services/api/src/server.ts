@@ -2,7 +2,8 @@
 // settings table). Listens, and exits cleanly on signals.
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { settingsOrExit, webhookKey } from '@diffid/shared';
+import { settingsOrExit } from '@diffid/shared/settings';
+import { webhookKey } from '@diffid/shared/contract';
 import { buildApp } from './app.ts';
 import { keyRing, parseApiKeys } from './auth.ts';
 import { webhookPolicy } from './webhook-policy.ts';

@@ -9,7 +9,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { signWebhook, webhookQueueName, type WebhookDelivery } from '@diffid/shared';
+import { signWebhook, webhookQueueName, type WebhookDelivery } from '@diffid/shared/contract';
 import type { JobView } from './job-view.ts';
 import { guardedLookup, refusedAddress, type WebhookPolicy } from './webhook-policy.ts';
 

@@ -6,7 +6,7 @@
 // then connects to, so a name that later resolves elsewhere (DNS rebinding) is refused as well.
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
-import { DiffIdError, WEBHOOK_EVENTS, type WebhookEvent, type WebhookTarget } from '@diffid/shared';
+import { DiffIdError, WEBHOOK_EVENTS, type WebhookEvent, type WebhookTarget } from '@diffid/shared/contract';
 
 /** Where webhooks may not go unless allowed (IANA special-purpose registries). */
 const NOT_PUBLIC: Array<[string, number, 'ipv4' | 'ipv6']> = [

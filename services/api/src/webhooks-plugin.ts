@@ -1,7 +1,7 @@
 // Webhooks for routes (`app.webhooks.target`: the checked target of a request's webhook fields)
 // and their dispatcher, started and closed with the app.
 import fp from 'fastify-plugin';
-import { DiffIdError, type WebhookTarget } from '@diffid/shared';
+import { DiffIdError, type WebhookTarget } from '@diffid/shared/contract';
 import { startWebhookDispatcher } from './webhook-dispatcher.ts';
 import { checkWebhook, type WebhookPolicy } from './webhook-policy.ts';
 

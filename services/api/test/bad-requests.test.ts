@@ -1,11 +1,11 @@
 // Every bad request gets its 4xx and stable code, matching openapi.yaml — never a 500 or a hang.
 import t from 'tap';
 import { Redis } from 'ioredis';
-import { ERROR_CATALOGUE } from '@diffid/shared';
+import { ERROR_CATALOGUE } from '@diffid/shared/contract';
 import { encodeImage } from '@diffid/shared/image';
 import { TEST_REDIS_URL } from '@diffid/shared/testing';
 import { buildApp } from '../src/app.ts';
-import { openapiDocument } from '../src/openapi.ts';
+import { openapiDocument } from '@diffid/shared/openapi';
 import { assertContract, call } from './contract.ts';
 import { finished, pollJob, postForm, startStack, type Fields } from './harness.ts';
 import { faceFile } from './images.ts';

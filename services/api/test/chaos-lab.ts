@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import { Redis } from 'ioredis';
-import { jobKeys } from '@diffid/shared';
+import { jobKeys } from '@diffid/shared/contract';
 import { buildTinyBundle, writeBundle } from '@diffid/gpu-worker';
 import { buildApp } from '../src/app.ts';
 import { freePort } from '../src/free-port.ts';

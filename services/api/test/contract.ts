@@ -3,7 +3,7 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { Test } from 'tap';
-import { openapiDocument, resolveRefs } from '../src/openapi.ts';
+import { openapiDocument, resolveRefs } from '@diffid/shared/openapi';
 
 const ajv = new Ajv2020({ strict: false, allErrors: true });
 addFormats.default(ajv);

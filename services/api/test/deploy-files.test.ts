@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parse } from 'yaml';
-import { SETTINGS } from '@diffid/shared';
+import { SETTINGS } from '@diffid/shared/settings';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const DOCKER = join(ROOT, 'deploy/docker');

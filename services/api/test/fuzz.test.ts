@@ -6,7 +6,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import fc from 'fast-check';
 import t from 'tap';
-import { openapiDocument } from '../src/openapi.ts';
+import { openapiDocument } from '@diffid/shared/openapi';
 import { encodeImage } from '@diffid/shared/image';
 import { startStack } from './harness.ts';
 import { faceFile } from './images.ts';

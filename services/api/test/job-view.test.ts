@@ -1,14 +1,14 @@
 // The pure mapping from what the queue holds to the public job view: every state, every kind,
 // each view checked against openapi.yaml's Job schema.
 import t from 'tap';
-import { formatFailure, type JobPayload, type JobResult } from '@diffid/shared';
+import { DiffIdError, failureReason, type JobPayload, type JobResult } from '@diffid/shared/contract';
 import { canceledView, jobView, progressOf, publicError, statusOf, type JobSnapshot } from '../src/job-view.ts';
 import { assertContract } from './contract.ts';
 
 const ID = '3f1c2a4e-8b7d-4c1e-9a2b-0d1e2f3a4b5c';
 const PAYLOADS: Record<JobPayload['kind'], JobPayload> = {
   generate: { kind: 'generate', params: { prompt: 'a photo', negative_prompt: '', num_images: 2, steps: 30, guidance_scale: 5, seed: 7, photos: 1, on_missing_face: 'fail' } },
-  morph: { kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 7 } },
+  morph: { kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 7, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } },
   compare: { kind: 'compare', params: {} },
 };
 const RESULTS: Record<JobPayload['kind'], JobResult> = {
@@ -74,11 +74,12 @@ t.test('queued jobs show 0 of their planned steps, the same total the worker wil
 
 t.test('failed jobs: 4xx catalogue codes pass through, a lost worker is WORKER_LOST, anything else INFERENCE_FAILED with its title', async (t) => {
   const table: Array<[string | undefined, string, RegExp]> = [
-    [formatFailure('DIFFID_ERR_NO_FACE_DETECTED', 'image_a: no face found'), 'DIFFID_ERR_NO_FACE_DETECTED', /^image_a: no face found$/],
-    [formatFailure('DIFFID_ERR_INPUT_EXPIRED', 'image: gone'), 'DIFFID_ERR_INPUT_EXPIRED', /gone/],
-    [formatFailure('DIFFID_ERR_INFERENCE_FAILED', 'onnxruntime: /secret/path broke'), 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed while running the models$/],
+    [failureReason(new DiffIdError('NO_FACE_DETECTED', 'image_a: no face found')), 'DIFFID_ERR_NO_FACE_DETECTED', /^image_a: no face found$/],
+    [failureReason(new DiffIdError('INPUT_EXPIRED', 'image: gone')), 'DIFFID_ERR_INPUT_EXPIRED', /gone/],
+    [failureReason(new DiffIdError('INFERENCE_FAILED', 'onnxruntime: /secret/path broke')), 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed while running the models$/],
     ['job stalled more than allowable limit', 'DIFFID_ERR_WORKER_LOST', /^The worker running the job was lost \(killed or cut off\) on every attempt$/],
-    [formatFailure('DIFFID_ERR_MADE_UP', 'x'), 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed/],
+    // A code of the right form that the catalogue lacks (failureReason only writes catalogue codes).
+    ['DIFFID_ERR_MADE_UP: x', 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed/],
     [undefined, 'DIFFID_ERR_INFERENCE_FAILED', /^The worker failed/],
   ];
   for (const [reason, code, message] of table) {
@@ -94,7 +95,7 @@ t.test('every kind in every state is a Job as openapi.yaml defines it', async (t
       queued: jobView(snapshot(kind, 'prioritized'), 8),
       running: jobView(snapshot(kind, 'active', { processedOn: T0 + 1000, progress: { step: 1, total: 5 } }), 8),
       succeeded: jobView(snapshot(kind, 'completed', { processedOn: T0 + 1000, finishedOn: T0 + 2000, returnvalue: RESULTS[kind] }), 8),
-      failed: jobView(snapshot(kind, 'failed', { processedOn: T0 + 1000, finishedOn: T0 + 2000, failedReason: formatFailure('DIFFID_ERR_NO_FACE_DETECTED', 'image: none') }), 8),
+      failed: jobView(snapshot(kind, 'failed', { processedOn: T0 + 1000, finishedOn: T0 + 2000, failedReason: failureReason(new DiffIdError('NO_FACE_DETECTED', 'image: none')) }), 8),
     };
     const canceled = canceledView(views.running!, new Date(T0 + 1500));
     for (const [status, view] of Object.entries({ ...views, canceled })) {

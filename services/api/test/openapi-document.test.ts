@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parse } from 'yaml';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { DEFAULTS } from '@diffid/shared';
+import { settleJob } from '@diffid/shared/job-params';
 import { createConfig, lint } from '@redocly/openapi-core';
 
 const FILE = fileURLToPath(new URL('../../../openapi.yaml', import.meta.url));
@@ -39,11 +39,14 @@ t.test('the rules do catch a license with neither identifier nor url', async (t)
 t.test('the defaults the forms document are the ones the routes apply', async (t) => {
   const schemas = (parse(text) as { components: { schemas: Record<string, { properties: Record<string, { default?: unknown }> }> } }).components.schemas;
   const documented = (form: string, field: string) => schemas[form]?.properties[field]?.default;
-  t.equal(documented('GenerateForm', 'num_images'), DEFAULTS.numImages);
-  t.equal(documented('GenerateForm', 'on_missing_face'), DEFAULTS.onMissingFace);
-  t.equal(documented('MorphForm', 'steps'), DEFAULTS.morphSteps);
-  t.equal(documented('MorphForm', 'interpolation'), DEFAULTS.interpolation);
-  t.equal(documented('MorphForm', 'pacing'), DEFAULTS.pacing);
-  t.equal(documented('MorphForm', 'background'), DEFAULTS.background);
-  t.equal(documented('MorphForm', 'fps'), DEFAULTS.fps);
+  // What the routes apply is what settleJob makes of a form that leaves the field out.
+  const generate = settleJob('generate', { prompt: 'a photo' }, { files: { image: [null] }, bundle: null }).params;
+  const morph = settleJob('morph', { frames: 3 }, { files: { image_a: [null], image_b: [null] }, bundle: null }).params;
+  t.equal(generate.num_images, documented('GenerateForm', 'num_images'));
+  t.equal(generate.on_missing_face, documented('GenerateForm', 'on_missing_face'));
+  t.equal(morph.steps, documented('MorphForm', 'steps'));
+  t.equal(morph.interpolation, documented('MorphForm', 'interpolation'));
+  t.equal(morph.pacing, documented('MorphForm', 'pacing'));
+  t.equal(morph.background, documented('MorphForm', 'background'));
+  t.equal(morph.fps, documented('MorphForm', 'fps'));
 });

@@ -1,17 +1,21 @@
 // The playground in a real browser: Debian's Chromium driven by playwright-core (no browser
-// download). Upload real photos (JPEG files), see the images and the detected faces appear, play a
-// morph, compare, see the API's error message; with API keys, the page sends the key it is given.
+// download). The forms hold the contract's fields (openapi.yaml's GenerateForm, MorphForm,
+// CompareForm, with their defaults); upload real photos (JPEG files), see the images and the
+// detected faces appear, play a morph, compare, see the API's error message; what the page sends
+// is what was filled in, nothing empty; with API keys, the page sends the key it is given.
 // With ../shared/faces present the tour runs again on real photos with the embedded default.
 // DIFFID_SCREENSHOTS=DIR saves a screenshot of each tab of the first run there (docs/images has them).
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildDefaultBundle } from '../../gpu-worker/src/bundles/default-bundle.ts';
 import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
 import { tempDir } from '../../gpu-worker/test/helpers.ts';
 import { keyRing, parseApiKeys } from '../src/auth.ts';
+import { componentSchema } from '@diffid/shared/openapi';
+import type { PropertySchema } from '../src/playground-form.ts';
 import { startStack } from './harness.ts';
 import { faceFile } from './images.ts';
 
@@ -30,6 +34,50 @@ async function launch(t: Test): Promise<Browser> {
   return browser;
 }
 
+const FORMS = { generate: 'GenerateForm', morph: 'MorphForm', compare: 'CompareForm' } as const;
+
+/**
+ * Every property of the three forms is on the page as its schema says — a drop zone, select,
+ * checkbox or number input by type, labelled with its title, starting at its default, up front or
+ * under "More options" — and the hidden ones are not.
+ */
+async function contractFields(t: Test, page: Page): Promise<void> {
+  for (const [form, schemaName] of Object.entries(FORMS)) {
+    const { properties } = componentSchema(schemaName) as { properties: Record<string, PropertySchema> };
+    for (const [name, p] of Object.entries(properties)) {
+      if (p['x-playground'] === 'hidden') {
+        // By name: a hidden field's id may well be one of the page's own (morph-animation is the player).
+        t.equal(await page.locator(`#${form}-form [name="${name}"]`).count(), 0, `${form}: ${name} is not on the page`);
+        continue;
+      }
+      const field = page.locator(`#${form}-${name}`);
+      const seen = await field.evaluate((el: any) => ({ tag: el.tagName, type: el.type, name: el.name, value: el.value, checked: el.checked, multiple: el.multiple, label: el.closest('label').textContent, more: el.closest('details.more') !== null }));
+      const file = p.format === 'binary' || p.items?.format === 'binary';
+      const constant = p['x-diffid-default'] === undefined ? p.default : undefined;
+      const kind = file ? { tag: 'INPUT', type: 'file', multiple: p.type === 'array' } : p.enum ? { tag: 'SELECT' } : p.type === 'boolean' ? { type: 'checkbox', checked: constant === true } : p.type === 'integer' || p.type === 'number' ? { type: 'number' } : { type: 'text' };
+      const starts = constant !== undefined && p.type !== 'boolean' && !(form === 'morph' && name === 'frames') ? { value: new RegExp(`^${String(constant)}$`) } : {};
+      t.match(seen, { name, label: new RegExp(p.title ?? name.replaceAll('_', ' ')), more: p['x-playground'] === 'advanced', ...kind, ...starts }, `${form}: ${name}`);
+    }
+  }
+}
+
+/**
+ * Keeps the text fields of the last form the page POSTed to each path, files left out: Chromium
+ * does not hand Playwright a multipart body with files in it, so the page's fetch is watched instead.
+ */
+async function recordForms(page: Page): Promise<() => Promise<Record<string, Record<string, string>>>> {
+  await page.addInitScript(() => {
+    const w = globalThis as any;
+    const fetch = w.fetch;
+    w.sentForms = {};
+    w.fetch = (input: string, init?: { method?: string; body?: unknown }) => {
+      if (init?.body instanceof w.FormData) w.sentForms[input] = Object.fromEntries([...(init.body as any).entries()].filter(([, v]) => typeof v === 'string'));
+      return fetch(input, init);
+    };
+  });
+  return () => page.evaluate(() => (globalThis as any).sentForms);
+}
+
 /** Generate, morph, compare and an error, as a user does them; screenshots when SHOTS is set. */
 async function tour(t: Test, base: string, photos: { a: string; b: string }, shots?: string): Promise<void> {
   const browser = await launch(t);
@@ -37,17 +85,22 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(err.message));
   page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+  const sent = await recordForms(page);
 
   const landing = await page.goto(`${base}/`);
   t.equal(landing?.status(), 200);
   await page.click('a[href="/playground"]');
   await page.waitForURL(`${base}/playground`);
+  await contractFields(t, page);
 
-  // Generate: choose the photo, submit, watch it finish.
-  await page.setInputFiles('#generate-photos', photos.a);
+  // Generate: choose the photo, fill the fields up front and one under "More options", submit,
+  // watch it finish.
+  await page.setInputFiles('#generate-image', photos.a);
   await page.fill('#generate-prompt', 'a portrait photo');
-  await page.fill('#generate-count', '2');
+  await page.fill('#generate-num_images', '2');
   await page.fill('#generate-seed', '3');
+  await page.click('#generate-form details.more > summary');
+  await page.selectOption('#generate-on_missing_face', 'skip');
   await page.click('#generate-submit');
   // Waits go through locators: the page's CSP (no eval) refuses string predicates.
   // "done in" is written after the page has drawn everything, so nothing below races the rendering.
@@ -59,14 +112,16 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   t.match(await page.textContent('#generate-status'), /^done in \d+\.\d s$/);
   t.equal(await page.locator('#generate-previews canvas').getAttribute('data-faces'), '1', 'the face found is drawn on the photo');
   t.equal(await page.getAttribute('#generate-progress', 'value'), await page.getAttribute('#generate-progress', 'max'), 'the progress bar reached the end');
+  t.same((await sent())['/generate'], { prompt: 'a portrait photo', num_images: '2', seed: '3', on_missing_face: 'skip' }, 'what was filled in is sent; empty fields are not (the server applies its defaults)');
   if (shots) await page.screenshot({ path: join(shots, 'playground-generate.png'), fullPage: true });
 
-  // Morph: two photos, even pacing, the animation plays and can be downloaded.
+  // Morph: two photos, even pacing, there and back; the animation plays and can be downloaded.
   await page.click('#tab-morph');
-  await page.setInputFiles('#morph-a', photos.a);
-  await page.setInputFiles('#morph-b', photos.b);
+  await page.setInputFiles('#morph-image_a', photos.a);
+  await page.setInputFiles('#morph-image_b', photos.b);
   await page.fill('#morph-frames', '6');
   await page.selectOption('#morph-pacing', 'even');
+  await page.check('#morph-boomerang');
   await page.click('#morph-submit');
   await page.locator('#morph-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
   const animation = await page.locator('#morph-animation').evaluate(async (img: any) => {
@@ -76,7 +131,8 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   });
   t.same(animation, { width: 256, riff: 'RIFF', anim: true }, 'an animated WebP is playing');
   t.equal(await page.locator('#morph-results figure').count(), 6);
-  t.match(await page.textContent('#morph-pacing-result'), /pacing evenness \d\.\d{3} · 10 frames at 12 a second/);
+  t.match(await page.textContent('#morph-pacing-result'), /pacing evenness \d\.\d{3} · 10 frames at 12 a second/, 'six frames there and four back, at the contract\'s default rate');
+  t.same((await sent())['/morph'], { frames: '6', pacing: 'even', background: 'morph', fps: '12', interpolation: 'slerp', steps: '50', animation: 'webp,gif', boomerang: 'true' }, 'the defaults shown are sent, and the animations the player needs');
   const download = page.waitForEvent('download');
   await page.click('#morph-download-gif');
   t.equal((await download).suggestedFilename(), 'morph.gif');
@@ -84,8 +140,8 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
 
   // Compare.
   await page.click('#tab-compare');
-  await page.setInputFiles('#compare-a', photos.a);
-  await page.setInputFiles('#compare-b', photos.b);
+  await page.setInputFiles('#compare-image_a', photos.a);
+  await page.setInputFiles('#compare-image_b', photos.b);
   await page.click('#compare-submit');
   await page.locator('#compare-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
   t.match(await page.textContent('#compare-similarity'), /^similarity -?[01]\.\d{3}$/);
@@ -93,7 +149,7 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   if (shots) await page.screenshot({ path: join(shots, 'playground-compare.png'), fullPage: true });
 
   // An error answer is shown as the API's message.
-  await page.setInputFiles('#compare-b', { name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') });
+  await page.setInputFiles('#compare-image_b', { name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') });
   await page.click('#compare-submit');
   await page.waitForSelector('#compare-error:not([hidden])');
   t.match(await page.textContent('#compare-error'), /"image_b" is not a JPEG, PNG or WebP image .*\(DIFFID_ERR_UNSUPPORTED_IMAGE\)/);
@@ -123,8 +179,8 @@ t.test('with API keys the page loads without one and sends the key it is given',
   const browser = await launch(t);
   const page = await browser.newPage();
   t.equal((await page.goto(`${s.base}/playground`))?.status(), 200, 'the page itself needs no key');
-  await page.setInputFiles('#compare-a', join(dir, 'a.jpg'));
-  await page.setInputFiles('#compare-b', join(dir, 'a.jpg'));
+  await page.setInputFiles('#compare-image_a', join(dir, 'a.jpg'));
+  await page.setInputFiles('#compare-image_b', join(dir, 'a.jpg'));
   await page.click('#tab-compare');
   await page.click('#compare-submit');
   await page.waitForSelector('#compare-error:not([hidden])');

@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
-import { verifyWebhook, webhookKey } from '@diffid/shared';
+import { verifyWebhook, webhookKey } from '@diffid/shared/contract';
 import { postJson } from '../src/webhook-dispatcher.ts';
 import { guardedLookup, refusedAddress, webhookEvents, webhookPolicy, type WebhookPolicy } from '../src/webhook-policy.ts';
 import { finished, pollJob, postForm, startStack } from './harness.ts';

@@ -9,14 +9,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SD15_SCHEDULER, gaussianNoise, makeSchedule } from '@diffid/shared';
-import type { LoadedBundle } from '../src/bundle-loader.ts';
+import { SD15_SCHEDULER, gaussianNoise, makeSchedule } from '@diffid/shared/diffusion';
+import type { LoadedBundle } from '../src/runtime/bundle-loader.ts';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
-import { openGraph, type Graph } from '../src/onnx.ts';
+import { openGraph, type Graph } from '../src/runtime/onnx.ts';
 import { stageContext } from '../src/stages/context.ts';
 import { denoise } from '../src/stages/denoise.ts';
-import { unetBatch } from '../src/stages/unet-batch.ts';
-import { torchPython } from '../src/torch-python.ts';
+import { unetBatch } from '../src/runtime/unet-batch.ts';
+import { torchPython } from '../src/bundles/torch-python.ts';
 import { median } from './stats.ts';
 
 const C = 4;
@@ -64,14 +64,13 @@ export async function measureHostStep(intraOpThreads: number): Promise<HostStepF
       manifest: { scheduler: SD15_SCHEDULER },
     } as unknown as LoadedBundle;
     // As on the inference thread: one batch whose memory serves every run.
-    const ctx = stageContext(bundle, makeSchedule(SD15_SCHEDULER), unetBatch(bundle, B));
+    const ctx = stageContext(bundle, { schedule: makeSchedule(SD15_SCHEDULER), batch: unetBatch(bundle, B) });
     const request = {
       latents: Array.from({ length: n }, (_, i) => gaussianNoise(i, C * H * H)),
       conditioning: Array.from({ length: n }, (_, i) => gaussianNoise(100 + i, TOKENS * WIDTH)),
       unconditional: Array.from({ length: n }, (_, i) => gaussianNoise(200 + i, TOKENS * WIDTH)),
       guidanceScale: 5,
       steps: STEPS,
-      onStep: () => {},
     };
     await denoise(ctx, request); // warm-up
     const walls: number[] = [];

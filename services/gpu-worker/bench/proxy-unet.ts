@@ -8,9 +8,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gaussianNoise } from '@diffid/shared';
+import { gaussianNoise } from '@diffid/shared/diffusion';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
-import { openGraph } from '../src/onnx.ts';
+import { openGraph } from '../src/runtime/onnx.ts';
 import { median } from './stats.ts';
 
 export interface ProxyDims {

@@ -1,10 +1,10 @@
 // Entry point of a worker process: reads the settings, starts the service, stops on signals.
 import { Redis } from 'ioredis';
 import pino from 'pino';
-import { settingsOrExit } from '@diffid/shared';
+import { settingsOrExit } from '@diffid/shared/settings';
 import { ensureDefaultBundle } from './bundles/default-bundle.ts';
-import { serveMetrics } from './metrics.ts';
-import { startWorkerService } from './worker-service.ts';
+import { serveMetrics } from './worker/metrics.ts';
+import { startWorkerService } from './worker/service.ts';
 
 const settings = settingsOrExit();
 const logger = pino({ name: 'diffid-worker', level: settings.logLevel });

@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import t from 'tap';
-import { gaussianNoise } from '@diffid/shared';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { gaussianNoise } from '@diffid/shared/diffusion';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { tinyBundleDir } from './helpers.ts';
 
 type Mat = number[][]; // rows × cols

@@ -2,13 +2,13 @@ import { existsSync } from 'node:fs';
 import { copyFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { DiffIdError } from '@diffid/shared';
+import { DiffIdError } from '@diffid/shared/contract';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
 import { buildTinyBundle, tinyDims } from '../src/bundles/tiny-bundle.ts';
 import { OPTIMUM_FLAVOR, faceEmbedderGraph } from '../src/bundles/tiny-graphs.ts';
 import { tinyClipTokenizerFiles } from '../src/bundles/tiny-tokenizer.ts';
-import { loadBundle, sha256File } from '../src/bundle-loader.ts';
-import { availableProviders } from '../src/onnx.ts';
+import { loadBundle, sha256File } from '../src/runtime/bundle-loader.ts';
+import { availableProviders } from '../src/runtime/onnx.ts';
 import { readManifestJson, replaceGraph, tinyBundleDir, writeManifestJson } from './helpers.ts';
 
 /** Asserts loadBundle rejects with the catalogue code and a message matching every pattern. */

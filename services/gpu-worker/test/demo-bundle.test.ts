@@ -1,19 +1,19 @@
 // The analytic demo bundle: its U-Net is the closed-form optimal predictor, its outputs follow
 // from the math, and inversion then sampling reconstructs the input.
 import t, { type Test } from 'tap';
-import { SD15_SCHEDULER, makeSchedule } from '@diffid/shared';
+import { SD15_SCHEDULER, makeSchedule } from '@diffid/shared/diffusion';
 import { facePattern } from '@diffid/shared/testing';
 import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
 import { sha256Hex } from '../src/bundles/write-bundle.ts';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { morph } from '../src/pipelines/morph.ts';
 import { stageContext } from '../src/stages/context.ts';
 import { decodeLatents } from '../src/stages/decode.ts';
 import { encodeLatents } from '../src/stages/encode-latent.ts';
 import { findFace, referenceImage } from '../src/stages/find-face.ts';
-import type { Rgb } from '../src/pixels.ts';
-import { tempDir } from './helpers.ts';
+import type { Rgb } from '../src/vision/pixels.ts';
+import { morphParams, tempDir } from './helpers.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';
 
 const meanAbs = (a: Rgb, b: Rgb) => a.data.reduce((s, v, i) => s + Math.abs(v - (b.data[i] as number)), 0) / a.data.length;
@@ -62,7 +62,7 @@ t.test('the demo U-Net computes the closed-form ε* with ᾱ_t from the schedule
 t.test('generate: outputs vary with the seed around the face, and the prompt reaches them', async (t) => {
   const ctx = await demo(t);
   const face = facePattern(3, 300, 300);
-  const out = await generate(ctx, { image: [face] }, params, () => {});
+  const out = await generate(ctx, { images: { image: [face] }, params });
   const ref = referenceImage(ctx, face, (await findFace(ctx, face, 'image')).face);
   const diffs: number[] = [];
   for (let i = 0; i < 4; i++) for (let j = i + 1; j < 4; j++) diffs.push(meanAbs(out.images[i]!.rgb, out.images[j]!.rgb));
@@ -70,8 +70,8 @@ t.test('generate: outputs vary with the seed around the face, and the prompt rea
   t.comment(`mean |Δ| between outputs ${Math.min(...diffs).toFixed(1)}–${Math.max(...diffs).toFixed(1)} levels; to the aligned input ${Math.min(...toRef).toFixed(1)}–${Math.max(...toRef).toFixed(1)}`);
   t.ok(Math.min(...diffs) > 8, 'every pair of outputs differs by more than 8 grey levels on average');
   t.ok(out.images.every((g) => (g.facts.arcface_similarity as number) > 0.9), `constructed-embedder similarities ${out.images.map((g) => g.facts.arcface_similarity?.toFixed(3)).join(', ')}`);
-  const other = await generate(ctx, { image: [face] }, { ...params, num_images: 1, prompt: 'red hat, blue light' }, () => {});
-  const same = await generate(ctx, { image: [face] }, { ...params, num_images: 1 }, () => {});
+  const other = await generate(ctx, { images: { image: [face] }, params: { ...params, num_images: 1, prompt: 'red hat, blue light' } });
+  const same = await generate(ctx, { images: { image: [face] }, params: { ...params, num_images: 1 } });
   const promptShift = meanAbs(other.images[0]!.rgb, same.images[0]!.rgb);
   t.comment(`another prompt, same seed: mean |Δ| ${promptShift.toFixed(1)} levels`);
   t.ok(promptShift > 5, 'a different prompt gives a different image');
@@ -87,7 +87,7 @@ t.test('inversion then sampling reconstructs the input: morph at α = 0 against 
   // Measured: 2.04 grey levels on average at 10 steps, 0.83 at 50; bounds ~20 % above.
   const bounds: Record<number, number> = { 10: 2.5, 50: 1.0 };
   for (const steps of [10, 50]) {
-    const m = await morph(ctx, { image_a: a, image_b: b }, { alphas: [0, 1], interpolation: 'slerp', prompt: '', steps, seed: 0 }, 8, () => {});
+    const m = await morph(ctx, { images: { image_a: a, image_b: b }, params: morphParams({ alphas: [0, 1], steps }) });
     const err = meanAbs(m.images[0]!.rgb, vaeRoundTrip);
     let worst = 0;
     m.images[0]!.rgb.data.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - (vaeRoundTrip.data[i] as number)))));
@@ -115,7 +115,7 @@ t.test('morph with SLERP keeps colours: the middle frame has no colour cast agai
     return sum.map((v) => v / n);
   };
   for (const interpolation of ['slerp', 'lerp'] as const) {
-    const m = await morph(ctx, { image_a: a, image_b: b }, { alphas: [0, 0.5, 1], interpolation, prompt: '', steps: 20, seed: 0 }, 8, () => {});
+    const m = await morph(ctx, { images: { image_a: a, image_b: b }, params: morphParams({ alphas: [0, 0.5, 1], interpolation, steps: 20 }) });
     const [c0, c5, c1] = m.images.map((f) => centre(f.rgb)) as [number[], number[], number[]];
     const shift = c5.map((v, c) => v - ((c0[c] as number) + (c1[c] as number)) / 2);
     t.comment(`${interpolation}: middle frame minus the ends' blend, R G B: ${shift.map((v) => v.toFixed(2)).join(' ')} grey levels`);

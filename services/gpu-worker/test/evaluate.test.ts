@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { facePattern } from '@diffid/shared/testing';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
 import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';

@@ -4,10 +4,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import type { DiffIdError } from '@diffid/shared';
+import type { DiffIdError } from '@diffid/shared/contract';
 import { facePattern } from '@diffid/shared/testing';
-import { loadBundle } from '../src/bundle-loader.ts';
-import { externalDataLocations } from '../src/bundles/onnx-inspect.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
+import { externalDataLocations } from '../src/runtime/onnx-inspect.ts';
 import { buildTinyBundle } from '../src/bundles/tiny-bundle.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';
 import { generate } from '../src/pipelines/generate.ts';
@@ -34,7 +34,7 @@ t.test('a U-Net with external data loads, checks its weight file, and gives the 
     await b.release();
   });
   const face = facePattern(1, 64, 64);
-  const [x, y] = await Promise.all([generate(stageContext(a), { image: [face] }, params, () => {}), generate(stageContext(b), { image: [face] }, params, () => {})]);
+  const [x, y] = await Promise.all([generate(stageContext(a), { images: { image: [face] }, params }), generate(stageContext(b), { images: { image: [face] }, params })]);
   t.same(Array.from(y.images[0]?.rgb.data ?? []), Array.from(x.images[0]?.rgb.data ?? []), 'the same weights give the same image');
 });
 

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { alignmentPairs, applySimilarity, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../src/face-geometry.ts';
-import { decodeDetections, nonMaxSuppression, letterbox } from '../src/stages/detect-faces.ts';
-import type { FaceDetectorEntry } from '@diffid/shared';
+import { alignmentPairs, applySimilarity, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../src/vision/face-geometry.ts';
+import { decodeDetections, nonMaxSuppression, letterbox } from '../src/vision/detect-faces.ts';
+import type { FaceDetectorEntry } from '@diffid/shared/bundle';
 import { ARCFACE_TEMPLATE_112 } from '../src/bundles/tiny-bundle.ts';
 
 const T = ARCFACE_TEMPLATE_112 as Point[];

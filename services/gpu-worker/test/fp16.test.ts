@@ -3,17 +3,17 @@
 // float32 originals.
 import t, { type Test } from 'tap';
 import { facePattern } from '@diffid/shared/testing';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
 import { withHalfBoundary } from '../src/bundles/fp16-io.ts';
 import { buildTinyBundle } from '../src/bundles/tiny-bundle.ts';
 import { DIFFUSERS_FLAVOR, OPTIMUM_FLAVOR } from '../src/bundles/tiny-graphs.ts';
 import { writeBundle, type GeneratedBundle } from '../src/bundles/write-bundle.ts';
-import { fromHalf, fromHalfBits, toHalf, toHalfBits } from '../src/float16.ts';
+import { fromHalf, fromHalfBits, toHalf, toHalfBits } from '../src/runtime/float16.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { morph } from '../src/pipelines/morph.ts';
 import { stageContext } from '../src/stages/context.ts';
-import { tempDir } from './helpers.ts';
+import { morphParams, tempDir } from './helpers.ts';
 
 t.test('half precision: known bit patterns, rounding to nearest even, subnormals, infinities', async (t) => {
   const table: Array<[number, number]> = [
@@ -71,7 +71,7 @@ t.test('tiny bundles with float16 ports load in both export flavours and run', a
     const b = await load(t, halfBoundary(buildTinyBundle({ flavor })));
     t.equal(b.ports.unet.inputs.sample.dtype, 'float16', 'the U-Net takes float16');
     t.equal(b.ports.vae_decoder.outputs.pixels.dtype, 'float16');
-    const out = await generate(stageContext(b), { image: [facePattern(1, 64, 64)] }, { ...params, guidance_scale: 3 }, () => {});
+    const out = await generate(stageContext(b), { images: { image: [facePattern(1, 64, 64)] }, params: { ...params, guidance_scale: 3 } });
     t.equal(out.images.length, 2, `${flavor.vaeEncoderOutput} flavour: generate runs`);
   }
 });
@@ -80,14 +80,14 @@ t.test('the demo bundle with float16 ports against float32: generate and morph w
   const fp32 = await load(t, buildDemoBundle());
   const fp16 = await load(t, halfBoundary(buildDemoBundle()));
   const face = facePattern(3, 300, 300);
-  const a = await generate(stageContext(fp32), { image: [face] }, params, () => {});
-  const b = await generate(stageContext(fp16), { image: [face] }, params, () => {});
+  const a = await generate(stageContext(fp32), { images: { image: [face] }, params });
+  const b = await generate(stageContext(fp16), { images: { image: [face] }, params });
   const g = a.images.map((img, i) => diff(img.rgb.data, (b.images[i] as { rgb: { data: Uint8Array } }).rgb.data));
   t.comment(`generate, 20 steps: mean |Δ| ${g.map((d) => d.mean.toFixed(3)).join(', ')} grey levels, max ${g.map((d) => d.max).join(', ')}`);
   t.ok(g.every((d) => d.mean < 0.5 && d.max <= 2), 'generate: mean under half a grey level, max at most 2');
   const other = facePattern(8, 300, 300);
-  const m32 = await morph(stageContext(fp32), { image_a: face, image_b: other }, { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 0 }, 8, () => {});
-  const m16 = await morph(stageContext(fp16), { image_a: face, image_b: other }, { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 0 }, 8, () => {});
+  const m32 = await morph(stageContext(fp32), { images: { image_a: face, image_b: other }, params: morphParams({ alphas: [0, 0.5, 1], steps: 20 }) });
+  const m16 = await morph(stageContext(fp16), { images: { image_a: face, image_b: other }, params: morphParams({ alphas: [0, 0.5, 1], steps: 20 }) });
   const m = m32.images.map((img, i) => diff(img.rgb.data, (m16.images[i] as { rgb: { data: Uint8Array } }).rgb.data));
   t.comment(`morph (inversion and sampling), 20 steps: mean |Δ| ${m.map((d) => d.mean.toFixed(3)).join(', ')}, max ${m.map((d) => d.max).join(', ')}`);
   t.ok(m.every((d) => d.mean < 0.5 && d.max <= 2), 'morph: mean under half a grey level, max at most 2');

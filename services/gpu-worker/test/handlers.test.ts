@@ -1,13 +1,14 @@
-// Handlers without BullMQ: a payload and a context in, a result out, over real Redis and real
-// image codecs, with the inference thread replaced by a recorder that returns fixed pixels.
+// The job runner without BullMQ: a payload and a context in, a result out, over real Redis and
+// real image codecs, with the inference thread replaced by a recorder that returns fixed pixels.
 import t from 'tap';
-import { DiffIdError, jobKeys, type BundleInfo, type JobProgress, type PayloadOf } from '@diffid/shared';
+import { DiffIdError, isCanceled, jobKeys, type BundleInfo, type JobProgress, type PayloadOf } from '@diffid/shared/contract';
 import { decodeRgb, encodeImage, imageXmp } from '@diffid/shared/image';
 import { facePattern, redisScope } from '@diffid/shared/testing';
-import { createHandlers, type JobContext } from '../src/handlers.ts';
-import { InferenceCanceled, type RunOptions } from '../src/inference-client.ts';
-import type { BundleDims } from '../src/bundle-signature.ts';
-import type { InferenceJob, InferenceJobOf, InferenceOutput } from '../src/inference-protocol.ts';
+import type { InferenceJob, InferenceJobOf } from '../src/pipelines/pipeline.ts';
+import type { BundleDims } from '../src/runtime/bundle-signature.ts';
+import type { RunOptions } from '../src/thread/client.ts';
+import type { InferenceOutput } from '../src/thread/protocol.ts';
+import { createJobRunner, type JobContext } from '../src/worker/job-runner.ts';
 
 const ID = '0b7e3f9a-1c2d-4e5f-8a9b-0c1d2e3f4a5b';
 
@@ -51,10 +52,10 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
     stages: { invert: 4.4, denoise: 6.6 },
     total: 40,
   });
-  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
-  const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 9 } };
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 9, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } };
   const ctx = context();
-  const result = await handlers.morph(payload, ctx);
+  const result = await runJob(payload, ctx);
 
   t.equal(calls.length, 1);
   const job = calls[0]!.job as InferenceJobOf<'morph'>;
@@ -113,9 +114,9 @@ t.test('an image the thread sends early is encoded then and stored as sent; one 
     options?.onImage?.(0, rgb(7), { seed: 70 });
     return run(job, options);
   };
-  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
   const params = { prompt: 'x', negative_prompt: '', num_images: 2, steps: 1, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail' } as const;
-  await handlers.generate({ kind: 'generate', params }, context());
+  await runJob({ kind: 'generate', params }, context());
   const first = (await scope.redis.getBuffer(keys.result(0))) as Buffer;
   t.same((await decodeRgb(first, 'result')).data, rgb(7).data, 'image 0: the early pixels');
   t.match(await imageXmp(first), /diffid:Seed="70"/, 'with the early provenance');
@@ -132,7 +133,7 @@ t.test('an image the thread sends early is encoded then and stored as sent; one 
     await new Promise((r) => setTimeout(r, 20));
     throw new DiffIdError('NO_FACE_DETECTED', 'image: no face found');
   };
-  await t.rejects(handlers.generate({ kind: 'generate', params }, context()), { code: 'DIFFID_ERR_NO_FACE_DETECTED' });
+  await t.rejects(runJob({ kind: 'generate', params }, context()), { code: 'DIFFID_ERR_NO_FACE_DETECTED' });
   t.equal(await scope.redis.exists(keys.result(0)), 0, 'and nothing of it stored');
 });
 
@@ -141,8 +142,8 @@ t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).input('image_a'), await encodeImage(facePattern(1), 'png'));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
-  const err = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const err = await runJob({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
   t.ok(err instanceof DiffIdError);
   t.equal((err as DiffIdError).code, 'DIFFID_ERR_INPUT_EXPIRED');
   t.match((err as Error).message, /^image_b: the uploaded image is no longer stored/);
@@ -158,12 +159,12 @@ t.test('uploads that do not decode fail the job naming the first in form order, 
   await scope.redis.set(keys.input('image_a'), Buffer.from('not an image at all'));
   await scope.redis.set(keys.input('image_b'), png.subarray(0, 60));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
-  const err = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const err = await runJob({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
   t.equal((err as DiffIdError).code, 'DIFFID_ERR_UNSUPPORTED_IMAGE');
   t.match((err as Error).message, /^image_a: /);
   await scope.redis.set(keys.input('image_a'), png);
-  const second = await handlers.compare({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  const second = await runJob({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
   t.match((second as Error).message, /^image_b: /, 'then the second');
   t.equal(calls.length, 0);
 });
@@ -173,9 +174,9 @@ t.test('a job canceled before it started stops before reading anything', async (
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).canceled, '{}');
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
-  const err = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail' } }, context()).catch((e: unknown) => e);
-  t.ok(err instanceof InferenceCanceled);
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const err = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail' } }, context()).catch((e: unknown) => e);
+  t.ok(isCanceled(err), 'a cancel: DIFFID_ERR_JOB_CANCELED');
   t.equal(calls.length, 0);
 });
 
@@ -186,8 +187,8 @@ t.test('a job run again after an earlier run finished returns that run\'s result
   const earlier = { images: [{ index: 0, width: 8, height: 8, seed: 3 }], timings_ms: { total: 5, inference: 4, onnxruntime: 2, stages: {} } };
   await scope.redis.set(keys.done, JSON.stringify(earlier));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const handlers = createHandlers({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
-  const result = await handlers.generate({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail' } }, context());
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120 });
+  const result = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail' } }, context());
   t.same(result, earlier, 'the stored result, as it was');
   t.equal(calls.length, 0, 'no inference, and no uploads needed (the first run deleted them with the result)');
 });

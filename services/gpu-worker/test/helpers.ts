@@ -3,11 +3,18 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { gaussianNoise, type Manifest, type Role } from '@diffid/shared';
+import { gaussianNoise } from '@diffid/shared/diffusion';
+import { type Manifest, type Role } from '@diffid/shared/bundle';
+import type { MorphParams } from '@diffid/shared/contract';
 import { buildTinyBundle, type TinyOptions } from '../src/bundles/tiny-bundle.ts';
 import { sha256Hex, writeBundle } from '../src/bundles/write-bundle.ts';
-import type { ResolvedPort } from '../src/bundle-signature.ts';
-import type { Tensor } from '../src/onnx.ts';
+import type { ResolvedPort } from '../src/runtime/bundle-signature.ts';
+import type { Tensor } from '../src/runtime/onnx.ts';
+
+/** A morph's parameters: those given, the rest at the defaults the API settles (openapi.yaml's MorphForm). */
+export function morphParams(params: Pick<MorphParams, 'alphas' | 'steps'> & Partial<MorphParams>): MorphParams {
+  return { interpolation: 'slerp', prompt: '', seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false, ...params };
+}
 
 /** A fresh directory removed when the test ends. */
 export async function tempDir(t: Test, prefix = 'diffid-'): Promise<string> {

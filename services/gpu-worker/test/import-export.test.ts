@@ -4,9 +4,9 @@
 import { lstat, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { SD15_SCHEDULER } from '@diffid/shared';
+import { SD15_SCHEDULER } from '@diffid/shared/diffusion';
 import { facePattern } from '@diffid/shared/testing';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { writeExportLayout } from '../src/bundles/export-layout.ts';
 import { importExport } from '../src/bundles/import-export.ts';
 import { buildTinyBundle } from '../src/bundles/tiny-bundle.ts';
@@ -38,7 +38,7 @@ t.test('an export folder imports to a bundle that loads and runs: both flavours,
     const bundle = await loadBundle(out);
     t.teardown(() => bundle.release());
     t.equal(bundle.ports.unet.inputs.sample.dtype, c.fp16 ? 'float16' : 'float32');
-    const result = await generate(stageContext(bundle), { image: [facePattern(2, 64, 64)] }, params, () => {});
+    const result = await generate(stageContext(bundle), { images: { image: [facePattern(2, 64, 64)] }, params });
     t.equal(result.images.length, 1, `${c.name}: generate runs on the imported bundle`);
   }
 });

@@ -3,20 +3,19 @@
 // they are final, cancel by AbortSignal, restart while a job runs.
 import t from 'tap';
 import { UnrecoverableError } from 'bullmq';
-import { DiffIdError, plannedSteps, type PayloadOf } from '@diffid/shared';
+import { DiffIdError, isCanceled, plannedSteps, type PayloadOf } from '@diffid/shared/contract';
 import { facePattern } from '@diffid/shared/testing';
-import { InferenceCanceled, InferenceThreadLost, PROGRESS_INTERVAL_MS, startInference } from '../src/inference-client.ts';
+import { InferenceThreadLost, PROGRESS_INTERVAL_MS, startInference } from '../src/thread/client.ts';
 import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';
-import { finalFailure } from '../src/worker-service.ts';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { finalFailure } from '../src/worker/processor.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { morph } from '../src/pipelines/morph.ts';
 import { stageContext } from '../src/stages/context.ts';
-import { initialNoise } from '../src/stages/initial-noise.ts';
-import { tempDir, tinyBundleDir } from './helpers.ts';
+import { morphParams, tempDir, tinyBundleDir } from './helpers.ts';
 
-const morphPayload = (steps: number): PayloadOf<'morph'> => ({ kind: 'morph', params: { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: 'x', steps, seed: 1 } });
+const morphPayload = (steps: number): PayloadOf<'morph'> => ({ kind: 'morph', params: morphParams({ alphas: [0, 0.5, 1], prompt: 'x', steps, seed: 1 }) });
 const images = { image_a: facePattern(1, 64, 64), image_b: facePattern(2, 64, 64) };
 
 t.test('a run reports its progress as it moves and returns the one output shape', async (t) => {
@@ -57,7 +56,7 @@ t.test('each output image comes out once its pixels are final, before the job en
 
   // 5 frames in batches of 2, paced: the first (measuring) pass sends nothing, the second sends
   // each frame once, with the re-spaced alpha that the result reports.
-  const morph = await collect({ kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: 'x', steps: 3, seed: 7, pacing: 'even' } }, images);
+  const morph = await collect({ kind: 'morph', params: morphParams({ alphas: [0, 0.25, 0.5, 0.75, 1], prompt: 'x', steps: 3, seed: 7, pacing: 'even' }) }, images);
   t.same(morph.early.map((e) => e.index), [0, 1, 2, 3, 4], 'morph: the final pass\'s frames, each once');
   t.same(morph.early.map((e) => e.alpha), morph.out.images.map((i) => i.facts.alpha), 'with the alphas of the result');
   t.not(morph.early[1]?.alpha, 0.25, 'which pacing moved');
@@ -70,8 +69,12 @@ t.test('a morph\'s frames come out batch by batch, and a generate\'s images one 
   t.teardown(() => bundle.release());
   let steps = 0;
   const arrivals: Array<{ index: number; steps: number; scored: boolean }> = [];
-  const ctx = stageContext(bundle, undefined, undefined, (index) => arrivals.push({ index, steps, scored: 'score' in ctx.clock.totals() }));
-  await morph(ctx, images, { alphas: [0, 0.25, 0.5, 0.75, 1], interpolation: 'slerp', prompt: 'x', steps: 4, seed: 1 }, 2, () => void steps++);
+  const ctx = stageContext(bundle, {
+    onImage: (index) => arrivals.push({ index, steps, scored: 'score' in ctx.clock.totals() }),
+    onStep: () => void steps++,
+    maxBatch: 2,
+  });
+  await morph(ctx, { images, params: morphParams({ alphas: [0, 0.25, 0.5, 0.75, 1], prompt: 'x', steps: 4, seed: 1 }) });
   // 4 inversion steps, then 4 per batch of 2 frames.
   t.same(arrivals.map((a) => [a.index, a.steps]), [[0, 8], [1, 8], [2, 12], [3, 12], [4, 16]], 'each batch\'s frames as soon as it is decoded');
   t.ok(arrivals.every((a) => !a.scored), 'before scoring');
@@ -83,13 +86,13 @@ t.test('a morph\'s frames come out batch by batch, and a generate\'s images one 
   vae.run = (feeds, into) => (vaeCalls++, run(feeds, into));
   t.teardown(() => void (vae.run = run));
   arrivals.length = 0;
-  const gen = stageContext(bundle, undefined, undefined, (index) => arrivals.push({ index, steps: vaeCalls, scored: 'score' in gen.clock.totals() }));
-  const out = await generate(gen, { image: [facePattern(1, 64, 64)] }, { prompt: 'x', negative_prompt: '', num_images: 3, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail' }, () => {});
+  const gen = stageContext(bundle, { onImage: (index) => arrivals.push({ index, steps: vaeCalls, scored: 'score' in gen.clock.totals() }) });
+  const out = await generate(gen, { images: { image: [facePattern(1, 64, 64)] }, params: { prompt: 'x', negative_prompt: '', num_images: 3, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail' } });
   t.same(arrivals.map((a) => [a.index, a.steps, a.scored]), [[0, 1, false], [1, 2, false], [2, 3, false]], 'generate: each image once, after its own VAE call, before the score stage ran');
   t.ok('score' in gen.clock.totals() && out.images.every((i) => typeof i.facts.arcface_similarity === 'number'), 'which then ran');
 });
 
-t.test('a generate job\'s noise is drawn on the main thread: the same images as drawn in the pipeline; noise given is used, of the wrong shape it is not', async (t) => {
+t.test('a generate job through the thread makes the images the pipeline makes here', async (t) => {
   const dir = await tinyBundleDir(t);
   const client = await startInference({ modelDir: dir, executionProvider: 'cpu', intraOpThreads: 1, maxBatch: 2 });
   t.teardown(() => client.close());
@@ -98,14 +101,12 @@ t.test('a generate job\'s noise is drawn on the main thread: the same images as 
   const photo = { image: [facePattern(1, 64, 64)] };
   const params = (seed: number) => ({ prompt: 'x', negative_prompt: '', num_images: 2, steps: 3, guidance_scale: 2, seed, photos: 1, on_missing_face: 'fail' }) as const;
   const pixels = (o: { images: Array<{ rgb: { data: Uint8Array } }> }) => o.images.map((i) => Buffer.from(i.rgb.data).toString('base64'));
-  const inProcess = (seed: number, noise?: Promise<Float32Array[] | null>) => generate(stageContext(bundle), photo, params(seed), () => {}, noise);
+  const inProcess = (seed: number) => generate(stageContext(bundle), { images: photo, params: params(seed) });
 
   const threaded = await client.run({ payload: { kind: 'generate', params: params(40) }, images: photo });
   const here = await inProcess(40);
-  t.same(pixels(threaded), pixels(here), 'through the thread, noise from the main thread: the pipeline\'s own images');
-  t.same(pixels(await inProcess(40, Promise.resolve(initialNoise(params(99), bundle.dims)))), pixels(await inProcess(99)), 'noise given is what is denoised');
-  t.notSame(pixels(await inProcess(99)), pixels(here));
-  t.same(pixels(await inProcess(40, Promise.resolve([new Float32Array(3)]))), pixels(here), 'noise of the wrong shape is drawn again');
+  t.same(pixels(threaded), pixels(here), 'through the thread: the pipeline\'s own images');
+  t.notSame(pixels(await inProcess(99)), pixels(here), 'another seed, other images');
 });
 
 // A U-Net slow enough (extra matmuls) that a step outlasts the progress message's trip.
@@ -116,7 +117,8 @@ t.test('an aborted signal cancels: before the run at once, during it at the next
   t.teardown(() => client.close());
   const before = new AbortController();
   before.abort();
-  t.rejects(client.run({ payload: morphPayload(5), images }, { signal: before.signal }), InferenceCanceled);
+  const refused = await client.run({ payload: morphPayload(5), images }, { signal: before.signal }).catch((e: unknown) => e);
+  t.ok(isCanceled(refused), 'a cancel: DIFFID_ERR_JOB_CANCELED');
 
   const during = new AbortController();
   let last = -1;
@@ -127,7 +129,9 @@ t.test('an aborted signal cancels: before the run at once, during it at the next
       if (step >= 3) during.abort();
     },
   });
-  await t.rejects(run, InferenceCanceled);
+  const stopped = await run.catch((e: unknown) => e);
+  t.ok(isCanceled(stopped), 'a cancel: DIFFID_ERR_JOB_CANCELED');
+  t.equal(finalFailure(stopped)?.message, 'DIFFID_ERR_JOB_CANCELED: the job was canceled', 'which ends the job for good');
   t.ok(last >= 3 && last < plannedSteps(morphPayload(20), 8), `stopped at step ${last}, before the end`);
   const again = await client.run({ payload: { kind: 'compare', params: {} }, images });
   t.equal(typeof again.facts.similarity, 'number', 'the thread takes the next job');
@@ -147,7 +151,7 @@ t.test('a restart stops the job in flight as retryable, and the new thread runs 
 });
 
 t.test('errors that end a job for good, and those BullMQ retries', async (t) => {
-  const canceled = finalFailure(new InferenceCanceled());
+  const canceled = finalFailure(new DiffIdError('JOB_CANCELED', 'the job was canceled'));
   t.ok(canceled instanceof UnrecoverableError);
   t.equal(canceled?.message, 'DIFFID_ERR_JOB_CANCELED: the job was canceled');
   const bad = finalFailure(new DiffIdError('NO_FACE_DETECTED', 'image: no face found'));

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import onnxProto from 'onnx-proto';
-import type { DiffIdError } from '@diffid/shared';
+import type { DiffIdError } from '@diffid/shared/contract';
 import { linkDetector, linkEmbedder } from '../src/bundles/link-models.ts';
 import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';
-import { readShippedModel } from '../src/shipped-models.ts';
+import { readShippedModel } from '../src/bundles/shipped-models.ts';
 import { tempDir } from './helpers.ts';
 
 const run = promisify(execFile);

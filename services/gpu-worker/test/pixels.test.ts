@@ -2,7 +2,7 @@
 // also compares it with diffusers' postprocess byte for byte when torch is present) and RGB bytes
 // → normalised planes (normalizeToChw).
 import t from 'tap';
-import { normalizeToChw, signedToRgb } from '../src/pixels.ts';
+import { normalizeToChw, signedToRgb } from '../src/vision/pixels.ts';
 import { roundingTie } from './helpers.ts';
 
 t.test('planes become interleaved bytes: x/2 + 0.5 in float32, ×255, clamped, halves rounded to even', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { tinyClipTokenizerFiles } from '../src/bundles/tiny-tokenizer.ts';
-import { clipTokenizerJson, createPromptTokenizer, parseMerges } from '../src/tokenizer.ts';
+import { clipTokenizerJson, createPromptTokenizer, parseMerges } from '../src/runtime/tokenizer.ts';
 
 const SPEC = { max_length: 77, bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '<|endoftext|>' };
 const files = tinyClipTokenizerFiles();

@@ -1,14 +1,15 @@
-// Step-level batching (stages/unet-batch.ts): jobs denoised in one batch give the images they give
+// Step-level batching (runtime/unet-batch.ts): jobs denoised in one batch give the images they give
 // alone, share U-Net calls, join and leave at step boundaries, and fail or stop one at a time.
 import t, { type Test } from 'tap';
-import { gaussianNoise, type GenerateParams } from '@diffid/shared';
+import { gaussianNoise } from '@diffid/shared/diffusion';
+import { type GenerateParams } from '@diffid/shared/contract';
 import { facePattern } from '@diffid/shared/testing';
-import { loadBundle, type LoadedBundle } from '../src/bundle-loader.ts';
+import { loadBundle, type LoadedBundle } from '../src/runtime/bundle-loader.ts';
 import { DIFFUSERS_FLAVOR, OPTIMUM_FLAVOR, type ExportFlavor } from '../src/bundles/tiny-graphs.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { stageContext, type StepHook } from '../src/stages/context.ts';
 import { denoise } from '../src/stages/denoise.ts';
-import { unetBatch, type UnetBatch } from '../src/stages/unet-batch.ts';
+import { unetBatch, type UnetBatch } from '../src/runtime/unet-batch.ts';
 import { tinyBundleDir } from './helpers.ts';
 
 const base = { prompt: 'a portrait', negative_prompt: '', photos: 1, on_missing_face: 'fail' } as const;
@@ -29,7 +30,7 @@ async function open(t: Test, flavor: ExportFlavor): Promise<LoadedBundle> {
 async function alone(bundle: LoadedBundle, jobs: GenerateParams[]): Promise<Buffer[][]> {
   const out = [];
   for (const params of jobs) {
-    const r = await generate(stageContext(bundle), { image: [face] }, params, () => {});
+    const r = await generate(stageContext(bundle), { images: { image: [face] }, params });
     out.push(r.images.map((i) => Buffer.from(i.rgb.data)));
   }
   return out;
@@ -63,7 +64,7 @@ async function together(bundle: LoadedBundle, batch: UnetBatch, jobs: GeneratePa
       const hook = hooks[k] ?? (() => {});
       const onStep: StepHook = k === 0 ? () => (lead(), hook()) : hook;
       try {
-        const r = await generate(stageContext(bundle, undefined, batch), { image: [face] }, params, onStep);
+        const r = await generate(stageContext(bundle, { batch, onStep }), { images: { image: [face] }, params });
         return r.images.map((i) => Buffer.from(i.rgb.data));
       } catch (err) {
         return err as Error;
@@ -91,30 +92,32 @@ for (const [name, flavor] of [['per-row float32 timestep', DIFFUSERS_FLAVOR], ['
 t.test('scalar timestep: jobs at the same step share a call, jobs at different steps do not', async (t) => {
   const bundle = await open(t, { ...DIFFUSERS_FLAVOR, timestep: 'float32_scalar' });
   const d = bundle.dims;
-  const request = (seed: number, steps: number, onStep: StepHook = () => {}) => ({
+  const request = (seed: number, steps: number) => ({
     latents: [gaussianNoise(seed, d.latentChannels * d.latentHeight * d.latentWidth)],
     conditioning: [gaussianNoise(seed + 1, d.conditioningTokens * d.conditioningWidth)],
     unconditional: [gaussianNoise(seed + 2, d.conditioningTokens * d.conditioningWidth)],
     guidanceScale: 4,
     steps,
-    onStep,
   });
   const bytes = (zs: Float32Array[]) => Buffer.from((zs[0] as Float32Array).buffer);
   const want = [bytes(await denoise(stageContext(bundle), request(1, 6))), bytes(await denoise(stageContext(bundle), request(5, 6)))];
   // Started in the same turn: both join before either steps, so they are at the same step throughout.
   const inStep = unetBatch(bundle, 64);
-  const ctx = stageContext(bundle, undefined, inStep);
+  const ctx = stageContext(bundle, { batch: inStep });
   const got = await Promise.all([denoise(ctx, request(1, 6)), denoise(ctx, request(5, 6))]);
   t.same(got.map(bytes), want, 'byte-identical to running alone');
   t.equal(inStep.calls, 6, 'two jobs of 6 steps at the same steps: 6 calls');
   // The second joins at the first one's third step: the same schedule, two steps behind.
   const offset = unetBatch(bundle, 64);
-  const ctx2 = stageContext(bundle, undefined, offset);
   let second: Promise<Float32Array[]> | undefined;
   let steps = 0;
-  const first = denoise(ctx2, request(1, 6, () => {
-    if (++steps === 3) second = denoise(ctx2, request(5, 6));
-  }));
+  const firstCtx = stageContext(bundle, {
+    batch: offset,
+    onStep: () => {
+      if (++steps === 3) second = denoise(stageContext(bundle, { batch: offset }), request(5, 6));
+    },
+  });
+  const first = denoise(firstCtx, request(1, 6));
   const got2 = [await first, await (second as Promise<Float32Array[]>)];
   t.same(got2.map(bytes), want, 'byte-identical to running alone');
   t.equal(offset.calls, 12, 'never at the same timestep: a call each');
@@ -137,15 +140,15 @@ t.test('a canceled job leaves the batch; its neighbours finish with the same ima
 t.test("one job's bad input fails that job alone", async (t) => {
   const bundle = await open(t, DIFFUSERS_FLAVOR);
   const batch = unetBatch(bundle, 64);
-  const ctx = stageContext(bundle, undefined, batch);
+  const ctx = stageContext(bundle, { batch });
   const d = bundle.dims;
   const latent = gaussianNoise(1, d.latentChannels * d.latentHeight * d.latentWidth);
   const context = gaussianNoise(2, d.conditioningTokens * d.conditioningWidth);
-  const good = denoise(ctx, { latents: [latent], conditioning: [context], unconditional: [context], guidanceScale: 4, steps: 5, onStep: () => {} });
-  const bad = denoise(ctx, { latents: [latent], conditioning: [context.subarray(1)], unconditional: [context], guidanceScale: 4, steps: 5, onStep: () => {} });
+  const good = denoise(ctx, { latents: [latent], conditioning: [context], unconditional: [context], guidanceScale: 4, steps: 5 });
+  const bad = denoise(ctx, { latents: [latent], conditioning: [context.subarray(1)], unconditional: [context], guidanceScale: 4, steps: 5 });
   await t.rejects(bad, /needs 2 conditioning rows of \d+/);
   const [z] = await good;
-  const [solo] = await denoise(stageContext(bundle), { latents: [latent], conditioning: [context], unconditional: [context], guidanceScale: 4, steps: 5, onStep: () => {} });
+  const [solo] = await denoise(stageContext(bundle), { latents: [latent], conditioning: [context], unconditional: [context], guidanceScale: 4, steps: 5 });
   t.same(Buffer.from((z as Float32Array).buffer), Buffer.from((solo as Float32Array).buffer), 'the good job is untouched');
 });
 
@@ -182,7 +185,7 @@ t.test('jobs that reach a graph in the same turn share its call: two jobs starte
   const batch = unetBatch(bundle, 64);
   // Started in the same turn, as a worker starts the jobs it takes together.
   const got = await Promise.all(
-    twins.map(async (params) => (await generate(stageContext(bundle, undefined, batch), { image: [face] }, params, () => {})).images.map((i) => Buffer.from(i.rgb.data))),
+    twins.map(async (params) => (await generate(stageContext(bundle, { batch }), { images: { image: [face] }, params })).images.map((i) => Buffer.from(i.rgb.data))),
   );
   t.equal(largestDifference(got, want), 0, 'byte-identical to running alone');
   t.same(calls.vae_decoder, [2], 'one VAE call decodes both jobs');

@@ -9,17 +9,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { classifierFreeGuidance, ddimArena, ddimStep, gaussianNoise } from '@diffid/shared';
+import { classifierFreeGuidance, ddimArena, ddimStep, gaussianNoise } from '@diffid/shared/diffusion';
 import { facePattern } from '@diffid/shared/testing';
-import { loadBundle } from '../src/bundle-loader.ts';
+import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { writeExportLayout } from '../src/bundles/export-layout.ts';
 import { importExport } from '../src/bundles/import-export.ts';
 import { buildTinyBundle } from '../src/bundles/tiny-bundle.ts';
-import { openGraph, type Tensor } from '../src/onnx.ts';
+import { openGraph, type Tensor } from '../src/runtime/onnx.ts';
 import { generate } from '../src/pipelines/generate.ts';
-import { signedToRgb } from '../src/pixels.ts';
+import { signedToRgb } from '../src/vision/pixels.ts';
 import { stageContext } from '../src/stages/context.ts';
-import { NO_TORCH_PYTHON, torchPython } from '../src/torch-python.ts';
+import { NO_TORCH_PYTHON, torchPython } from '../src/bundles/torch-python.ts';
 import { readManifestJson, replaceGraph, roundingTie, tempDir, tinyBundleDir } from './helpers.ts';
 
 const PYTHON_DIR = fileURLToPath(new URL('../python/', import.meta.url));
@@ -95,12 +95,12 @@ t.test('the exported Diff-ID adapter agrees with the service-built graph holding
   const { diff, scale } = maxAbsDiff(want.data as Float32Array, got.data as Float32Array);
   t.ok(diff <= 1e-5 * Math.max(1, scale), `max |torch export − service graph| = ${diff.toExponential(2)} on values up to ${scale.toFixed(2)}`);
 
-  const baseline = await generate(stageContext(before), { image: [facePattern(2, 64, 64)] }, params, () => {});
+  const baseline = await generate(stageContext(before), { images: { image: [facePattern(2, 64, 64)] }, params });
   const swapped = await tinyBundleDir(t);
   await replaceGraph(swapped, 'adapter', new Uint8Array(await readFile(out)));
   const after = await loadBundle(swapped);
   t.teardown(() => after.release());
-  const result = await generate(stageContext(after), { image: [facePattern(2, 64, 64)] }, params, () => {});
+  const result = await generate(stageContext(after), { images: { image: [facePattern(2, 64, 64)] }, params });
   const a = baseline.images[0]?.rgb.data as Uint8Array;
   const b = result.images[0]?.rgb.data as Uint8Array;
   let grey = 0;
@@ -243,7 +243,7 @@ t.test('the exported IP-Adapter-FaceID projection equals its formula, and an imp
   t.same(manifest.adapter, { architecture: 'ip-adapter-faceid', identity_tokens: 4, text_tokens: L, fused_sequence: ['attribute', 'identity'], conditioning_tokens: L + 4, conditioning_width: C }, 'the exporter\'s sidecar became the manifest\'s adapter');
   const bundle = await loadBundle(join(dir, 'bundle'));
   t.teardown(() => bundle.release());
-  const result = await generate(stageContext(bundle), { image: [facePattern(2, 64, 64)] }, params, () => {});
+  const result = await generate(stageContext(bundle), { images: { image: [facePattern(2, 64, 64)] }, params });
   t.equal(result.images.length, 1, 'generate runs with the IP-Adapter-FaceID adapter');
   t.equal(result.images[0]?.rgb.width, 64);
 });

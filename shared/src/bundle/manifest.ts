@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
-import { assertSupportedScheduler, type SchedulerConfig } from '../schedule.ts';
+import { assertSupportedScheduler, type SchedulerConfig } from '../diffusion/schedule.ts';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'diffid-bundle';

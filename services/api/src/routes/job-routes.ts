@@ -1,24 +1,15 @@
-// POST /generate, POST /morph, GET and DELETE /jobs/{id}, result images and the event stream.
-import { randomInt } from 'node:crypto';
+// POST /generate, /morph and /compare (one route per job kind, each its form read, settled into
+// the job's parameters and queued), GET and DELETE /jobs/{id}, result images and the event stream.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ANIMATION_FORMATS, ANIMATION_TYPES, DEFAULTS, DiffIdError, LIMITS, type GenerateParams, type MorphParams, type OnMissingFace } from '@diffid/shared';
+import { ANIMATION_FORMATS, ANIMATION_TYPES, DiffIdError, JOB_KINDS } from '@diffid/shared/contract';
+import { settleJob } from '@diffid/shared/job-params';
+import { FORM_SCHEMAS, componentSchema } from '@diffid/shared/openapi';
 import { isTerminal, jobLinks } from '../job-view.ts';
-import { animationFormats, faceIndexes, formReader, morphAlphas } from '../forms.ts';
-import { componentSchema } from '../openapi.ts';
+import { formReader } from '../forms.ts';
 
 const errorSchema = componentSchema('Error');
 const jobSchema = componentSchema('Job');
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
-const readGenerate = formReader('GenerateForm');
-const readMorph = formReader('MorphForm');
-const readCompare = formReader('CompareForm');
-const seedOr = (v: unknown) => (typeof v === 'number' ? v : randomInt(0, LIMITS.maxSeed + 1));
-/** `{ [key]: value }` when the value was given, `{}` otherwise (params carry no undefined keys). */
-const optional = <K extends string, V>(key: K, value: V | undefined) => (value === undefined ? {} : ({ [key]: value } as Record<K, V>));
-const pairFaceIndexes = (f: Record<string, unknown>) => ({
-  ...optional('face_index_a', f.face_index_a as number | undefined),
-  ...optional('face_index_b', f.face_index_b as number | undefined),
-});
 
 /** Seconds of `Prefer: wait=N` (RFC 7240), capped at 60; undefined when not asked for. */
 export function preferWait(header: string | string[] | undefined): number | undefined {
@@ -57,7 +48,6 @@ export const MAX_STREAMS_PER_JOB = 10;
 
 export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKey: number }): Promise<void> {
   const streams = { perJob: new Map<string, number>(), perOwner: new Map<string, number>() };
-  const webhookOf = (f: Record<string, unknown>) => app.webhooks.target(f.webhook as string | undefined, f.webhook_events as string | undefined);
   const acceptedResponses = {
     200: jobSchema,
     202: { anyOf: [componentSchema('Accepted'), jobSchema] },
@@ -65,55 +55,16 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
     '5xx': errorSchema,
   };
 
-  app.post('/generate', { schema: { response: acceptedResponses } }, async (request, reply) => {
-    const form = await readGenerate(request);
-    const f = form.fields;
-    const photos = form.files.image ?? [];
-    const bundle = (await app.jobs.bundleInfo())?.defaults ?? {};
-    const params: GenerateParams = {
-      prompt: f.prompt as string,
-      negative_prompt: (f.negative_prompt as string | undefined) ?? '',
-      num_images: (f.num_images as number | undefined) ?? DEFAULTS.numImages,
-      steps: (f.steps as number | undefined) ?? bundle.steps ?? DEFAULTS.steps,
-      guidance_scale: (f.guidance_scale as number | undefined) ?? bundle.guidance_scale ?? DEFAULTS.guidanceScale,
-      seed: seedOr(f.seed),
-      photos: photos.length,
-      on_missing_face: (f.on_missing_face as OnMissingFace | undefined) ?? DEFAULTS.onMissingFace,
-      ...optional('face_index', faceIndexes(f, photos.length)),
-    };
-    const id = await app.jobs.submit('generate', params, { image: photos }, request.owner, await webhookOf(f));
-    return accepted(app, request, reply, id);
-  });
-
-  app.post('/morph', { schema: { response: acceptedResponses } }, async (request, reply) => {
-    const form = await readMorph(request);
-    const f = form.fields;
-    const pacing = (f.pacing as MorphParams['pacing'] | undefined) ?? DEFAULTS.pacing;
-    if (pacing === 'even' && !((f.frames as number | undefined) !== undefined && (f.frames as number) >= 3)) {
-      throw new DiffIdError('VALIDATION', '"pacing=even" chooses the factors itself: give "frames" (at least 3) instead of "alpha" or "alphas"');
-    }
-    const params: MorphParams = {
-      alphas: morphAlphas(f),
-      interpolation: (f.interpolation as MorphParams['interpolation'] | undefined) ?? DEFAULTS.interpolation,
-      prompt: (f.prompt as string | undefined) ?? '',
-      steps: (f.steps as number | undefined) ?? DEFAULTS.morphSteps,
-      seed: seedOr(f.seed),
-      ...pairFaceIndexes(f),
-      pacing,
-      background: (f.background as MorphParams['background'] | undefined) ?? DEFAULTS.background,
-      animation: animationFormats(f.animation as string | undefined, (await app.jobs.bundleInfo())?.animations),
-      fps: (f.fps as number | undefined) ?? DEFAULTS.fps,
-      boomerang: (f.boomerang as boolean | undefined) ?? false,
-    };
-    const id = await app.jobs.submit('morph', params, { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner, await webhookOf(f));
-    return accepted(app, request, reply, id);
-  });
-
-  app.post('/compare', { schema: { response: acceptedResponses } }, async (request, reply) => {
-    const form = await readCompare(request);
-    const id = await app.jobs.submit('compare', pairFaceIndexes(form.fields), { image_a: form.files.image_a ?? [], image_b: form.files.image_b ?? [] }, request.owner, await webhookOf(form.fields));
-    return accepted(app, request, reply, id);
-  });
+  for (const kind of Object.values(JOB_KINDS)) {
+    const read = formReader(FORM_SCHEMAS[kind]);
+    app.post(`/${kind}`, { schema: { response: acceptedResponses } }, async (request, reply) => {
+      const { fields, files } = await read(request);
+      const { form, params } = settleJob(kind, fields, { files, bundle: await app.jobs.bundleInfo() });
+      const webhook = await app.webhooks.target(form.webhook, form.webhook_events);
+      const id = await app.jobs.submit(kind, params, files, request.owner, webhook);
+      return accepted(app, request, reply, id);
+    });
+  }
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { schema: { params: idParams, response: { 200: jobSchema, '4xx': errorSchema, '5xx': errorSchema } } }, async (request) => {
     const view = await app.jobs.view(request.params.id, request.owner);

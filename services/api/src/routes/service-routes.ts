@@ -1,6 +1,6 @@
 // Health, readiness, and the API's own contract.
 import type { FastifyInstance } from 'fastify';
-import { componentSchema, openapiText } from '../openapi.ts';
+import { componentSchema, openapiText } from '@diffid/shared/openapi';
 
 export async function serviceRoutes(app: FastifyInstance): Promise<void> {
   const health = componentSchema('Health');

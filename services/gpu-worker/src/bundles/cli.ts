@@ -4,7 +4,7 @@
 //   [--detector FILE] [--embedder FILE] [--copy] [--size N]   (a diffusers/optimum ONNX folder)
 // npm run bundle -- --check-colour A,B[,C…] --embedder FILE [--detector FILE]
 //   which channel order the recognizer wants, on photos A, B of one person and others of others
-import { cliArgs, usageError } from '../cli-args.ts';
+import { cliArgs, usageError } from './cli-args.ts';
 import { shippedFaceModels } from './default-bundle.ts';
 import { buildDemoBundle } from './demo-bundle.ts';
 import { checkColourOrder, colourOrderReport } from './colour-check.ts';

@@ -6,9 +6,10 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { cosineSimilarity, type FaceDetectorEntry, type Normalization } from '@diffid/shared';
+import { cosineSimilarity } from '@diffid/shared/diffusion';
+import { type FaceDetectorEntry, type Normalization } from '@diffid/shared/bundle';
 import { decodeRgb } from '@diffid/shared/image';
-import { loadBundle } from '../bundle-loader.ts';
+import { loadBundle } from '../runtime/bundle-loader.ts';
 import { stageContext } from '../stages/context.ts';
 import { embedFaces } from '../stages/embed-face.ts';
 import { findInputFaces } from '../stages/find-face.ts';

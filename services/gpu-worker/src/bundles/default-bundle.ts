@@ -5,8 +5,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MANIFEST_FILE, type FaceDetectorEntry, type FaceEmbedderEntry } from '@diffid/shared';
-import { readShippedModel } from '../shipped-models.ts';
+import { MANIFEST_FILE, type FaceDetectorEntry, type FaceEmbedderEntry } from '@diffid/shared/bundle';
+import { readShippedModel } from './shipped-models.ts';
 import { buildDemoBundle } from './demo-bundle.ts';
 import { linkDetector, linkEmbedder, type LinkedModel } from './link-models.ts';
 import { sha256Hex, withChecksums, writeBundle, type GeneratedBundle } from './write-bundle.ts';

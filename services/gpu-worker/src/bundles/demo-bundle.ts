@@ -16,9 +16,10 @@
 // - Face embedder (replaceable by a real one with --embedder): the aligned 112² crop in grey,
 //   pooled to 16×16 and mean-centred; cosine similarity compares those thumbnails.
 
-import { SD15_SCHEDULER, SeededRandom, fillGaussian, makeSchedule, type Manifest } from '@diffid/shared';
+import { SD15_SCHEDULER, SeededRandom, fillGaussian, makeSchedule } from '@diffid/shared/diffusion';
+import { type Manifest } from '@diffid/shared/bundle';
 import type { LinkedModel } from './link-models.ts';
-import type { FaceDetectorEntry, FaceEmbedderEntry } from '@diffid/shared';
+import type { FaceDetectorEntry, FaceEmbedderEntry } from '@diffid/shared/bundle';
 import { GraphBuilder } from './onnx-graph.ts';
 import { ARCFACE_NORMALIZATION, ARCFACE_TEMPLATE_112 } from './tiny-bundle.ts';
 import { CLIP_SPECIAL_TOKENS, tinyClipTokenizerFiles, tinyTokenizerBundlePart } from './tiny-tokenizer.ts';

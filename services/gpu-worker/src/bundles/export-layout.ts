@@ -3,7 +3,7 @@
 // adapter and image encoder beside it (an export holds neither). Tests import from it.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { SD15_SCHEDULER } from '@diffid/shared';
+import { SD15_SCHEDULER } from '@diffid/shared/diffusion';
 import { toExternalData } from './external-data.ts';
 import { withHalfBoundary } from './fp16-io.ts';
 import type { GeneratedBundle } from './write-bundle.ts';

@@ -7,22 +7,13 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import {
-  MANIFEST_FILE,
-  schedulerFromDiffusers,
-  validateManifest,
-  type AdapterSpec,
-  type BundleFile,
-  type FaceDetectorEntry,
-  type FaceEmbedderEntry,
-  type GraphEntry,
-  type Manifest,
-} from '@diffid/shared';
-import { sha256File } from '../bundle-loader.ts';
+import { MANIFEST_FILE, validateManifest, type AdapterSpec, type BundleFile, type FaceDetectorEntry, type FaceEmbedderEntry, type GraphEntry, type Manifest } from '@diffid/shared/bundle';
+import { schedulerFromDiffusers } from '@diffid/shared/diffusion';
+import { sha256File } from '../runtime/bundle-loader.ts';
 import { CLIP_IMAGE_NORMALIZATION, SD15_VAE_SCALING_FACTOR } from './tiny-bundle.ts';
 import { CLIP_SPECIAL_TOKENS } from './tiny-tokenizer.ts';
 import { LinkError, type LinkedModel } from './link-models.ts';
-import { externalDataLocations, inspectGraph, type GraphIo } from './onnx-inspect.ts';
+import { externalDataLocations, inspectGraph, type GraphIo } from '../runtime/onnx-inspect.ts';
 
 export interface ImportOptions {
   from: string;

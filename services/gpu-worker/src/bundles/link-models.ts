@@ -5,16 +5,8 @@
 // (docs/bundle-contract.md). Every sidecar value is checked by the manifest schema's rules.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import {
-  DETECTOR_LAYOUTS,
-  anchorGrid,
-  detectorProblems,
-  modelEntryProblems,
-  type DetectorLayout,
-  type FaceDetectorEntry,
-  type FaceEmbedderEntry,
-} from '@diffid/shared';
-import { inspectGraph, type GraphIo } from './onnx-inspect.ts';
+import { DETECTOR_LAYOUTS, anchorGrid, detectorProblems, modelEntryProblems, type DetectorLayout, type FaceDetectorEntry, type FaceEmbedderEntry } from '@diffid/shared/bundle';
+import { inspectGraph, type GraphIo } from '../runtime/onnx-inspect.ts';
 import { ARCFACE_NORMALIZATION, ARCFACE_TEMPLATE_112 } from './tiny-bundle.ts';
 
 export interface LinkedModel<E> {

@@ -1,7 +1,8 @@
 // The tiny bundle: every role at small widths with seeded weights and real-export signatures.
 // It proves shapes and plumbing, not behaviour (the demo bundle does behaviour).
 
-import { SD15_SCHEDULER, type Manifest, type Normalization } from '@diffid/shared';
+import { SD15_SCHEDULER } from '@diffid/shared/diffusion';
+import { type Manifest, type Normalization } from '@diffid/shared/bundle';
 import {
   DIFFUSERS_FLAVOR,
   adapterGraph,

@@ -1,7 +1,7 @@
 // The tiny bundle's graphs: small widths, seeded weights, and the input/output signatures of real
 // exports (docs/reference-values.md). The adapter is the paper's architecture (§3.2, eqs. 5–15).
 
-import { SeededRandom, fillGaussian } from '@diffid/shared';
+import { SeededRandom, fillGaussian } from '@diffid/shared/diffusion';
 import { GraphBuilder, type ElemType } from './onnx-graph.ts';
 
 /** Widths of the tiny bundle; real SD1.5 would be text 768, cross-attention 768. */

@@ -2,7 +2,7 @@
 // end-of-word forms, merges for a few prompt words, then the special tokens — the same layout as
 // openai/clip-vit-large-patch14, so the same loader reads both.
 
-import type { TokenizerSpec } from '@diffid/shared';
+import type { TokenizerSpec } from '@diffid/shared/bundle';
 
 /** GPT-2/CLIP's reversible byte → printable character table, in the vocabulary's order. */
 function byteSymbols(): string[] {

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { MANIFEST_FILE, validateManifest, type GraphEntry, type Manifest } from '@diffid/shared';
+import { MANIFEST_FILE, validateManifest, type GraphEntry, type Manifest } from '@diffid/shared/bundle';
 
 /** A bundle in memory: file bytes by relative path, and the manifest (sha256 fields filled in on write). */
 export interface GeneratedBundle {

@@ -4,10 +4,10 @@
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { LIMITS, type FaceEmbedderEntry } from '@diffid/shared';
+import { type FaceEmbedderEntry } from '@diffid/shared/bundle';
 import { WORKING_MAX_SIDE, decodeRgb } from '@diffid/shared/image';
-import { loadBundle } from '../bundle-loader.ts';
-import { cliArgs, usageError } from '../cli-args.ts';
+import { loadBundle } from '../runtime/bundle-loader.ts';
+import { cliArgs, usageError } from '../bundles/cli-args.ts';
 import { ensureDefaultBundle } from '../bundles/default-bundle.ts';
 import { LinkError, linkEmbedder } from '../bundles/link-models.ts';
 import { evalTable, evaluate, facePhotos } from './evaluate.ts';
@@ -52,7 +52,7 @@ const report = await evaluate(
   {
     prompts,
     imagesPerPrompt: count('images', values.images, 1, 64),
-    ...(values.steps === undefined ? {} : { steps: count('steps', values.steps, LIMITS.minSteps, LIMITS.maxSteps) }),
+    ...(values.steps === undefined ? {} : { steps: count('steps', values.steps, 1, Number.MAX_SAFE_INTEGER) }),
     morphFrames: count('frames', values.frames, 0, 64),
     ...(values.inception ? { inception: values.inception } : {}),
     ...(recognizer ? { recognizer } : {}),

@@ -6,14 +6,21 @@
 // the recognizer the model was conditioned on is known to run high.
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { DEFAULTS, cosineSimilarity, faceSimilarityPercent, fiq, frechetDistance, gaussianOf, morphPacing, type FaceEmbedderEntry } from '@diffid/shared';
-import type { LoadedBundle } from '../bundle-loader.ts';
-import { openGraph, type Graph } from '../onnx.ts';
-import { normalizeToChw, resizeRgb, type Rgb } from '../pixels.ts';
+import { type FaceEmbedderEntry } from '@diffid/shared/bundle';
+import { cosineSimilarity } from '@diffid/shared/diffusion';
+import { settleJob } from '@diffid/shared/job-params';
+import { componentSchema } from '@diffid/shared/openapi';
+import type { LoadedBundle } from '../runtime/bundle-loader.ts';
+import { openGraph, type Graph } from '../runtime/onnx.ts';
+import { normalizeToChw, resizeRgb, type Rgb } from '../vision/pixels.ts';
 import { generate } from '../pipelines/generate.ts';
 import { morph } from '../pipelines/morph.ts';
 import { stageContext } from '../stages/context.ts';
 import { largestFaceCrop, locateFaces } from '../stages/find-face.ts';
+import { faceSimilarityPercent, fiq, frechetDistance, gaussianOf, morphPacing } from './metrics.ts';
+
+/** The most images one generate job makes (the contract's num_images maximum). */
+const MAX_NUM_IMAGES = (componentSchema('GenerateForm') as { properties: { num_images: { maximum: number } } }).properties.num_images.maximum;
 
 export interface EvalOptions {
   prompts: string[];
@@ -96,8 +103,12 @@ async function secondEmbedding(bundle: LoadedBundle, graph: Graph, entry: FaceEm
 
 /** Runs the evaluation; `photos` are decoded images with their names. */
 export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: string; image: Rgb }>, o: EvalOptions): Promise<EvalReport> {
-  // As the API fills a request that leaves them out.
-  const steps = o.steps ?? bundle.manifest.defaults?.steps ?? DEFAULTS.steps;
+  // Parameters settled as the API settles a request's (the bundle's defaults where not given);
+  // generate takes at most the contract's num_images a job, so a prompt's images run in chunks.
+  const context = (files: Record<string, Rgb[]>) => ({ files, bundle: { defaults: bundle.manifest.defaults ?? {} } });
+  const generateParams = (image: Rgb, prompt: string, count: number, seed: number) =>
+    settleJob('generate', { prompt, num_images: count, seed, ...(o.steps === undefined ? {} : { steps: o.steps }) }, context({ image: [image] })).params;
+  const steps = photos[0] ? generateParams(photos[0].image, 'a', 1, 0).steps : 0;
   const faces: FaceReport[] = [];
   const generated: Rgb[] = [];
   let outputs = 0;
@@ -112,13 +123,12 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
     let n = 0;
     let found = 0;
     for (const prompt of o.prompts) {
-      const out = await generate(
-        stageContext(bundle),
-        { image: [image] },
-        { prompt, negative_prompt: '', num_images: o.imagesPerPrompt, steps, guidance_scale: bundle.manifest.defaults?.guidance_scale ?? DEFAULTS.guidanceScale, seed: 0, photos: 1, on_missing_face: 'fail' },
-        () => {},
-      );
-      for (const img of out.images) {
+      const images = [];
+      for (let seed = 0; seed < o.imagesPerPrompt; seed += MAX_NUM_IMAGES) {
+        const params = generateParams(image, prompt, Math.min(MAX_NUM_IMAGES, o.imagesPerPrompt - seed), seed);
+        images.push(...(await generate(stageContext(bundle), { images: { image: [image] }, params })).images);
+      }
+      for (const img of images) {
         n++;
         generated.push(img.rgb);
         // Found by the detector itself (the job's score may fall back to the canvas layout).
@@ -150,8 +160,8 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
   for (let i = 0; i + 1 < photos.length && o.morphFrames >= 2; i++) {
     const a = photos[i] as { name: string; image: Rgb };
     const b = photos[i + 1] as { name: string; image: Rgb };
-    const alphas = Array.from({ length: o.morphFrames }, (_, k) => k / (o.morphFrames - 1));
-    const m = await morph(stageContext(bundle), { image_a: a.image, image_b: b.image }, { alphas, interpolation: DEFAULTS.interpolation, prompt: o.prompts[0] ?? '', steps, seed: 0 }, 8, () => {});
+    const { params } = settleJob('morph', { frames: o.morphFrames, prompt: o.prompts[0] ?? '', steps, seed: 0 }, context({ image_a: [a.image], image_b: [b.image] }));
+    const m = await morph(stageContext(bundle), { images: { image_a: a.image, image_b: b.image }, params });
     const toA = m.images.map((f) => f.facts.arcface_similarity_a ?? 0);
     const toB = m.images.map((f) => f.facts.arcface_similarity_b ?? 0);
     const pacing = morphPacing(toA, toB);

@@ -1,24 +1,20 @@
 // generate: photos of one person and a prompt → num_images new images of that identity. Several
 // photos join into one identity: ArcFace embeddings by their mean direction, CLIP embeddings by
 // their mean.
-import { averageEmbedding, averageIdentity, imageSeeds, inputLabel, type GenerateParams } from '@diffid/shared';
-import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
+import { averageEmbedding, averageIdentity } from '@diffid/shared/diffusion';
+import { imageSeeds, inputLabel } from '@diffid/shared/contract';
+import type { Pipeline } from './pipeline.ts';
 import { condition, zeroIdentity } from '../stages/condition.ts';
-import type { StageContext, StepHook } from '../stages/context.ts';
 import { decodeLatents } from '../stages/decode.ts';
 import { denoise } from '../stages/denoise.ts';
 import { embedFaces } from '../stages/embed-face.ts';
 import { embedImages } from '../stages/embed-image.ts';
 import { encodePrompts } from '../stages/encode-prompt.ts';
 import { findInputFaces, referenceImage } from '../stages/find-face.ts';
-import { fitsNoise, initialNoise } from '../stages/initial-noise.ts';
+import { initialNoise } from '../stages/initial-noise.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
-/**
- * `noise`: the job's initial noise if it is being drawn elsewhere (the worker's main thread, while
- * the faces are found); it resolves to null, or to latents of the wrong shape, and it is drawn here.
- */
-export async function generate(ctx: StageContext, { image: photos }: InputImages<'generate'>, params: GenerateParams, onStep: StepHook, noise: Promise<Float32Array[] | null> = Promise.resolve(null)): Promise<PipelineOutput> {
+export const generate: Pipeline<'generate'> = async (ctx, { images: { image: photos }, params }) => {
   const { clock } = ctx;
   const d = ctx.bundle.dims;
   const requests = photos.map((image, i) => ({ image, label: inputLabel('image', i, photos.length), faceIndex: params.face_index?.[i] }));
@@ -30,21 +26,19 @@ export async function generate(ctx: StageContext, { image: photos }: InputImages
     condition(ctx, [{ face: eArc, image: eImage, text: text.hidden[0] as Float32Array }, zeroIdentity(ctx, text.hidden[1] as Float32Array)]),
   );
   const seeds = imageSeeds(params);
-  const latents = await clock.time('denoise', async () => {
-    const drawn = await noise;
-    return denoise(ctx, {
-      latents: drawn && fitsNoise(drawn, params, d) ? drawn : initialNoise(params, d),
+  const latents = await clock.time('denoise', () =>
+    denoise(ctx, {
+      latents: initialNoise(params, d),
       conditioning: seeds.map(() => cond as Float32Array),
       unconditional: seeds.map(() => uncond as Float32Array),
       guidanceScale: params.guidance_scale,
       steps: params.steps,
-      onStep,
-    });
-  });
+    }),
+  );
   const images = await clock.time('decode', () => decodeLatents(ctx, latents, (i, rgb) => ctx.onImage(i, rgb, { seed: seeds[i] as number })));
   const scores = await clock.time('score', () => scoreIdentity(ctx, images, [eArc]));
   return {
     images: images.map((rgb, i) => ({ rgb, facts: { seed: seeds[i] as number, arcface_similarity: scores[i]?.[0] ?? null } })),
     facts: { prompt_truncated: text.truncated[0] === true, inputs, warnings },
   };
-}
+};

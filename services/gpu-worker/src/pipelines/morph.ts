@@ -6,12 +6,11 @@
 // `even` pacing renders the frames twice: once at the factors asked for, to measure how much the
 // picture changes between neighbours, then at factors re-spaced so every step changes it equally
 // (shared/src/pacing.ts). A background of `a` or `b` keeps that face's photo outside both faces.
-import { DEFAULTS, coefficientOfVariation, consecutiveDistances, cosineSimilarity, evenAlphas, lerp, slerp, type MorphParams } from '@diffid/shared';
-import { faceMask } from '../face-geometry.ts';
-import type { InputImages, PipelineOutput } from '../inference-protocol.ts';
-import { blendByMask, squarePortrait, type Rgb } from '../pixels.ts';
+import { coefficientOfVariation, consecutiveDistances, cosineSimilarity, evenAlphas, lerp, slerp } from '@diffid/shared/diffusion';
+import { faceMask } from '../vision/face-geometry.ts';
+import type { Pipeline } from './pipeline.ts';
+import { blendByMask, squarePortrait, type Rgb } from '../vision/pixels.ts';
 import { condition } from '../stages/condition.ts';
-import type { StageContext, StepHook } from '../stages/context.ts';
 import { decodeLatents } from '../stages/decode.ts';
 import { denoise } from '../stages/denoise.ts';
 import { embedFaces } from '../stages/embed-face.ts';
@@ -22,9 +21,9 @@ import { eyesOnFrame, findInputFaces, referenceImage } from '../stages/find-face
 import { invert } from '../stages/invert.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
 
-/** One inversion run of both faces, then one sampling run per batch of at most `maxBatch` alphas (plannedSteps counts them). */
-export async function morph(ctx: StageContext, images: InputImages<'morph'>, params: MorphParams, maxBatch: number, onStep: StepHook): Promise<PipelineOutput> {
-  const { clock } = ctx;
+/** One inversion run of both faces, then one sampling run per batch of at most ctx.maxBatch alphas (plannedSteps counts them). */
+export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
+  const { clock, maxBatch } = ctx;
   const { used, inputs, warnings } = await clock.time('find_faces', () =>
     findInputFaces(ctx, [
       { image: images.image_a, label: 'image_a', faceIndex: params.face_index_a },
@@ -43,10 +42,10 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
     ]),
   );
   const latentsAB = await clock.time('encode_latent', () => encodeLatents(ctx, references));
-  const [zA, zB] = (await clock.time('invert', () => invert(ctx, latentsAB, own, params.steps, onStep))) as [Float32Array, Float32Array];
+  const [zA, zB] = (await clock.time('invert', () => invert(ctx, { latents: latentsAB, conditioning: own, steps: params.steps }))) as [Float32Array, Float32Array];
   const mixIdentity = params.interpolation === 'slerp' ? slerp : lerp;
   const size = ctx.bundle.manifest.image.width;
-  const from = params.background ?? DEFAULTS.background;
+  const from = params.background;
   const background = from === 'morph' ? null : squarePortrait(references[from === 'a' ? 0 : 1] as Rgb, size);
   // Both faces' areas, so that a face moving between their places stays inside the mask.
   const mask = background
@@ -61,7 +60,7 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
         condition(ctx, batch.map((alpha) => ({ face: mixIdentity(arcA, arcB, alpha), image: lerp(clipA, clipB, alpha), text: prompt }))),
       );
       const latents = await clock.time('denoise', () =>
-        denoise(ctx, { latents: batch.map((alpha) => lerp(zA, zB, alpha)), conditioning, guidanceScale: 1, steps: params.steps, onStep }),
+        denoise(ctx, { latents: batch.map((alpha) => lerp(zA, zB, alpha)), conditioning, guidanceScale: 1, steps: params.steps }),
       );
       await clock.time('decode', () =>
         decodeLatents(ctx, latents, (j, decoded) => {
@@ -75,14 +74,14 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
   };
   let alphas = params.alphas;
   let linearEvenness: number | undefined;
-  if ((params.pacing ?? DEFAULTS.pacing) === 'even') {
+  if (params.pacing === 'even') {
     const distances = consecutiveDistances((await render(alphas, false)).map((f) => f.data));
     linearEvenness = coefficientOfVariation(distances);
     alphas = evenAlphas(alphas, distances);
   }
   const rendered = await render(alphas, true);
   const scores = await clock.time('score', () => scoreIdentity(ctx, rendered, [arcA, arcB]));
-  const frames: PipelineOutput['images'] = rendered.map((rgb, i) => ({
+  const frames = rendered.map((rgb, i) => ({
     rgb,
     // Morphing is deterministic; the seed is recorded only.
     facts: { seed: params.seed, alpha: alphas[i] as number, arcface_similarity_a: scores[i]?.[0] ?? null, arcface_similarity_b: scores[i]?.[1] ?? null },
@@ -98,7 +97,7 @@ export async function morph(ctx: StageContext, images: InputImages<'morph'>, par
       warnings,
     },
   };
-}
+};
 
 /** The elementwise maximum of masks of one size. */
 function maxOf(masks: Float32Array[]): Float32Array {

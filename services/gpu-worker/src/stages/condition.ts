@@ -1,5 +1,5 @@
 // The Diff-ID adapter: identity and text embeddings → the U-Net's conditioning tokens (eqs. 5–15).
-import { runRows } from '../graph-io.ts';
+import { runRows } from '../runtime/graph-io.ts';
 import type { StageContext } from './context.ts';
 
 export interface AdapterInput {

@@ -1,9 +1,12 @@
 // What every stage receives: the loaded bundle, its noise schedule, the job's stage clock, the
-// U-Net batch that the thread's jobs denoise in, and where a finished image goes early.
-import { makeSchedule, type ImageFacts, type NoiseSchedule } from '@diffid/shared';
-import type { LoadedBundle } from '../bundle-loader.ts';
-import type { Rgb } from '../pixels.ts';
-import { unetBatch, type UnetBatch } from './unet-batch.ts';
+// U-Net batch that the thread's jobs denoise in, the job's step hook and batch limit, and where a
+// finished image goes early.
+import { makeSchedule, type NoiseSchedule } from '@diffid/shared/diffusion';
+import { type ImageFacts } from '@diffid/shared/contract';
+import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
+import type { LoadedBundle } from '../runtime/bundle-loader.ts';
+import type { Rgb } from '../vision/pixels.ts';
+import { unetBatch, type UnetBatch } from '../runtime/unet-batch.ts';
 
 /**
  * Wall time per pipeline stage. A stage that runs several times, even concurrently, counts the
@@ -53,6 +56,10 @@ export interface StageContext {
   batch: UnetBatch;
   /** Told of each output image once its pixels are final, before it is scored (ImageHook). */
   onImage: ImageHook;
+  /** Called before each U-Net evaluation of the job (StepHook). */
+  onStep: StepHook;
+  /** Most images in one U-Net batch (DIFFID_MAX_BATCH): a morph samples its frames in batches of this size. */
+  maxBatch: number;
 }
 
 /** Called once per U-Net evaluation; throws to stop the job (cancellation). */
@@ -68,16 +75,28 @@ export type ImageProvenance = Pick<ImageFacts, 'seed' | 'alpha'>;
  */
 export type ImageHook = (index: number, rgb: Rgb, provenance: ImageProvenance) => void;
 
-/**
- * A context for one job: the bundle's, with a clock of its own, denoising in `batch` — the
- * thread's, shared by its jobs; by default one of its own (rows per call unbounded) — and
- * finished images told to `onImage` (by default nobody).
- */
-export function stageContext(
-  bundle: LoadedBundle,
-  schedule = makeSchedule(bundle.manifest.scheduler),
-  batch: UnetBatch = unetBatch(bundle, Number.POSITIVE_INFINITY),
-  onImage: ImageHook = () => {},
-): StageContext {
-  return { bundle, schedule, clock: stageClock(), batch, onImage };
+/** What a job's context may set; each left out has its default (stageContext). */
+export interface StageOptions {
+  schedule?: NoiseSchedule;
+  /** The thread's U-Net batch, shared by its jobs; by default one of the job's own (rows per call unbounded). */
+  batch?: UnetBatch;
+  /** By default nobody is told. */
+  onImage?: ImageHook;
+  /** By default nothing is counted and nothing stops the job. */
+  onStep?: StepHook;
+  /** By default 8, as DIFFID_MAX_BATCH. */
+  maxBatch?: number;
+}
+
+/** A context for one job on `bundle`. */
+export function stageContext(bundle: LoadedBundle, options: StageOptions = {}): StageContext {
+  return {
+    bundle,
+    schedule: options.schedule ?? makeSchedule(bundle.manifest.scheduler),
+    clock: stageClock(),
+    batch: options.batch ?? unetBatch(bundle, Number.POSITIVE_INFINITY),
+    onImage: options.onImage ?? (() => {}),
+    onStep: options.onStep ?? (() => {}),
+    maxBatch: options.maxBatch ?? DEFAULT_SETTINGS.maxBatch,
+  };
 }

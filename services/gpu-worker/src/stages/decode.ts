@@ -1,8 +1,8 @@
 // Latents → RGB images through the VAE decoder: z / scaling_factor in, clamp(x/2 + 0.5) out. One
 // image per call, as diffusers' "VAE slicing" decodes: the decoder's memory is one image's, and
 // each image is final — `onImage` can send it on — while the next one is being decoded.
-import { signedToRgb, type Rgb } from '../pixels.ts';
-import { runRows } from '../graph-io.ts';
+import { signedToRgb, type Rgb } from '../vision/pixels.ts';
+import { runRows } from '../runtime/graph-io.ts';
 import type { StageContext } from './context.ts';
 
 export async function decodeLatents(ctx: StageContext, latents: Float32Array[], onImage: (index: number, rgb: Rgb) => void = () => {}): Promise<Rgb[]> {

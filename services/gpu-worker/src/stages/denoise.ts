@@ -3,8 +3,8 @@
 // The sample batch and the U-Net's output live in the batch's arena (shared/ddim-arena.ts), which
 // onnxruntime reads and writes in place and whose kernel applies guidance and the DDIM step in one
 // pass: a step's host work is that pass, with no copies and no allocations.
-import { groupRows, samplingStepAlphas, samplingTimesteps } from '@diffid/shared';
-import type { StageContext, StepHook } from './context.ts';
+import { groupRows, samplingStepAlphas, samplingTimesteps } from '@diffid/shared/diffusion';
+import type { StageContext } from './context.ts';
 
 export interface DenoiseRequest {
   /** z_T per image; not modified. */
@@ -14,7 +14,6 @@ export interface DenoiseRequest {
   unconditional?: Float32Array[];
   guidanceScale: number;
   steps: number;
-  onStep: StepHook;
 }
 
 export async function denoise(ctx: StageContext, req: DenoiseRequest): Promise<Float32Array[]> {
@@ -32,7 +31,7 @@ export async function denoise(ctx: StageContext, req: DenoiseRequest): Promise<F
   });
   try {
     for (const t of samplingTimesteps(schedule.config, req.steps)) {
-      req.onStep();
+      ctx.onStep();
       const { alphaBarT, alphaBarPrev } = samplingStepAlphas(schedule, req.steps, t);
       await member.step(t, alphaBarT, alphaBarPrev);
     }

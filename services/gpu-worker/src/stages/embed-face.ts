@@ -1,6 +1,6 @@
 // ArcFace-style identity embeddings of aligned face crops (e_arc in the paper's eq. 5).
-import { normalizeToChw, type Rgb } from '../pixels.ts';
-import { runRows } from '../graph-io.ts';
+import { normalizeToChw, type Rgb } from '../vision/pixels.ts';
+import { runRows } from '../runtime/graph-io.ts';
 import type { StageContext } from './context.ts';
 
 export async function embedFaces(ctx: StageContext, crops: Rgb[]): Promise<Float32Array[]> {

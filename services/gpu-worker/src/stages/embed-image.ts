@@ -1,6 +1,6 @@
 // CLIP image embeddings of the reference images (e_i in the paper's eq. 5).
-import { normalizeToChw, resizeShortestSideAndCrop, type Rgb } from '../pixels.ts';
-import { runRows } from '../graph-io.ts';
+import { normalizeToChw, resizeShortestSideAndCrop, type Rgb } from '../vision/pixels.ts';
+import { runRows } from '../runtime/graph-io.ts';
 import type { StageContext } from './context.ts';
 
 export async function embedImages(ctx: StageContext, images: Rgb[]): Promise<Float32Array[]> {

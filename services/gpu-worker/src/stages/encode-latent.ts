@@ -1,7 +1,7 @@
 // Images → VAE latents: the image's centred square at the bundle's size, pixels as 2x − 1,
 // the posterior mean where the graph exposes it (mean‖logvar), times the scaling factor.
-import { rgbToSigned, squarePortrait, type Rgb } from '../pixels.ts';
-import { runRows } from '../graph-io.ts';
+import { rgbToSigned, squarePortrait, type Rgb } from '../vision/pixels.ts';
+import { runRows } from '../runtime/graph-io.ts';
 import type { StageContext } from './context.ts';
 
 export async function encodeLatents(ctx: StageContext, images: Rgb[]): Promise<Float32Array[]> {

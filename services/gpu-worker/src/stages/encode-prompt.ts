@@ -1,5 +1,5 @@
 // Prompts → CLIP text hidden states (e_t in the paper's eq. 7), in the ids dtype the graph takes.
-import { runRows } from '../graph-io.ts';
+import { runRows } from '../runtime/graph-io.ts';
 import type { StageContext } from './context.ts';
 
 export interface EncodedPrompts {

@@ -5,11 +5,13 @@
 // for bundles that use the photo itself); the bundle's own outputs have exactly that layout.
 // Either way the landmarks are mapped onto the embedder's template by a similarity transform
 // (Umeyama) and warped to its crop size.
-import { DETECTOR_LAYOUTS, DiffIdError, type DetectorLayout, type FaceEmbedderEntry, type InputFaces, type ResultWarning, type SeenFace } from '@diffid/shared';
-import { alignmentPairs, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../face-geometry.ts';
-import { squarePortraitGeometry, type Rgb } from '../pixels.ts';
+import { DETECTOR_LAYOUTS, type DetectorLayout, type FaceEmbedderEntry } from '@diffid/shared/bundle';
+import { DiffIdError, type InputFaces, type ResultWarning, type SeenFace } from '@diffid/shared/contract';
+import { alignmentPairs, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../vision/face-geometry.ts';
+import { squarePortraitGeometry, type Rgb } from '../vision/pixels.ts';
 import type { StageContext } from './context.ts';
-import { boxArea, detectFaces, type DetectedFace } from './detect-faces.ts';
+import { detectFaces } from '../runtime/face-detector.ts';
+import { boxArea, type DetectedFace } from '../vision/detect-faces.ts';
 
 /** Below this eye distance (pixels in the photo) a 112² recognizer crop is mostly upsampling. */
 export const MIN_EYE_DISTANCE = 20;
@@ -36,11 +38,13 @@ function layoutOf(ctx: StageContext): DetectorLayout {
 
 /** Every face in the image, left to right (by box centre). */
 export async function locateFaces(ctx: StageContext, image: Rgb): Promise<DetectedFace[]> {
-  if (ctx.bundle.manifest.models.face_detector) {
-    const centre = (f: DetectedFace) => f.box[0] + f.box[2];
-    return (await detectFaces(ctx, image)).sort((a, b) => centre(a) - centre(b));
-  }
-  return [portraitFace(ctx, image)];
+  const det = ctx.bundle.manifest.models.face_detector;
+  const ports = ctx.bundle.ports.face_detector;
+  const graph = ctx.bundle.graphs.face_detector;
+  if (!det) return [portraitFace(ctx, image)];
+  if (!ports || !graph) throw new Error('the bundle has no face detector graph');
+  const centre = (f: DetectedFace) => f.box[0] + f.box[2];
+  return (await detectFaces({ det, ports, graph }, image)).sort((a, b) => centre(a) - centre(b));
 }
 
 /** The face an aligned portrait (or the bundle's reference canvas) has by its layout. */

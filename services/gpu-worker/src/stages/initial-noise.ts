@@ -2,8 +2,9 @@
 // with that image's seed (imageSeeds). Pure, so that the worker's main thread can draw it while
 // the inference thread finds and embeds the faces (inference-client.ts), and the pipeline itself
 // when nobody did.
-import { gaussianNoise, imageSeeds, type GenerateParams } from '@diffid/shared';
-import { latentValueCount } from '../bundle-signature.ts';
+import { gaussianNoise } from '@diffid/shared/diffusion';
+import { imageSeeds, type GenerateParams } from '@diffid/shared/contract';
+import { latentValueCount } from '../runtime/bundle-signature.ts';
 
 type LatentDims = Parameters<typeof latentValueCount>[0];
 

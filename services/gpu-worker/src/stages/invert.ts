@@ -1,13 +1,21 @@
 // DDIM inversion (paper eq. 22): clean latents → z_T, each under its own conditioning, guidance 1.
-import { ddimInverseStep, inversionStepAlphas, inversionTimesteps } from '@diffid/shared';
-import type { StageContext, StepHook } from './context.ts';
+import { ddimInverseStep, inversionStepAlphas, inversionTimesteps } from '@diffid/shared/diffusion';
+import type { StageContext } from './context.ts';
 import { predictNoise } from './predict-noise.ts';
 
-export async function invert(ctx: StageContext, latents: Float32Array[], conditioning: Float32Array[], steps: number, onStep: StepHook): Promise<Float32Array[]> {
+export interface InvertOptions {
+  /** Clean latents z_0, one per image; not modified. */
+  latents: Float32Array[];
+  /** Each image's own conditioning. */
+  conditioning: Float32Array[];
+  steps: number;
+}
+
+export async function invert(ctx: StageContext, { latents, conditioning, steps }: InvertOptions): Promise<Float32Array[]> {
   const { schedule } = ctx;
   const z = latents.map((l) => Float32Array.from(l));
   for (const t of inversionTimesteps(schedule.config, steps)) {
-    onStep();
+    ctx.onStep();
     const { alphaBarS, alphaBarT } = inversionStepAlphas(schedule, steps, t);
     // The model is evaluated at the target t on the latent still at level s (DDIMInverseScheduler).
     const eps = await predictNoise(ctx, z, conditioning, t);

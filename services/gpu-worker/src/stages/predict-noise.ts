@@ -1,9 +1,8 @@
 // The U-Net at timestep t, with the timestep fed as the graph declares it: float32 [B]
 // (diffusers), a float32 scalar, or int64 [B]. The sampling loop runs the U-Net through its batch
 // instead (unet-batch.ts).
-import type { ResolvedPort } from '../bundle-signature.ts';
-import { runRows, type FixedFeed } from '../graph-io.ts';
-import type { Tensor } from '../onnx.ts';
+import type { ResolvedPort } from '../runtime/bundle-signature.ts';
+import { runRows, scalarTimestep, type FixedFeed } from '../runtime/graph-io.ts';
 import type { StageContext } from './context.ts';
 
 /** One batched U-Net evaluation at t over rows (inversion uses it); returns one array per row. */
@@ -21,9 +20,4 @@ export async function predictNoise(ctx: StageContext, latents: Float32Array[], c
   else rows.push({ port: tPort, rows: latents.map(() => new Float32Array([t])), rowDims: [] });
   const [noise] = await runRows(bundle.graphs.unet, rows, [ports.outputs.noise], fixed);
   return noise as Float32Array[];
-}
-
-/** A timestep for a scalar port, in the port's dtype. */
-export function scalarTimestep(port: ResolvedPort, t: number): Tensor {
-  return port.dtype === 'int64' ? { dtype: 'int64', data: new BigInt64Array([BigInt(t)]), dims: [] } : { dtype: 'float32', data: new Float32Array([t]), dims: [] };
 }

@@ -1,7 +1,7 @@
 // ArcFace similarity of generated images to reference faces: find, align and embed each output.
 // An output in which the detector finds no face scores null.
-import { cosineSimilarity } from '@diffid/shared';
-import type { Rgb } from '../pixels.ts';
+import { cosineSimilarity } from '@diffid/shared/diffusion';
+import type { Rgb } from '../vision/pixels.ts';
 import type { StageContext } from './context.ts';
 import { embedFaces } from './embed-face.ts';
 import { largestFaceCrop } from './find-face.ts';

@@ -1,0 +1,91 @@
+// Runs inside a worker_threads thread: loads the bundle and runs pipelines, so that
+// onnxruntime's blocking session.run never stalls the main thread's event loop (BullMQ renews
+// job locks there). Talks to the main thread through messages and one shared control block per
+// job (cancel flag and step counter, inference-protocol.ts).
+
+import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
+import { parentPort, workerData } from 'node:worker_threads';
+import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared/contract';
+import { compare } from '../pipelines/compare.ts';
+import { generate } from '../pipelines/generate.ts';
+import { morph } from '../pipelines/morph.ts';
+import type { InferenceJob, Pipeline } from '../pipelines/pipeline.ts';
+import { loadBundle, type LoadedBundle } from '../runtime/bundle-loader.ts';
+import { onnxruntimeBusyMs } from '../runtime/onnx.ts';
+import { unetBatch, type UnetBatch } from '../runtime/unet-batch.ts';
+import { stageContext, type ImageHook } from '../stages/context.ts';
+import { THREAD_STATS, CONTROL, type InferenceOutput, type ThreadMessage, type ThreadOptions, type MainMessage } from './protocol.ts';
+
+const port = parentPort;
+if (!port) throw new Error('inference-thread runs as a worker thread only');
+const { options, threadStats } = workerData as { options: ThreadOptions; threadStats: SharedArrayBuffer };
+const counters = new BigInt64Array(threadStats);
+
+// Full collections pause this thread between graphs; counted for the worker's metrics. (A gc
+// entry's `detail` says its kind; @types/node leaves it off PerformanceEntry.)
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries() as Array<PerformanceEntry & { detail?: { kind?: number } }>) {
+    if (entry.detail?.kind !== constants.NODE_PERFORMANCE_GC_MAJOR) continue;
+    Atomics.add(counters, THREAD_STATS.FULL_GCS, 1n);
+    Atomics.add(counters, THREAD_STATS.FULL_GC_MICROS, BigInt(Math.round(entry.duration * 1000)));
+  }
+}).observe({ entryTypes: ['gc'] });
+
+/** The pipeline of each job kind; the compiler and the check below both refuse a missing one. */
+const PIPELINES: { [K in JobKind]: Pipeline<K> } = { generate, morph, compare };
+assertEveryKind(PIPELINES, 'the inference thread');
+
+const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+async function run(bundle: LoadedBundle, batch: UnetBatch, requestId: number, job: InferenceJob, control: Int32Array): Promise<InferenceOutput> {
+  const total = plannedSteps(job.payload, options.maxBatch);
+  Atomics.store(control, CONTROL.TOTAL, total);
+  let begun = 0;
+  // Called before each U-Net step: stop if canceled, else count the steps done so far.
+  const onStep = () => {
+    if (Atomics.load(control, CONTROL.CANCEL) !== 0) throw new DiffIdError('JOB_CANCELED', 'the job was canceled');
+    Atomics.store(control, CONTROL.STEP, begun);
+    begun++;
+  };
+  // A copy goes out now (the pipeline still scores these pixels); the result transfers its own.
+  const onImage: ImageHook = (index, rgb, provenance) => post({ type: 'image', requestId, index, rgb, provenance });
+  const ctx = stageContext(bundle, { batch, onImage, onStep, maxBatch: options.maxBatch });
+  const started = performance.now();
+  const onnxBefore = onnxruntimeBusyMs();
+  const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
+  const output = await pipeline(ctx, { images: job.images, params: job.payload.params });
+  return { ...output, inferenceMs: performance.now() - started, onnxruntimeMs: onnxruntimeBusyMs() - onnxBefore, stages: ctx.clock.totals(), total };
+}
+
+try {
+  const bundle = await loadBundle(options.modelDir, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
+  // One U-Net batch for every job on this thread: a call carries at most twice DIFFID_MAX_BATCH
+  // rows (both guidance branches of that many images).
+  const batch = unetBatch(bundle, 2 * options.maxBatch, (rows) => {
+    Atomics.add(counters, THREAD_STATS.CALLS, 1n);
+    Atomics.add(counters, THREAD_STATS.ROWS, BigInt(rows));
+  });
+  const m = bundle.manifest;
+  post({
+    type: 'ready',
+    bundle: {
+      name: m.name,
+      dir: bundle.dir,
+      digest: bundle.digest,
+      dims: bundle.dims,
+      info: { name: m.name, architecture: m.adapter.architecture, image: m.image, defaults: m.defaults ?? {}, face_detector: Boolean(m.models.face_detector) },
+    },
+  });
+  port.on('message', (request: MainMessage) => {
+    run(bundle, batch, request.requestId, request.job, new Int32Array(request.control)).then(
+      (output) => post({ type: 'done', requestId: request.requestId, output }, output.images.map((i) => i.rgb.data.buffer as ArrayBuffer)),
+      (err: unknown) => {
+        const e = err instanceof DiffIdError ? err : new DiffIdError('INFERENCE_FAILED', (err as Error).message ?? String(err));
+        post({ type: 'failed', requestId: request.requestId, code: e.code, message: e.message });
+      },
+    );
+  });
+} catch (err) {
+  const e = err instanceof DiffIdError ? err : new DiffIdError('INFERENCE_FAILED', (err as Error).message ?? String(err));
+  post({ type: 'fatal', code: e.code, message: e.message });
+}

@@ -1,0 +1,48 @@
+// Every Redis key and channel name the services use, under a deployment's key prefix
+// (DIFFID_REDIS_PREFIX), in one place: BullMQ's own keys live under `${prefix}:${queueName}:…`.
+
+import { ANIMATION_FORMATS, inputNames, uploadCount, type AnimationFormat, type InputName, type JobPayload } from './jobs.ts';
+
+/** Redis keys of one job. */
+export const jobKeys = (prefix: string, id: string) => {
+  const input = (name: InputName, index = 0) => `${prefix}:job:${id}:input:${name}${index > 0 ? `:${index}` : ''}`;
+  const result = (index: number) => `${prefix}:job:${id}:result:${index}`;
+  const animation = (format: AnimationFormat) => `${prefix}:job:${id}:animation:${format}`;
+  return {
+    input,
+    /** The keys of the job's uploads, in form order (its payload says how many each field has). */
+    inputs: (payload: JobPayload) =>
+      inputNames(payload.kind).flatMap((name) => Array.from({ length: uploadCount(payload, name) }, (_, i) => input(name, i))),
+    result,
+    animation,
+    /** Every result key a job of `count` images may have: the images and any animation. */
+    results: (count: number) => [...Array.from({ length: count }, (_, i) => result(i)), ...ANIMATION_FORMATS.map(animation)],
+    /**
+     * The finished result as JSON, written with the PNGs in one transaction: a run that finds it
+     * (the job ran again after its first run lost the lock) returns it instead of running again.
+     */
+    done: `${prefix}:job:${id}:done`,
+    /** The worker running the job and its lock token, for the worker-loss reaper (JSON). */
+    owner: `${prefix}:job:${id}:owner`,
+    /** Present once a cancel was asked for: the job's public view at that moment, as JSON. */
+    canceled: `${prefix}:job:${id}:canceled`,
+  };
+};
+
+/** The bundle info the workers publish (BundleInfo, JSON), for the API's defaults and plans. */
+export const bundleInfoKey = (prefix: string) => `${prefix}:bundle`;
+
+/** Pub/sub channel on which the API announces cancels to running workers. */
+export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
+
+/** A tenant's open jobs with their planned costs (a sorted set; the per-key admission limits). */
+export const ownerOpenJobsKey = (prefix: string, owner: string) => `${prefix}:owner:${owner}:open`;
+
+/** A tenant's requests in one one-minute window (the per-key rate limit). */
+export const rateWindowKey = (prefix: string, owner: string, window: number) => `${prefix}:rate:${owner}:${window}`;
+
+/** BullMQ's keys of a queue that the worker-loss reaper reads: the active list and a job's lock. */
+export const queueKeys = (prefix: string, queueName: string) => ({
+  active: `${prefix}:${queueName}:active`,
+  lock: (id: string) => `${prefix}:${queueName}:${id}:lock`,
+});
