@@ -364,6 +364,7 @@ export interface components {
         };
         GenerateForm: {
             /**
+             * Webhook
              * @description An http(s) URL to POST the job to on the events of `webhook_events`, signed as the
              *     Standard Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
              *     `webhook-signature`; docs/webhooks.md). Refused (400, `DIFFID_ERR_WEBHOOK_REFUSED`)
@@ -371,9 +372,13 @@ export interface components {
              *     `DIFFID_WEBHOOK_ALLOW` does not list, or when the server has no webhook secret.
              */
             webhook?: string;
-            /** @description Which events to send, comma-separated from `start`, `completed`, `failed`, `canceled`; default all. */
+            /**
+             * Webhook events
+             * @description Which events to send, comma-separated from `start`, `completed`, `failed`, `canceled`; default all.
+             */
             webhook_events?: string;
             /**
+             * Photos of one person
              * @description Photos of one person (JPEG, PNG or WebP, ≤ 20 MB each; the bytes decide, not the
              *     declared type; EXIF orientation is applied): the field once, or up to 4 times. With
              *     several, the identity embeddings are normalised, averaged and normalised again, and
@@ -381,42 +386,57 @@ export interface components {
              */
             image: string[];
             /**
+             * Face in each photo
              * @description The face to use in each photo, counted left to right from 0 (see `result.inputs`), one
              *     per photo, comma-separated (e.g. `1` or `0,2`). Default — the largest face.
              */
             face_index?: string;
             /**
+             * A photo without a face
              * @description A photo without a usable face fails the job, naming the photo (`fail`), or is left out
              *     and named in `result.warnings` (`skip`; the job still fails when no photo has a face).
              * @default fail
              * @enum {string}
              */
             on_missing_face: "fail" | "skip";
-            /** @description Attributes to render. CLIP reads the first 77 tokens; `result.prompt_truncated` says when more were cut. */
+            /**
+             * Prompt
+             * @description Attributes to render. CLIP reads the first 77 tokens; `result.prompt_truncated` says when more were cut.
+             */
             prompt: string;
             /**
+             * Negative prompt
              * @description Guides away from these attributes (the unconditional branch's prompt).
              * @default
              */
             negative_prompt: string;
-            /** @default 1 */
+            /**
+             * Images
+             * @default 1
+             */
             num_images: number;
             /**
+             * Steps
              * @description DDIM steps. Default — the model bundle's recommendation, else 30.
              * @default 30
              */
             steps: number;
             /**
+             * Guidance scale
              * @description Classifier-free guidance; ≤ 1 turns it off (the conditional branch alone). Default — the
              *     model bundle's recommendation (the demo bundle's is 1), else 5.
              * @default 5
              */
             guidance_scale: number;
-            /** @description Seed of the first image; random when absent (the job reports it). */
+            /**
+             * Seed
+             * @description Seed of the first image; random when absent (the job reports it).
+             */
             seed?: number;
         };
         MorphForm: {
             /**
+             * Webhook
              * @description An http(s) URL to POST the job to on the events of `webhook_events`, signed as the
              *     Standard Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
              *     `webhook-signature`; docs/webhooks.md). Refused (400, `DIFFID_ERR_WEBHOOK_REFUSED`)
@@ -424,33 +444,52 @@ export interface components {
              *     `DIFFID_WEBHOOK_ALLOW` does not list, or when the server has no webhook secret.
              */
             webhook?: string;
-            /** @description Which events to send, comma-separated from `start`, `completed`, `failed`, `canceled`; default all. */
+            /**
+             * Webhook events
+             * @description Which events to send, comma-separated from `start`, `completed`, `failed`, `canceled`; default all.
+             */
             webhook_events?: string;
             /**
+             * Face A
              * Format: binary
              * @description Face A (JPEG, PNG or WebP, ≤ 20 MB).
              */
             image_a: string;
             /**
+             * Face B
              * Format: binary
              * @description Face B.
              */
             image_b: string;
-            /** @description The face to use in image A, counted left to right from 0 (see `result.inputs`). Default — the largest face. */
+            /**
+             * Face in A
+             * @description The face to use in image A, counted left to right from 0 (see `result.inputs`). Default — the largest face.
+             */
             face_index_a?: number;
-            /** @description The face to use in image B. */
+            /**
+             * Face in B
+             * @description The face to use in image B.
+             */
             face_index_b?: number;
-            /** @description One morph factor (0 is A, 1 is B). */
+            /**
+             * Morph factor
+             * @description One morph factor (0 is A, 1 is B).
+             */
             alpha?: number;
             /**
+             * Morph factors
              * @description Comma-separated morph factors in [0, 1] written as decimals (spaces allowed around the
              *     commas), at most 64, e.g. 0,0.25,0.5,0.75,1. Checked by a single linear pass, no
              *     pattern.
              */
             alphas?: string;
-            /** @description N factors from 0 to 1, evenly spaced (or paced evenly, see `pacing`). */
+            /**
+             * Frames
+             * @description N factors from 0 to 1, evenly spaced (or paced evenly, see `pacing`).
+             */
             frames?: number;
             /**
+             * Pacing
              * @description `even` (with `frames` ≥ 3) renders the frames once at evenly spaced factors, measures
              *     how much the picture changes between neighbours (RMS pixel difference), then renders
              *     them again at factors that make every step change it equally — twice the sampling
@@ -460,6 +499,7 @@ export interface components {
              */
             pacing: "linear" | "even";
             /**
+             * Background
              * @description `a` or `b` morphs the face only: outside both faces' areas every frame keeps face
              *     A's (or B's) photo, as the VAE saw it, so backgrounds do not cross-fade.
              * @default morph
@@ -467,39 +507,51 @@ export interface components {
              */
             background: "morph" | "a" | "b";
             /**
+             * Animations
              * @description Animated files to make of the frames, comma-separated: `webp`, `gif`, and `mp4`
              *     (H.264) when the workers have ffmpeg (e.g. `webp,gif`). Listed in
              *     `result.animations`; the PNG frames stay available.
              */
             animation?: string;
             /**
+             * Frames a second
              * @description Frames per second of the animations.
              * @default 12
              */
             fps: number;
             /**
+             * There and back
              * @description The animations play forward, then back to the start.
              * @default false
              */
             boomerang: boolean;
             /**
+             * Interpolation
              * @description How identity embeddings are mixed (paper eq. 23 for SLERP).
              * @default slerp
              * @enum {string}
              */
             interpolation: "slerp" | "lerp";
-            /** @default  */
+            /**
+             * Prompt
+             * @default
+             */
             prompt: string;
             /**
+             * Steps
              * @description DDIM steps, for the inversion and for sampling.
              * @default 50
              */
             steps: number;
-            /** @description Recorded only (morphing is deterministic); random when absent. */
+            /**
+             * Seed
+             * @description Recorded only (morphing is deterministic); random when absent.
+             */
             seed?: number;
         };
         CompareForm: {
             /**
+             * Webhook
              * @description An http(s) URL to POST the job to on the events of `webhook_events`, signed as the
              *     Standard Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
              *     `webhook-signature`; docs/webhooks.md). Refused (400, `DIFFID_ERR_WEBHOOK_REFUSED`)
@@ -507,21 +559,32 @@ export interface components {
              *     `DIFFID_WEBHOOK_ALLOW` does not list, or when the server has no webhook secret.
              */
             webhook?: string;
-            /** @description Which events to send, comma-separated from `start`, `completed`, `failed`, `canceled`; default all. */
+            /**
+             * Webhook events
+             * @description Which events to send, comma-separated from `start`, `completed`, `failed`, `canceled`; default all.
+             */
             webhook_events?: string;
             /**
+             * First photo
              * Format: binary
              * @description First image (JPEG, PNG or WebP, ≤ 20 MB).
              */
             image_a: string;
             /**
+             * Second photo
              * Format: binary
              * @description Second image.
              */
             image_b: string;
-            /** @description The face to use in image A, counted left to right from 0 (see `result.inputs`). Default — the largest face. */
+            /**
+             * Face in the first photo
+             * @description The face to use in image A, counted left to right from 0 (see `result.inputs`). Default — the largest face.
+             */
             face_index_a?: number;
-            /** @description The face to use in image B. */
+            /**
+             * Face in the second photo
+             * @description The face to use in image B.
+             */
             face_index_b?: number;
         };
         CompareParams: {

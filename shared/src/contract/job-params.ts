@@ -81,7 +81,7 @@ function settler<K extends JobKind>(kind: K) {
       const settled = settledDefault(name, schema, context);
       if (settled !== undefined) given[name] = settled;
     }
-    if (!checkForm(given)) throw fieldError((checkForm.errors ?? [])[0] as ErrorObject, fields);
+    if (!checkForm(given)) throw fieldError((checkForm.errors ?? [])[0] as ErrorObject, given);
     const derived: Record<string, unknown> = derive(given, context);
     // The params schema's order, so that a job's params read the same whatever the form's order.
     const params: Record<string, unknown> = {};
