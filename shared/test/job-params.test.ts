@@ -44,7 +44,7 @@ t.test('morph: defaults, alphas from alpha, alphas or frames, animations the wor
     }
   })();
   t.ok(err instanceof DiffIdError && err.status === 400, 'a 400 that names the field');
-  t.match((err as Error).message, /"fps" must be ≤ 50 \(got "51"\)/);
+  t.match((err as Error).message, /"fps" must be ≤ 50 \(got 51\)/);
 });
 
 t.test('compare takes only the choice of face in each image', async (t) => {

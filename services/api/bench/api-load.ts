@@ -16,13 +16,15 @@ export interface LoadFigures {
   errors: number;
 }
 
-const RUNNER = join(import.meta.dirname, 'load-runner.ts');
+// Built (npm run bench) the runner is load-runner.js beside this file; from source, under tsx.
+const BUILT = import.meta.url.endsWith('.js');
+const RUNNER = join(import.meta.dirname, BUILT ? 'load-runner.js' : 'load-runner.ts');
 const CONNECTIONS = 10;
 const SECONDS = 5;
 
 async function autocannon(options: { url: string; method?: string; headers?: Record<string, string>; body?: Buffer }): Promise<LoadFigures> {
   const { body, ...rest } = options;
-  const child = spawn(process.execPath, ['--import', 'tsx', RUNNER], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, BUILT ? [RUNNER] : ['--import', 'tsx', RUNNER], { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin.end(JSON.stringify({ ...rest, connections: CONNECTIONS, duration: SECONDS, warmup: { connections: 2, duration: 1 }, ...(body ? { bodyBase64: body.toString('base64') } : {}) }));
   const chunks: Buffer[] = [];
   for await (const chunk of child.stdout) chunks.push(chunk as Buffer);

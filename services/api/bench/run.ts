@@ -126,7 +126,7 @@ async function jobsPart(): Promise<JobFigures[]> {
   return out;
 }
 
-/** A worker process (services/gpu-worker/src/main.ts) on the stack's Redis keys and bundle, once ready. */
+/** A worker process (the built services/gpu-worker/dist/main.js) on the stack's Redis keys and bundle, once ready. */
 async function workerProcess(stack: { prefix: string; queueName: string; bundleDir: string }): Promise<{ stop: () => Promise<void> }> {
   const child = spawnWorkerProcess({ ...process.env, REDIS_URL: TEST_REDIS_URL, DIFFID_REDIS_PREFIX: stack.prefix, DIFFID_QUEUE: stack.queueName, DIFFID_MODEL_DIR: stack.bundleDir, DIFFID_INTRA_OP_THREADS: String(INTRA_OP), LOG_LEVEL: 'info' });
   let output = '';

@@ -1,7 +1,7 @@
 // The public view of a job (openapi.yaml, schema Job) from what the queue holds: a pure mapping
 // with no Redis in it, so that every state is tested by a table (test/job-view.test.ts).
 
-import { DiffIdError, ERROR_CATALOGUE, parseFailure, plannedSteps, type JobKind, type JobPayload, type JobProgress, type JobResult } from '@diffid/shared/contract';
+import { DiffIdError, ERROR_CATALOGUE, canceled, parseFailure, plannedSteps, type JobKind, type JobPayload, type JobProgress, type JobResult } from '@diffid/shared/contract';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
 
@@ -128,6 +128,6 @@ export function canceledView(current: JobView, at: Date): JobView {
     ...current,
     status: 'canceled',
     finished_at: at.toISOString(),
-    error: errorBody(new DiffIdError('JOB_CANCELED', 'the job was canceled by a DELETE request')),
+    error: errorBody(canceled('the job was canceled by a DELETE request')),
   };
 }

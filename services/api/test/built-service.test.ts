@@ -32,7 +32,7 @@ async function waitFor(url: string, ms: number): Promise<boolean> {
 t.test('the built API and worker run a job with plain node', async (t) => {
   const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, encoding: 'utf8' });
   t.equal(build.status, 0, `npm run build succeeds${build.status === 0 ? '' : `: ${build.stdout}${build.stderr}`}`);
-  for (const entry of ['services/api/dist/server.js', 'services/gpu-worker/dist/main.js', 'services/gpu-worker/dist/inference-thread.js', 'shared/dist/index.js']) {
+  for (const entry of ['services/api/dist/server.js', 'services/gpu-worker/dist/main.js', 'services/gpu-worker/dist/thread/inference-thread.js', 'shared/dist/contract/index.js']) {
     t.ok(existsSync(`${root}/${entry}`), `${entry} is built`);
   }
   const scope = await redisScope('built');

@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { redisScope, TEST_REDIS_URL } from '@diffid/shared/testing';
 import { buildTinyBundle, startWorkerService, writeBundle, type GeneratedBundle, type TinyOptions, type WorkerService } from '@diffid/gpu-worker';
-import { buildApp, type AppOptions } from '../src/app.ts';
+import { buildApp, type AppOptions } from '@diffid/api';
 
 export interface Stack {
   base: string;
@@ -43,13 +43,16 @@ export interface StackOptions {
 }
 
 const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+/** Compiled (`npm run bench` runs built code) rather than run from source under tsx (the tests). */
+const BUILT = import.meta.url.endsWith('.js');
 
 /**
- * A worker process, as deployed (services/gpu-worker/src/main.ts, run from source), configured by
- * `env` alone; its output is piped for the caller to read.
+ * A worker process, as deployed, configured by `env` alone; its output is piped for the caller
+ * to read. Built code starts the built worker; the tests start the source one under tsx.
  */
 export function spawnWorkerProcess(env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = BUILT ? ['services/gpu-worker/dist/main.js'] : ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/main.ts'];
+  return spawn(process.execPath, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** A stack for one test: stopped and its Redis keys deleted when the test ends. */

@@ -8,15 +8,10 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { SD15_SCHEDULER, gaussianNoise, makeSchedule } from '@diffid/shared/diffusion';
-import type { LoadedBundle } from '../src/runtime/bundle-loader.ts';
-import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
-import { openGraph, type Graph } from '../src/runtime/onnx.ts';
-import { stageContext } from '../src/stages/context.ts';
-import { denoise } from '../src/stages/denoise.ts';
-import { unetBatch } from '../src/runtime/unet-batch.ts';
-import { torchPython } from '../src/bundles/torch-python.ts';
+import { GraphBuilder, denoise, openGraph, stageContext, torchPython, unetBatch, type Graph, type LoadedBundle } from '@diffid/gpu-worker/internals';
 import { median } from './stats.ts';
 
 const C = 4;
@@ -99,6 +94,6 @@ export async function measureHostStep(intraOpThreads: number): Promise<HostStepF
 export async function measureTorchHostStep(): Promise<Record<string, { host_ms_per_step: number }> | { skipped: string }> {
   const python = torchPython();
   if (!python) return { skipped: 'no Python with torch here' };
-  const { stdout } = await promisify(execFile)(python, [join(import.meta.dirname, 'torch_host_step.py')]);
+  const { stdout } = await promisify(execFile)(python, [fileURLToPath(new URL('../../../services/gpu-worker/bench/torch_host_step.py', import.meta.url))]);
   return JSON.parse(stdout) as Record<string, { host_ms_per_step: number }>;
 }

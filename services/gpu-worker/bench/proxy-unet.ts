@@ -9,8 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gaussianNoise } from '@diffid/shared/diffusion';
-import { GraphBuilder } from '../src/bundles/onnx-graph.ts';
-import { openGraph } from '../src/runtime/onnx.ts';
+import { GraphBuilder, openGraph } from '@diffid/gpu-worker/internals';
 import { median } from './stats.ts';
 
 export interface ProxyDims {

@@ -6,10 +6,8 @@ import type { Test } from 'tap';
 import { gaussianNoise } from '@diffid/shared/diffusion';
 import { type Manifest, type Role } from '@diffid/shared/bundle';
 import type { MorphParams } from '@diffid/shared/contract';
-import { buildTinyBundle, type TinyOptions } from '../src/bundles/tiny-bundle.ts';
-import { sha256Hex, writeBundle } from '../src/bundles/write-bundle.ts';
-import type { ResolvedPort } from '../src/runtime/bundle-signature.ts';
-import type { Tensor } from '../src/runtime/onnx.ts';
+import { buildTinyBundle, writeBundle, type TinyOptions } from '@diffid/gpu-worker';
+import { sha256Hex, type ResolvedPort, type Tensor } from '@diffid/gpu-worker/internals';
 
 /** A morph's parameters: those given, the rest at the defaults the API settles (openapi.yaml's MorphForm). */
 export function morphParams(params: Pick<MorphParams, 'alphas' | 'steps'> & Partial<MorphParams>): MorphParams {

@@ -71,9 +71,16 @@ export class DiffIdError extends Error {
   }
 }
 
+const CANCELED = 'JOB_CANCELED' satisfies ErrorKey;
+
+/** A job's cancellation, the one way it is raised; `when` says where it stopped the job. */
+export function canceled(when = 'the job was canceled'): DiffIdError {
+  return new DiffIdError(CANCELED, when);
+}
+
 /** Whether an error is a job's cancellation (the one place that recognises it). */
 export function isCanceled(err: unknown): err is DiffIdError {
-  return err instanceof DiffIdError && err.key === 'JOB_CANCELED';
+  return err instanceof DiffIdError && err.key === CANCELED;
 }
 
 /** How a worker records a job's failure in BullMQ's failedReason: "CODE: message". */

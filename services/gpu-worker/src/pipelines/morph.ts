@@ -5,7 +5,7 @@
 // coefficients sum to 1/cos(ω/2) > 1 mid-way, which scales that appearance (a colour cast).
 // `even` pacing renders the frames twice: once at the factors asked for, to measure how much the
 // picture changes between neighbours, then at factors re-spaced so every step changes it equally
-// (shared/src/pacing.ts). A background of `a` or `b` keeps that face's photo outside both faces.
+// (shared/src/diffusion/pacing.ts). A background of `a` or `b` keeps that face's photo outside both faces.
 import { coefficientOfVariation, consecutiveDistances, cosineSimilarity, evenAlphas, lerp, slerp } from '@diffid/shared/diffusion';
 import { faceMask } from '../vision/face-geometry.ts';
 import type { Pipeline } from './pipeline.ts';

@@ -3,7 +3,7 @@
 
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import { DiffIdError, errorKeyOf, isCanceled } from '@diffid/shared/contract';
+import { DiffIdError, canceled, errorKeyOf, isCanceled } from '@diffid/shared/contract';
 import { SETTINGS } from '@diffid/shared/settings';
 import type { InferenceJob } from '../pipelines/pipeline.ts';
 import { THREAD_STATS, THREAD_STATS_BYTES, CONTROL, CONTROL_BYTES, type InferenceOutput, type ThreadMessage, type MainMessage, type ThreadOptions } from './protocol.ts';
@@ -25,7 +25,7 @@ export class InferenceThreadLost extends Error {
 }
 
 export interface RunOptions {
-  /** Aborting it stops the job at its next step; the run then rejects with DiffIdError('JOB_CANCELED'). */
+  /** Aborting it stops the job at its next step; the run then rejects with a cancellation (see `canceled`). */
   signal?: AbortSignal;
   /**
    * Steps done and planned, sampled from the job's control block every PROGRESS_INTERVAL_MS while
@@ -154,7 +154,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
     batchStats: () => ({ calls: Number(Atomics.load(counters, THREAD_STATS.CALLS)), rows: Number(Atomics.load(counters, THREAD_STATS.ROWS)) }),
     gcStats: () => ({ fullGcs: Number(Atomics.load(counters, THREAD_STATS.FULL_GCS)), seconds: Number(Atomics.load(counters, THREAD_STATS.FULL_GC_MICROS)) / 1e6 }),
     run(job, { signal, onProgress = () => {}, onImage = () => {} } = {}) {
-      if (signal?.aborted) return Promise.reject(new DiffIdError('JOB_CANCELED', 'the job was canceled'));
+      if (signal?.aborted) return Promise.reject(canceled());
       const requestId = nextId++;
       const shared = new SharedArrayBuffer(CONTROL_BYTES);
       const control = new Int32Array(shared);

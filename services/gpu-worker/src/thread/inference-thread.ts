@@ -5,7 +5,7 @@
 
 import { PerformanceObserver, constants, type PerformanceEntry } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { DiffIdError, assertEveryKind, plannedSteps, type JobKind } from '@diffid/shared/contract';
+import { DiffIdError, assertEveryKind, canceled, plannedSteps, type JobKind } from '@diffid/shared/contract';
 import { compare } from '../pipelines/compare.ts';
 import { generate } from '../pipelines/generate.ts';
 import { morph } from '../pipelines/morph.ts';
@@ -43,7 +43,7 @@ async function run(bundle: LoadedBundle, batch: UnetBatch, requestId: number, jo
   let begun = 0;
   // Called before each U-Net step: stop if canceled, else count the steps done so far.
   const onStep = () => {
-    if (Atomics.load(control, CONTROL.CANCEL) !== 0) throw new DiffIdError('JOB_CANCELED', 'the job was canceled');
+    if (Atomics.load(control, CONTROL.CANCEL) !== 0) throw canceled();
     Atomics.store(control, CONTROL.STEP, begun);
     begun++;
   };

@@ -53,5 +53,5 @@ export type ThreadMessage =
   /** An output image whose pixels are final, sent before the job ends (ImageHook). */
   | { type: 'image'; requestId: number; index: number; rgb: Rgb; provenance: ImageProvenance }
   | { type: 'done'; requestId: number; output: InferenceOutput }
-  /** The job failed, cancellation included (DIFFID_ERR_JOB_CANCELED). */
+  /** The job failed, cancellation included. */
   | { type: 'failed'; requestId: number; code: string; message: string };

@@ -4,7 +4,7 @@
 // Every kind runs the same way because every pipeline returns the same shape.
 
 import type { Redis } from 'ioredis';
-import { DiffIdError, JOB_INPUTS, inputLabel, inputNames, jobKeys, uploadCount, type AnimationInfo, type InputName, type JobPayload, type JobProgress, type JobResult, type MorphParams } from '@diffid/shared/contract';
+import { DiffIdError, JOB_INPUTS, canceled, inputLabel, inputNames, jobKeys, uploadCount, type AnimationInfo, type InputName, type JobPayload, type JobProgress, type JobResult, type MorphParams } from '@diffid/shared/contract';
 import { WORKING_MAX_SIDE, decodeRgb, encodeAnimation, encodePng, playOrder } from '@diffid/shared/image';
 import type { ImageProvenance } from '../stages/context.ts';
 import type { InferenceClient } from '../thread/client.ts';
@@ -85,8 +85,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     // One round trip: a cancel that came before this worker held the job (only its tombstone is
     // left), an earlier run that finished but could not mark the job done (it lost its lock; its
     // result stands), and the uploads, which are decoded only when there is neither.
-    const [canceled, earlier, bytes] = await Promise.all([deps.redis.exists(keys.canceled), deps.redis.get(keys.done), deps.redis.mgetBuffer(...uploads.map((u) => u.key))]);
-    if (canceled) throw new DiffIdError('JOB_CANCELED', 'the job was canceled before it started');
+    const [wasCanceled, earlier, bytes] = await Promise.all([deps.redis.exists(keys.canceled), deps.redis.get(keys.done), deps.redis.mgetBuffer(...uploads.map((u) => u.key))]);
+    if (wasCanceled) throw canceled('the job was canceled before it started');
     if (earlier) return JSON.parse(earlier) as JobResult;
     const images = await decodeInputs(payload, uploads, bytes);
     // Each PNG says it is AI-generated, what made it and how (docs/operations.md).
