@@ -40,7 +40,10 @@ export const accessPlugin = fp<AccessOptions & { redis: Redis; prefix: string }>
         throw new DiffIdError('UNAUTHORIZED', 'this API needs a key: send Authorization: Bearer <your key>');
       }
       request.owner = tenant.name;
-      // A fixed one-minute window per key: one INCR, expiring with its window.
+      // A fixed one-minute window per key: one INCR, expiring with its window. When Redis cannot
+      // count (down, or full and refusing writes), the request goes on unlimited — deliberately:
+      // a submission then fails on Redis itself (503), while reads of finished jobs, which a full
+      // Redis still answers, keep working. docs/operations.md says so.
       const limit = tenant.ratePerMinute ?? options.rateLimitPerMinute;
       const now = Date.now();
       const window = Math.floor(now / 60_000);

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
+import { admission, type AdmissionLimits } from '@diffid/shared/admission';
 import {
   DiffIdError,
   JOB_PRIORITY,
@@ -12,7 +13,6 @@ import {
   bundleInfoKey,
   cancelChannel,
   jobKeys,
-  ownerOpenJobsKey,
   plannedCost,
   plannedImages,
   announce,
@@ -40,15 +40,8 @@ export interface JobServiceOptions {
   /** How long results and finished jobs are kept. */
   resultTtlSeconds: number;
   attempts: number;
-  /** Admission limits; none when left out (tests of other things). */
+  /** Admission limits (@diffid/shared/admission); none when left out (tests of other things). */
   limits?: AdmissionLimits;
-}
-
-/** What a key, and the deployment, may have waiting at once. */
-export interface AdmissionLimits {
-  maxJobsPerKey: number;
-  maxQueuedStepsPerKey: number;
-  maxQueueDepth: number;
 }
 
 /**
@@ -78,20 +71,39 @@ export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Wraps Redis failures as the 503 the catalogue promises. */
+/** Wraps Redis failures as the 503s the catalogue promises: full, or not answering. */
 async function redisCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
     if (err instanceof DiffIdError) throw err;
-    throw new DiffIdError('QUEUE_UNAVAILABLE', `Redis did not answer: ${(err as Error).message}`, { cause: err });
+    const message = (err as Error).message;
+    if (isOutOfMemory(err)) throw new DiffIdError('STORAGE_FULL', `Redis refused a write: ${message}`, { cause: err, retryAfterSeconds: 30 });
+    throw new DiffIdError('QUEUE_UNAVAILABLE', `Redis did not answer: ${message}`, { cause: err });
   }
+}
+
+/**
+ * Redis at its maxmemory refuses writes with an OOM reply (the connection is fine); in a MULTI the
+ * refusal comes back as EXECABORT, with the OOM among ioredis' `previousErrors`.
+ */
+function isOutOfMemory(err: unknown): boolean {
+  const oom = (e: unknown) => e instanceof Error && /^OOM\b/.test(e.message);
+  return oom(err) || ((err as { previousErrors?: unknown[] }).previousErrors ?? []).some(oom);
+}
+
+/** Runs a MULTI and throws the first command's error, which ioredis leaves in the replies. */
+async function execOrThrow(tx: ReturnType<Redis['multi']>): Promise<void> {
+  const replies = (await tx.exec()) ?? [];
+  const failed = replies.find(([err]) => err);
+  if (failed) throw failed[0];
 }
 
 export function createJobService(options: JobServiceOptions): JobService {
   const { redis, prefix, queueName } = options;
   const queue = new Queue<JobPayload, JobResult>(queueName, { connection: redis, prefix });
   const webhooks = new Queue<WebhookDelivery>(webhookQueueName(queueName), { connection: redis, prefix });
+  const admitted = admission(redis, prefix, queueName, options.limits, options.inputTtlSeconds);
   let bundleCache: { at: number; info: BundleInfo | null } | null = null;
 
   const bundleInfo = async (): Promise<BundleInfo | null> => {
@@ -143,56 +155,19 @@ export function createJobService(options: JobServiceOptions): JobService {
   // The watcher serves jobs whose owner a route has already checked.
   const watcher = createJobWatcher({ redis, prefix, queueName, view: async (id) => (await read(id))?.view ?? null });
 
-  /**
-   * Refuses a job the queue or its owner cannot take now. The owner's open jobs are kept in a
-   * sorted set with their costs; finished ones are pruned here, so the set stays as small as
-   * the limit.
-   */
-  const admit = async (owner: Owner, cost: number) => {
-    const limits = options.limits;
-    if (!limits) return;
-    const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
-    const depth = Object.values(counts).reduce((a, b) => a + b, 0);
-    if (depth >= limits.maxQueueDepth) {
-      throw new DiffIdError('QUEUE_FULL', `the queue holds ${depth} jobs, its limit`, { retryAfterSeconds: 30 });
-    }
-    if (owner === null) return;
-    const open = ownerOpenJobsKey(prefix, owner);
-    const entries = await redis.zrange(open, 0, -1, 'WITHSCORES');
-    let jobs = 0;
-    let queued = 0;
-    for (let i = 0; i < entries.length; i += 2) {
-      const id = entries[i] as string;
-      const state = await queue.getJobState(id);
-      if (state === 'completed' || state === 'failed' || state === 'unknown') await redis.zrem(open, id);
-      else {
-        jobs++;
-        queued += Number(entries[i + 1]);
-      }
-    }
-    if (jobs >= limits.maxJobsPerKey) {
-      throw new DiffIdError('TOO_MANY_JOBS', `this key has ${jobs} jobs queued or running, its limit; wait for some to finish`, { retryAfterSeconds: 10 });
-    }
-    if (queued + cost > limits.maxQueuedStepsPerKey) {
-      throw new DiffIdError('TOO_MANY_JOBS', `this key has ${queued} steps of work queued and this job adds ${cost}; its limit is ${limits.maxQueuedStepsPerKey}; wait for some jobs to finish`, { retryAfterSeconds: 10 });
-    }
-  };
-
   return {
     async submit(kind, params, files, owner, webhook) {
       const id = randomUUID();
       const keys = jobKeys(prefix, id);
       const payload = { kind, params, ...(owner === null ? {} : { owner }), ...(webhook ? { webhook } : {}) } as JobPayload;
+      const uploads = inputNames(kind).flatMap((name) => (files[name] ?? []).map((bytes, i) => ({ key: keys.input(name, i), bytes })));
+      const claim = { id, owner, steps: plannedCost(payload), bytes: uploads.reduce((n, u) => n + u.bytes.length, 0) };
       await redisCall(async () => {
-        const cost = plannedCost(payload);
-        await admit(owner, cost);
-        if (owner !== null) await redis.zadd(ownerOpenJobsKey(prefix, owner), cost, id);
-        const tx = redis.multi();
-        for (const name of inputNames(kind)) {
-          (files[name] ?? []).forEach((bytes, i) => tx.set(keys.input(name, i), bytes, 'EX', options.inputTtlSeconds));
-        }
-        await tx.exec();
+        await admitted.reserve(claim);
         try {
+          const tx = redis.multi();
+          for (const u of uploads) tx.set(u.key, u.bytes, 'EX', options.inputTtlSeconds);
+          await execOrThrow(tx);
           await queue.add(kind, payload, {
             jobId: id,
             priority: JOB_PRIORITY[kind],
@@ -202,9 +177,11 @@ export function createJobService(options: JobServiceOptions): JobService {
             removeOnFail: { age: options.resultTtlSeconds },
           });
         } catch (err) {
-          await redis.del(...keys.inputs(payload)).catch(() => undefined);
+          await redis.del(...uploads.map((u) => u.key)).catch(() => undefined);
+          await admitted.withdraw(claim).catch(() => undefined);
           throw err;
         }
+        await admitted.confirm(id);
       });
       return id;
     },
@@ -225,6 +202,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         // A queued job is removed outright; a running one is locked and stops at its next step.
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
         await redis.del(...keys.inputs(payload), ...keys.results(plannedImages(payload)), keys.done);
+        await admitted.releaseInputs(id);
         await announce(webhooks as DeliveryQueue, payload, id, 'canceled');
       });
       watcher.notify(id);
@@ -253,6 +231,13 @@ export function createJobService(options: JobServiceOptions): JobService {
       await redisCall(async () => {
         const pong = await redis.ping();
         if (pong !== 'PONG') throw new Error(`unexpected PING reply ${pong}`);
+        // A Redis at its maxmemory answers PING but refuses every write: not ready either.
+        const memory = await redis.info('memory');
+        const field = (name: string) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(memory)?.[1] ?? 0);
+        const max = field('maxmemory');
+        if (max > 0 && field('used_memory') >= max) {
+          throw new DiffIdError('STORAGE_FULL', `Redis uses ${field('used_memory')} of its maxmemory ${max} bytes`, { retryAfterSeconds: 30 });
+        }
       });
     },
 

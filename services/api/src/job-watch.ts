@@ -4,6 +4,7 @@
 
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { blockingConnection } from './redis-connections.ts';
 import { isTerminal, type JobView } from './job-view.ts';
 
 export interface JobWatcherOptions {
@@ -37,8 +38,7 @@ export function createJobWatcher(options: JobWatcherOptions): JobWatcher {
 
   const ensureEvents = () => {
     if (events) return;
-    // QueueEvents blocks on its own connection, which must queue commands while it (re)connects.
-    eventsConnection = options.redis.duplicate({ lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    eventsConnection = blockingConnection(options.redis);
     events = new QueueEvents(options.queueName, { connection: eventsConnection, prefix: options.prefix });
     events.on('error', () => undefined);
     for (const name of EVENTS) events.on(name, ((args: { jobId: string }) => notify(args.jobId)) as never);

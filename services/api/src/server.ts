@@ -1,14 +1,15 @@
 // Entry point of an API process: the only place that reads the environment (through the shared
 // settings table). Listens, and exits cleanly on signals.
 import { readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
 import { settingsOrExit } from '@diffid/shared/settings';
 import { webhookKey } from '@diffid/shared/contract';
 import { buildApp } from './app.ts';
+import { apiRedis } from './redis-connections.ts';
 import { keyRing, parseApiKeys } from './auth.ts';
 import { webhookPolicy } from './webhook-policy.ts';
 
 const settings = settingsOrExit();
+const MB = 1024 * 1024;
 
 // Keys from the variable and the file, parsed once; only their digests are kept.
 let keyText = settings.apiKeys ?? '';
@@ -38,9 +39,7 @@ const webhookSigningKey = settings.webhookSecret === undefined ? undefined : (we
 // Without keys anyone who can reach the port can use the API: listen on loopback unless told.
 const host = settings.host ?? (keys.size > 0 ? '0.0.0.0' : '127.0.0.1');
 
-// Fail fast while Redis is away (requests get 503) instead of queueing commands in memory.
-const redis = new Redis(settings.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 5000 });
-redis.on('error', () => undefined);
+const redis = apiRedis(settings.redisUrl);
 try {
   await redis.connect();
 } catch (err) {
@@ -56,7 +55,13 @@ const app = await buildApp(
     inputTtlSeconds: settings.inputTtlSeconds,
     resultTtlSeconds: settings.resultTtlSeconds,
     attempts: settings.jobAttempts,
-    limits: { maxJobsPerKey: settings.maxJobsPerKey, maxQueuedStepsPerKey: settings.maxQueuedStepsPerKey, maxQueueDepth: settings.maxQueueDepth },
+    limits: {
+      maxJobsPerKey: settings.maxJobsPerKey,
+      maxQueuedStepsPerKey: settings.maxQueuedStepsPerKey,
+      maxQueueDepth: settings.maxQueueDepth,
+      maxInputBytesPerKey: settings.maxInputMbPerKey * MB,
+      maxInputBytes: settings.maxInputMb * MB,
+    },
     webhooks: { policy, ...(webhookSigningKey ? { key: webhookSigningKey } : {}) },
     access: { keys, rateLimitPerMinute: settings.rateLimitPerMinute, maxStreamsPerKey: settings.maxStreamsPerKey, ...(settings.adminTenant ? { adminTenant: settings.adminTenant } : {}) },
   },

@@ -9,6 +9,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { blockingConnection } from './redis-connections.ts';
 import { signWebhook, webhookQueueName, type WebhookDelivery } from '@diffid/shared/contract';
 import type { JobView } from './job-view.ts';
 import { guardedLookup, refusedAddress, type WebhookPolicy } from './webhook-policy.ts';
@@ -89,7 +90,7 @@ export function startWebhookDispatcher(o: DispatcherOptions): { worker: Worker<W
       if (status === 410) throw new UnrecoverableError(`${d.url} answered 410 Gone: no more tries`);
       throw new Error(`${d.url} answered ${status}`);
     },
-    { connection: o.redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true }), prefix: o.prefix, concurrency: o.concurrency ?? 8, autorun: true },
+    { connection: blockingConnection(o.redis), prefix: o.prefix, concurrency: o.concurrency ?? 8, autorun: true },
   );
   worker.on('failed', (job, err) => log('webhook_failed', { job: job?.data.job, event: job?.data.event, attempt: job?.attemptsMade, err: err.message }));
   worker.on('error', (err) => log('webhook_dispatcher_error', { err: err.message }));

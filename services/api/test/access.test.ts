@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { TEST_REDIS_URL, redisScope } from '@diffid/shared/testing';
+import { ownerOpenJobsKey } from '@diffid/shared/contract';
 import { keyRing, parseApiKeys } from '../src/auth.ts';
 import { freePort } from '../src/free-port.ts';
 import { assertContract } from './contract.ts';
@@ -81,7 +82,7 @@ t.test('per-key limits: requests per minute, jobs in flight, queued steps; the q
   const s = await startStack(t, {
     worker: false,
     access: { keys, rateLimitPerMinute: 1000, maxStreamsPerKey: 12 },
-    limits: { maxJobsPerKey: 2, maxQueuedStepsPerKey: 1000, maxQueueDepth: 4 },
+    limits: { maxJobsPerKey: 2, maxQueuedStepsPerKey: 1000, maxQueueDepth: 4, maxInputBytesPerKey: 1 << 30, maxInputBytes: 1 << 30 },
   });
   // beta: 3 requests a minute.
   const codes: number[] = [];
@@ -111,7 +112,7 @@ t.test('per-key limits: requests per minute, jobs in flight, queued steps; the q
   t.equal(((await full.json()) as { error: { code: string } }).error.code, 'DIFFID_ERR_QUEUE_FULL');
 
   // Event streams: 10 per job.
-  const jobs = (await s.redis.zrange(`${s.prefix}:owner:slow:open`, 0, -1)) as string[];
+  const jobs = await s.redis.hkeys(ownerOpenJobsKey(s.prefix, 'slow'));
   const target = jobs[0] as string;
   const open: AbortController[] = [];
   for (let i = 0; i < 10; i++) {

@@ -9,7 +9,7 @@ import type { Test } from 'tap';
 import { Redis } from 'ioredis';
 import { jobKeys } from '@diffid/shared/contract';
 import { buildTinyBundle, writeBundle } from '@diffid/gpu-worker';
-import { buildApp } from '../src/app.ts';
+import { apiRedis, buildApp } from '@diffid/api';
 import { freePort } from '../src/free-port.ts';
 import { spawnWorkerProcess } from './harness.ts';
 import { faceFile } from './images.ts';
@@ -33,13 +33,16 @@ export interface Lab {
   log: string[];
 }
 
-/** A private redis-server (AOF on, noeviction), the API in this process, and worker processes. */
-export async function lab(t: Test, env: Record<string, string>): Promise<Lab> {
+/**
+ * A private redis-server (AOF on, noeviction, then `redisArgs`), the API in this process, made as
+ * server.ts makes it, and worker processes.
+ */
+export async function lab(t: Test, env: Record<string, string>, redisArgs: string[] = []): Promise<Lab> {
   const dir = await mkdtemp(join(tmpdir(), 'diffid-chaos-'));
   const redisPort = await freePort();
   let server: ChildProcess | null = null;
   const startRedis = async () => {
-    server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+    server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction', ...redisArgs], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       const probe = spawnSync('redis-cli', ['-p', String(redisPort), 'ping'], { encoding: 'utf8' });
       if (probe.stdout.trim() === 'PONG') return;
@@ -58,9 +61,9 @@ export async function lab(t: Test, env: Record<string, string>): Promise<Lab> {
   const url = `redis://127.0.0.1:${redisPort}`;
   const redis = new Redis(url, { maxRetriesPerRequest: null });
   redis.on('error', () => undefined);
-  const apiRedis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-  apiRedis.on('error', () => undefined);
-  const app = await buildApp({ redis: apiRedis, prefix: PREFIX, queueName: QUEUE, inputTtlSeconds: 600, resultTtlSeconds: 600, attempts: 3 }, { logger: false });
+  const api = apiRedis(url);
+  await api.connect();
+  const app = await buildApp({ redis: api, prefix: PREFIX, queueName: QUEUE, inputTtlSeconds: 600, resultTtlSeconds: 600, attempts: 3 }, { logger: false });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const bundleDir = join(dir, 'bundle');
   // About a quarter second per U-Net call: a job of 8 steps runs for a couple of seconds.
@@ -77,7 +80,7 @@ export async function lab(t: Test, env: Record<string, string>): Promise<Lab> {
   t.teardown(async () => {
     for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
     await app.close();
-    apiRedis.disconnect();
+    api.disconnect();
     redis.disconnect();
     await stopRedis('SIGKILL');
     await rm(dir, { recursive: true, force: true });

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { redisScope, TEST_REDIS_URL } from '@diffid/shared/testing';
 import { buildTinyBundle, startWorkerService, writeBundle, type GeneratedBundle, type TinyOptions, type WorkerService } from '@diffid/gpu-worker';
-import { buildApp, type AppOptions } from '@diffid/api';
+import { apiRedis, buildApp, type AppOptions } from '@diffid/api';
 
 export interface Stack {
   base: string;
@@ -69,11 +69,11 @@ export async function openStack(options: StackOptions = {}): Promise<Stack & { c
   if (options.prepare) await options.prepare(bundleDir);
   else await writeBundle(bundleDir, options.build ? await options.build() : buildTinyBundle(options.bundle));
   const queueName = 'jobs';
-  // The API's connection fails fast, as server.ts configures it.
-  const apiRedis = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-  await apiRedis.connect();
+  // The API's connection, made as server.ts makes it.
+  const redis = apiRedis(TEST_REDIS_URL);
+  await redis.connect();
   const app = await buildApp(
-    { redis: apiRedis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits, webhooks: options.webhooks },
+    { redis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits, webhooks: options.webhooks },
     { logger: false },
   );
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -98,7 +98,7 @@ export async function openStack(options: StackOptions = {}): Promise<Stack & { c
   const close = async () => {
     await worker?.close();
     await app.close();
-    apiRedis.disconnect();
+    redis.disconnect();
     await scope.cleanup();
     await rm(bundleDir, { recursive: true, force: true });
   };

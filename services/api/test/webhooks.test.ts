@@ -2,7 +2,7 @@
 // address, signed per Standard Webhooks and checked as a receiver would; retried with the same id
 // and body after a failure; cancel and failure announced; targets that are not public refused at
 // submission, and again at delivery.
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { verifyWebhook, webhookKey } from '@diffid/shared/contract';
@@ -10,39 +10,11 @@ import { postJson } from '../src/webhook-dispatcher.ts';
 import { guardedLookup, refusedAddress, webhookEvents, webhookPolicy, type WebhookPolicy } from '../src/webhook-policy.ts';
 import { finished, pollJob, postForm, startStack } from './harness.ts';
 import { faceFile } from './images.ts';
+import { receiver, type Received } from './webhook-receiver.ts';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const key = webhookKey(SECRET) as Buffer;
 const policy = (allow?: string) => webhookPolicy(allow) as WebhookPolicy;
-
-interface Received {
-  headers: IncomingMessage['headers'];
-  body: string;
-}
-
-/** A receiver on 127.0.0.1 that answers with the given statuses in turn (then 200). */
-async function receiver(t: Test, statuses: number[] = []): Promise<{ url: string; got: Received[]; next(n: number): Promise<Received[]> }> {
-  const got: Received[] = [];
-  const waiters: Array<() => void> = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      got.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      res.writeHead(statuses.shift() ?? 200).end();
-      waiters.splice(0).forEach((w) => w());
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/diffid?source=test`;
-  const next = async (n: number) => {
-    const deadline = Date.now() + 30_000;
-    while (got.length < n && Date.now() < deadline) await new Promise<void>((r) => waiters.push(r));
-    return got.slice(0, n);
-  };
-  return { url, got, next };
-}
 
 const verified = (r: Received) =>
   verifyWebhook(key, { id: String(r.headers['webhook-id']), timestamp: String(r.headers['webhook-timestamp']), signature: String(r.headers['webhook-signature']) }, r.body);

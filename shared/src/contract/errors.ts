@@ -24,6 +24,7 @@ export const ERROR_CATALOGUE = {
   JOB_FINISHED: { code: 'DIFFID_ERR_JOB_FINISHED', status: 409, title: 'The job has already finished and cannot be canceled' },
   ROUTE_NOT_FOUND: { code: 'DIFFID_ERR_ROUTE_NOT_FOUND', status: 404, title: 'No such route' },
   QUEUE_UNAVAILABLE: { code: 'DIFFID_ERR_QUEUE_UNAVAILABLE', status: 503, title: 'The job queue (Redis) is not reachable' },
+  STORAGE_FULL: { code: 'DIFFID_ERR_STORAGE_FULL', status: 503, title: 'Redis, which holds the queue and its images, is full; try again later' },
   INTERNAL: { code: 'DIFFID_ERR_INTERNAL', status: 500, title: 'Internal error' },
   // Jobs (reported in a failed job's `error`; status is what a synchronous request would get)
   NO_FACE_DETECTED: { code: 'DIFFID_ERR_NO_FACE_DETECTED', status: 422, title: 'No usable face was found in an input image' },

@@ -35,14 +35,39 @@ export const bundleInfoKey = (prefix: string) => `${prefix}:bundle`;
 /** Pub/sub channel on which the API announces cancels to running workers. */
 export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
 
-/** A tenant's open jobs with their planned costs (a sorted set; the per-key admission limits). */
-export const ownerOpenJobsKey = (prefix: string, owner: string) => `${prefix}:owner:${owner}:open`;
+/**
+ * A tenant's admitted jobs (a hash: job id → "steps bytes", its planned U-Net steps and uploaded
+ * bytes), for the per-key admission limits; finished jobs are pruned at the next admission.
+ */
+export const ownerOpenJobsKey = (prefix: string, owner: string) => `${prefix}:owner:${owner}:admitted`;
+
+/** Admission's own keys (shared/src/node/admission.ts). */
+export const admissionKeys = (prefix: string) => ({
+  /** Jobs admitted but not yet in BullMQ (a sorted set: id → when the reservation lapses, ms). */
+  pending: `${prefix}:admission:pending`,
+  /** Each admitted job's uploaded bytes while its uploads are kept (a hash: id → bytes). */
+  inputBytes: `${prefix}:admission:input-bytes`,
+  /** The sum of inputBytes, kept beside it so that admission reads one number. */
+  inputBytesTotal: `${prefix}:admission:input-bytes-total`,
+  /** When each job's uploads expire (a sorted set: id → ms), so expired ones stop counting. */
+  inputExpiry: `${prefix}:admission:input-expiry`,
+});
 
 /** A tenant's requests in one one-minute window (the per-key rate limit). */
 export const rateWindowKey = (prefix: string, owner: string, window: number) => `${prefix}:rate:${owner}:${window}`;
 
-/** BullMQ's keys of a queue that the worker-loss reaper reads: the active list and a job's lock. */
+/**
+ * BullMQ's keys of a queue that the services read themselves: the lists and sets that hold open
+ * jobs (admission counts them), a job's hash and its lock (the worker-loss reaper).
+ */
 export const queueKeys = (prefix: string, queueName: string) => ({
+  wait: `${prefix}:${queueName}:wait`,
+  paused: `${prefix}:${queueName}:paused`,
   active: `${prefix}:${queueName}:active`,
+  delayed: `${prefix}:${queueName}:delayed`,
+  prioritized: `${prefix}:${queueName}:prioritized`,
+  waitingChildren: `${prefix}:${queueName}:waiting-children`,
+  /** A job's hash is this plus its id. */
+  jobPrefix: `${prefix}:${queueName}:`,
   lock: (id: string) => `${prefix}:${queueName}:${id}:lock`,
 });

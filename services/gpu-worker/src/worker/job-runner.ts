@@ -4,6 +4,7 @@
 // Every kind runs the same way because every pipeline returns the same shape.
 
 import type { Redis } from 'ioredis';
+import type { Admission } from '@diffid/shared/admission';
 import { DiffIdError, JOB_INPUTS, canceled, inputLabel, inputNames, jobKeys, uploadCount, type AnimationInfo, type InputName, type JobPayload, type JobProgress, type JobResult, type MorphParams } from '@diffid/shared/contract';
 import { WORKING_MAX_SIDE, decodeRgb, encodeAnimation, encodePng, playOrder } from '@diffid/shared/image';
 import type { ImageProvenance } from '../stages/context.ts';
@@ -31,6 +32,8 @@ export interface JobRunnerDeps {
   resultTtlSeconds: number;
   /** Whether ffmpeg is here for MP4 animations. */
   video?: boolean;
+  /** Admission's count of upload bytes, told when the job's uploads are deleted. */
+  admission: Pick<Admission, 'releaseInputs'>;
 }
 
 /** Each upload of a job: its field, its label in messages and its Redis key, in form order. */
@@ -129,6 +132,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     tx.set(keys.done, JSON.stringify(result), 'EX', deps.resultTtlSeconds);
     tx.del(...keys.inputs(payload));
     await tx.exec();
+    await deps.admission.releaseInputs(ctx.id);
     return result;
   };
 }

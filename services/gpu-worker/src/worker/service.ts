@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { admission } from '@diffid/shared/admission';
 import { ANIMATION_FORMATS, announce, bundleInfoKey, cancelChannel, isCanceled, jobKeys, parseFailure, webhookQueueName, type BundleInfo, type DeliveryQueue, type JobPayload, type JobResult, type WebhookEvent } from '@diffid/shared/contract';
 import { startInference, type InferenceClient } from '../thread/client.ts';
 import type { ThreadOptions } from '../thread/protocol.ts';
@@ -82,13 +83,17 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   const stalledInterval = options.stalledIntervalMs ?? 5_000;
   const attempts = options.jobAttempts ?? 3;
   const metrics = options.metrics ?? createWorkerMetrics(() => inference.batchStats(), () => inference.gcStats());
-  const dropInputs = (job: Job<JobPayload, JobResult>) => redis.del(...jobKeys(prefix, job.id as string).inputs(job.data)).catch(() => 0);
+  const admitted = admission(redis, prefix, queueName);
+  const dropInputs = async (job: Job<JobPayload, JobResult>) => {
+    await redis.del(...jobKeys(prefix, job.id as string).inputs(job.data)).catch(() => 0);
+    await admitted.releaseInputs(job.id as string).catch(() => undefined);
+  };
   // Webhook deliveries are queued here and sent by the API processes (services/api/src/webhook-dispatcher.ts).
   const webhooks = new Queue(webhookQueueName(queueName), { connection: redis, prefix });
   const announceEvent = (job: Job<JobPayload, JobResult>, event: WebhookEvent) =>
     announce(webhooks as unknown as DeliveryQueue, job.data, job.id as string, event).catch((err: Error) => log('webhook_not_queued', { id: job.id, event, err: err.message }));
 
-  const runJob = createJobRunner({ redis, prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video });
+  const runJob = createJobRunner({ redis, prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video, admission: admitted });
   const worker = new Worker<JobPayload, JobResult>(
     queueName,
     jobProcessor({ redis, prefix, resultTtlSeconds: options.resultTtlSeconds, name, metrics, runJob, announce: announceEvent, dropInputs, log }),
