@@ -62,14 +62,8 @@ function fastifyErrorKey(err: FastifyError): ErrorKey | null {
 
 export const diffIdApi = fp<AppOptions>(
   async (app, options) => {
-    // The form reader sets each route's limits (forms.ts); these hold for any other reader.
-    await app.register(multipart, { limits: { fileSize: MAX_FILE_BYTES, files: 4, fields: 16, parts: 24, fieldSize: 16 * 1024 } });
-    await app.register(swagger, { mode: 'static', specification: { document: openapiDocument as never } });
-    await app.register(swaggerUi, { routePrefix: '/docs' });
-    await app.register(accessPlugin, { keys: options.access?.keys ?? keyRing([]), rateLimitPerMinute: options.access?.rateLimitPerMinute ?? 0, redis: options.redis, prefix: options.prefix });
-    await app.register(jobsPlugin, options);
-    await app.register(webhooksPlugin, options);
-
+    // The error and not-found handlers come first: a plugin registered before them (swagger-ui's
+    // /docs) would keep Fastify's own and answer in its shape instead of the catalogue's.
     const metrics = createApiMetrics(() => app.jobs.counts());
     app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
@@ -94,6 +88,13 @@ export const diffIdApi = fp<AppOptions>(
       reply.code(404).send(errorBody('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}; see /docs`)),
     );
 
+    // The form reader sets each route's limits (forms.ts); these hold for any other reader.
+    await app.register(multipart, { limits: { fileSize: MAX_FILE_BYTES, files: 4, fields: 16, parts: 24, fieldSize: 16 * 1024 } });
+    await app.register(swagger, { mode: 'static', specification: { document: openapiDocument as never } });
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+    await app.register(accessPlugin, { keys: options.access?.keys ?? keyRing([]), rateLimitPerMinute: options.access?.rateLimitPerMinute ?? 0, redis: options.redis, prefix: options.prefix });
+    await app.register(jobsPlugin, options);
+    await app.register(webhooksPlugin, options);
     await app.register(serviceRoutes);
     await app.register(playgroundRoutes);
     await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity });

@@ -88,3 +88,6 @@ if (keys.size === 0) {
 } else {
   app.log.info({ host, tenants: keys.size }, 'API keys required');
 }
+if (policy.everyPort.length > 0) {
+  app.log.warn({ entries: policy.everyPort }, 'DIFFID_WEBHOOK_ALLOW entries without a port admit every port of their hosts, a Redis port included; name the port (host:PORT)');
+}

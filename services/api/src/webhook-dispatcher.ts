@@ -12,7 +12,7 @@ import type { Redis } from 'ioredis';
 import { blockingConnection } from './redis-connections.ts';
 import { signWebhook, webhookQueueName, type WebhookDelivery } from '@diffid/shared/contract';
 import type { JobView } from './job-view.ts';
-import { guardedLookup, refusedAddress, type WebhookPolicy } from './webhook-policy.ts';
+import { guardedLookup, refusedAddress, urlPort, type WebhookPolicy } from './webhook-policy.ts';
 
 export interface DispatcherOptions {
   redis: Redis;
@@ -37,7 +37,8 @@ export function postJson(url: string, body: string, headers: Record<string, stri
   const target = new URL(url);
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
   // Node calls no lookup for an address written in the URL: check it here.
-  const literal = isIP(host) ? refusedAddress(policy, host, host) : null;
+  const port = urlPort(target);
+  const literal = isIP(host) ? refusedAddress(policy, host, host, port) : null;
   if (literal) return Promise.reject(new Error(literal));
   const send = target.protocol === 'https:' ? https.request : http.request;
   return new Promise((resolve, reject) => {
@@ -46,7 +47,7 @@ export function postJson(url: string, body: string, headers: Record<string, stri
       {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'user-agent': 'diffid-serve-webhooks', ...headers },
-        lookup: guardedLookup(policy) as never,
+        lookup: guardedLookup(policy, port) as never,
       },
       (res) => {
         // The answer's body is not read: drop it without holding it.

@@ -54,7 +54,12 @@ t.test('with keys: every route but health, readiness and metrics needs one; anot
   t.match(anonymous.headers.get('www-authenticate') ?? '', /^Bearer/);
   assertContract(t, 'POST', '/generate', 401, body);
   t.equal((await post(s.base, '/generate', 'wrong-key-0123456789abcdef')).status, 401, 'a wrong key');
-  t.equal((await get(s.base, '/docs/', null)).status, 401, 'the docs too');
+  for (const path of ['/docs', '/docs/', '/docs/json']) {
+    const docs = await get(s.base, path, null);
+    t.equal(docs.status, 401, `${path} needs one too`);
+    t.equal(((await docs.json()) as { error?: { code: string } }).error?.code, 'DIFFID_ERR_UNAUTHORIZED', `${path}: in the catalogue's envelope`);
+    t.match(docs.headers.get('www-authenticate') ?? '', /^Bearer/);
+  }
 
   const res = await post(s.base, '/generate', ALPHA);
   t.equal(res.status, 202);

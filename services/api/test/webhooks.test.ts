@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { verifyWebhook, webhookKey } from '@diffid/shared/contract';
 import { postJson } from '../src/webhook-dispatcher.ts';
-import { guardedLookup, refusedAddress, webhookEvents, webhookPolicy, type WebhookPolicy } from '../src/webhook-policy.ts';
+import { embeddedIpv4, guardedLookup, refusedAddress, webhookEvents, webhookPolicy, type WebhookPolicy } from '../src/webhook-policy.ts';
 import { finished, pollJob, postForm, startStack } from './harness.ts';
 import { faceFile } from './images.ts';
 import { receiver, type Received } from './webhook-receiver.ts';
@@ -86,6 +86,10 @@ t.test('targets that are not public, or not http, are refused at submission', as
     ['http://10.1.2.3/', /not a public address/],
     ['http://[::1]/', /not a public address/],
     ['http://[::ffff:127.0.0.1]/', /not a public address/],
+    ['http://[::127.0.0.1]/', /not a public address/],
+    ['http://[::ffff:0:127.0.0.1]/', /not a public address/],
+    ['http://[64:ff9b:1::7f00:1]/', /not a public address/],
+    ['http://[2002:7f00:1::1]/', /not a public address/],
     ['http://[fd00::1]/', /not a public address/],
     ['http://0.0.0.0/', /not a public address/],
     ['http://2130706433/', /not a public address/],
@@ -115,18 +119,54 @@ t.test('targets that are not public, or not http, are refused at submission', as
 
 t.test('the address rule, also at delivery time', async (t) => {
   const p = policy('hooks.internal, 10.0.0.0/8, ::1');
-  t.equal(refusedAddress(p, 'hooks.internal', '192.168.1.1'), null, 'an allowed host name, whatever it resolves to');
-  t.equal(refusedAddress(p, 'x', '10.9.9.9'), null, 'inside an allowed CIDR');
-  t.equal(refusedAddress(p, 'x', '::1'), null);
-  t.match(refusedAddress(p, 'x', '127.0.0.1'), /not a public address/);
-  t.match(refusedAddress(p, 'x', '::ffff:7f00:1'), /not a public address/, 'IPv4-mapped IPv6 is judged as IPv4');
-  t.equal(refusedAddress(p, 'x', '93.184.216.34'), null, 'a public address');
+  t.equal(refusedAddress(p, 'hooks.internal', '192.168.1.1', 443), null, 'an allowed host name, whatever it resolves to');
+  t.equal(refusedAddress(p, 'x', '10.9.9.9', 443), null, 'inside an allowed CIDR');
+  t.equal(refusedAddress(p, 'x', '::1', 443), null);
+  t.match(refusedAddress(p, 'x', '127.0.0.1', 443), /not a public address/);
+  t.equal(refusedAddress(p, 'x', '93.184.216.34', 443), null, 'a public address');
+  // IPv4 written in IPv6, in every form that reaches it, is judged as the IPv4 address.
+  for (const [written, v4] of [
+    ['::ffff:7f00:1', '127.0.0.1'],
+    ['::ffff:127.0.0.1', '127.0.0.1'],
+    ['::127.0.0.1', '127.0.0.1'],
+    ['::7f00:1', '127.0.0.1'],
+    ['::ffff:0:127.0.0.1', '127.0.0.1'],
+    ['::ffff:0:7f00:1', '127.0.0.1'],
+    ['64:ff9b::7f00:1', '127.0.0.1'],
+    ['2002:7f00:1::1', '127.0.0.1'],
+    ['2002:a9fe:a9fe::', '169.254.169.254'],
+  ]) {
+    t.equal(embeddedIpv4(written as string), v4, `${written} carries ${v4}`);
+    t.match(refusedAddress(policy(), 'x', written as string, 80), /not a public address/, `${written} is refused`);
+  }
+  t.match(refusedAddress(policy(), 'x', '64:ff9b:1::7f00:1', 80), /not a public address/, 'local-use NAT64 is refused whole');
+  t.match(refusedAddress(policy(), 'x', '2001:0:4136:e378:8000:63bf:3fff:fdd2', 80), /not a public address/, 'Teredo is refused');
+  t.equal(refusedAddress(policy(), 'x', '2002:5db8:d822::1', 80), null, '6to4 of a public address is public');
+  t.equal(refusedAddress(policy(), 'x', '64:ff9b::5db8:d822', 80), null, 'NAT64 of a public address is public');
+  t.equal(refusedAddress(policy(), 'x', '2606:4700::1111', 80), null, 'plain public IPv6');
+  t.equal(embeddedIpv4('::1'), null, '::1 is IPv6 loopback, not 0.0.0.1');
+
+  // Ports: an entry that names one admits only it; one without admits every port.
+  const ported = policy('127.0.0.1:8080, [::1]:8443, hooks.internal:443, hooks.internal:8443, 10.0.0.0/8:9000, [fd00::]/8:7000');
+  t.equal(refusedAddress(ported, 'x', '127.0.0.1', 8080), null);
+  t.match(refusedAddress(ported, 'x', '127.0.0.1', 6379), /list it with its port \(6379\)/, "the allowed host's Redis port is not");
+  t.equal(refusedAddress(ported, 'x', '::1', 8443), null);
+  t.match(refusedAddress(ported, 'x', '::1', 80), /not a public address/);
+  t.equal(refusedAddress(ported, 'hooks.internal', '10.1.1.1', 8443), null, 'a host name with two ports: both');
+  t.equal(refusedAddress(ported, 'other', '10.1.1.1', 9000), null, 'a CIDR with a port');
+  t.match(refusedAddress(ported, 'other', '10.1.1.1', 9001), /not a public address/);
+  t.equal(refusedAddress(ported, 'x', 'fd12::1', 7000), null);
+  t.same(ported.everyPort, [], 'every entry named its port');
+  t.same(policy('127.0.0.1, example.internal:443').everyPort, ['127.0.0.1'], 'a portless entry is reported');
   t.match(webhookPolicy('10.0.0.0/33'), { error: /not a CIDR/ });
   t.match(webhookPolicy('exa mple'), { error: /neither a host name nor a CIDR/ });
+  t.match(webhookPolicy('127.0.0.1:0'), { error: /port must be a number from 1 to 65535/ });
+  t.match(webhookPolicy('127.0.0.1:http'), { error: /port must be a number/ });
+  t.match(webhookPolicy('[::1]:99999'), { error: /port must be a number/ });
   t.same(webhookEvents(undefined), ['start', 'completed', 'failed', 'canceled']);
   t.same(webhookEvents('failed, completed,failed'), ['failed', 'completed']);
   // A name that resolves to loopback by the time of delivery (DNS rebinding) is not connected to.
-  const lookupErr = await new Promise<Error | null>((r) => guardedLookup(policy())('localhost', {}, (err) => r(err)));
+  const lookupErr = await new Promise<Error | null>((r) => guardedLookup(policy(), 80)('localhost', {}, (err) => r(err)));
   t.match(lookupErr?.message, /not a public address/);
   await t.rejects(postJson('http://127.0.0.1:9/', '{}', {}, policy(), 1000), /not a public address/, 'an address literal is checked before connecting');
   await t.rejects(postJson('http://localhost:9/', '{}', {}, policy(), 1000), /not a public address/);
