@@ -1,11 +1,11 @@
 # The API: no models, no GPU, no onnxruntime-node. Build from the repository root:
 #   docker build -f deploy/docker/api.Dockerfile -t diffid-api .
-# Node 24 is an LTS line in support; the code also runs on Node 20 and 22.
+# Node 24 is an LTS line in support; the code also runs on Node 22 (and on Node 20, past its end of life).
 
 # Stage 1: install everything and compile TypeScript (npm ci runs the root's `prepare`: tsc -b).
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json .npmrc tsconfig.base.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.base.json tsconfig.build.json ./
 COPY shared shared
 COPY services services
 COPY client client
@@ -14,7 +14,7 @@ RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 # Stage 2: the API's production dependencies only, and the compiled JavaScript.
 FROM node:24-bookworm-slim
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 COPY shared/package.json shared/
 COPY services/api/package.json services/api/
 COPY deploy/docker/only-workspace.mjs /tmp/

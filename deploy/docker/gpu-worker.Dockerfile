@@ -8,7 +8,7 @@
 # Stage 1: install everything and compile TypeScript (npm ci runs the root's `prepare`: tsc -b).
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json .npmrc tsconfig.base.json tsconfig.build.json ./
+COPY package.json package-lock.json tsconfig.base.json tsconfig.build.json ./
 COPY shared shared
 COPY services services
 COPY client client
@@ -22,7 +22,7 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
 # ffmpeg writes MP4 morph animations (WebP and GIF need nothing more).
 RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 COPY shared/package.json shared/
 COPY services/gpu-worker/package.json services/gpu-worker/
 COPY deploy/docker/only-workspace.mjs /tmp/

@@ -1,4 +1,5 @@
 // Every bad request gets its 4xx and stable code, matching openapi.yaml — never a 500 or a hang.
+import { crc32 } from 'node:zlib';
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { ERROR_CATALOGUE } from '@diffid/shared/contract';
@@ -34,6 +35,11 @@ t.test('bad requests get their codes', async (t) => {
   const good = { image: jpeg, prompt: 'a person' };
   // A 1×30000 strip: its short side resized to CLIP's 224 would make a 6.7-million-pixel-long image.
   const strip = { bytes: await encodeImage({ width: 1, height: 30_000, data: new Uint8Array(30_000 * 3).fill(90) }, 'png') };
+  // A PNG whose header claims 12000×16000 pixels (192 MP): refused from the header, never decoded.
+  const huge = Buffer.from(await encodeImage({ width: 4, height: 4, data: new Uint8Array(48) }, 'png'));
+  huge.writeUInt32BE(12_000, 16);
+  huge.writeUInt32BE(16_000, 20);
+  huge.writeUInt32BE(crc32(huge.subarray(12, 29)), 29);
   const cases: Array<[string, string, Fields, number, string, RegExp?]> = [
     ['missing image', '/generate', { prompt: 'a person' }, 400, 'DIFFID_ERR_MISSING_FILE', /"image" is missing/],
     ['missing prompt', '/generate', { image: jpeg }, 400, 'DIFFID_ERR_VALIDATION', /"prompt" is required/],
@@ -43,6 +49,7 @@ t.test('bad requests get their codes', async (t) => {
     ['text file as image', '/generate', { image: { bytes: new TextEncoder().encode('hello, not an image'), type: 'image/jpeg' }, prompt: 'x' }, 415, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /checked by its bytes/],
     ['empty file', '/generate', { image: { bytes: new Uint8Array(0) }, prompt: 'x' }, 415, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /empty/],
     ['a 1×30000 strip', '/generate', { image: strip, prompt: 'x' }, 415, 'DIFFID_ERR_UNSUPPORTED_IMAGE', /1×30000 pixels is more than 10 times as long one way as the other; crop the photo around the face/],
+    ['a 12000×16000 photo', '/generate', { image: { bytes: huge }, prompt: 'x' }, 413, 'DIFFID_ERR_FILE_TOO_LARGE', /image: the image is 12000×16000 pixels \(192 megapixels\); the limit is 40 megapixels\. Downscale it/],
     ['too many images', '/generate', { ...good, num_images: 9 }, 400, 'DIFFID_ERR_VALIDATION', /"num_images" must be ≤ 8 \(got 9\)/],
     ['zero steps', '/generate', { ...good, steps: 0 }, 400, 'DIFFID_ERR_VALIDATION', /"steps" must be ≥ 1/],
     ['fractional steps', '/generate', { ...good, steps: 2.5 }, 400, 'DIFFID_ERR_VALIDATION', /"steps" must be a whole number/],

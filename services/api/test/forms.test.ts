@@ -117,6 +117,7 @@ t.test('the generate form: numbers coerced from text, files by name, every probl
     [{ prompt: 'x' }, { image: [jpeg, jpeg, jpeg, jpeg, jpeg] }, 'DIFFID_ERR_UNEXPECTED_FIELD', /"image" is given more than 4 times/],
     [{ prompt: 'x', face_index: '0,1,2,3,4' }, undefined, 'DIFFID_ERR_VALIDATION', /"face_index" is not in the expected form/],
     [{ prompt: 'x', face_index: '-1' }, undefined, 'DIFFID_ERR_VALIDATION', /"face_index" is not in the expected form/],
+    [{ prompt: 'x', face_index: 'abc' }, undefined, 'DIFFID_ERR_VALIDATION', /^"face_index" is not in the expected form \(got "abc"\)\. The face to use in each photo, counted left to right from 0 \(see `result\.inputs`\), one per photo, comma-separated \(e\.g\. `1` or `0,2`\)\. Default — the largest face\.$/],
     [{ prompt: 'x', on_missing_face: 'ignore' }, undefined, 'DIFFID_ERR_VALIDATION', /"on_missing_face" must be one of fail, skip/],
     [{ prompt: 'x', num_images: '9' }, undefined, 'DIFFID_ERR_VALIDATION', /"num_images" must be ≤ 8 \(got 9\)/],
     [{ prompt: 'x', steps: 'many' }, undefined, 'DIFFID_ERR_VALIDATION', /"steps" must be a whole number/],

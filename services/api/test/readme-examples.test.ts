@@ -1,7 +1,7 @@
 // The README's curl examples, run as written (only the host and port swapped for the test's).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import t from 'tap';
 import { imageInfo } from '@diffid/shared/image';
 import { buildDefaultBundle, buildDemoBundle } from '@diffid/gpu-worker';
 import { startStack } from './harness.ts';
+import { faceFile } from './images.ts';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '../../..');
@@ -20,10 +21,11 @@ const havePhotos = existsSync(join(PHOTOS, 'fr_obama.jpg'));
 
 // The README describes `npm start`: the embedded default (shipped detector and recognizer) on the
 // reader's own photos — here two from ../shared/faces. Without them, the same commands run on the
-// demo bundle without a detector, which takes the project's synthetic drawings as aligned faces.
+// demo bundle without a detector, which takes synthetic drawings (faceFile) as aligned faces.
+const photo = (name: string) => () => readFile(join(PHOTOS, name));
 const variants = [
-  { name: 'on the embedded default with real photos', skip: !havePhotos && `../shared/faces is absent (looked in ${PHOTOS})`, build: () => buildDefaultBundle(), a: join(PHOTOS, 'fr_obama.jpg'), b: join(PHOTOS, 'fr_biden.jpg') },
-  { name: 'on the demo bundle without a detector, with synthetic faces', skip: false, build: async () => buildDemoBundle(), a: join(ROOT, 'docs/examples/face-a.jpg'), b: join(ROOT, 'docs/examples/face-b.jpg') },
+  { name: 'on the embedded default with real photos', skip: !havePhotos && `../shared/faces is absent (looked in ${PHOTOS})`, build: () => buildDefaultBundle(), a: photo('fr_obama.jpg'), b: photo('fr_biden.jpg') },
+  { name: 'on the demo bundle without a detector, with synthetic faces', skip: false, build: async () => buildDemoBundle(), a: () => faceFile(1), b: () => faceFile(2) },
 ];
 
 for (const v of variants) t.test(`the README curl examples work ${v.name}`, { skip: (!hasCurl && 'curl is not installed') || v.skip }, async (t) => {
@@ -33,8 +35,8 @@ for (const v of variants) t.test(`the README curl examples work ${v.name}`, { sk
   const s = await startStack(t, { build: v.build });
   const dir = await mkdtemp(join(tmpdir(), 'diffid-readme-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await cp(v.a, join(dir, 'face-a.jpg'));
-  await cp(v.b, join(dir, 'face-b.jpg'));
+  await writeFile(join(dir, 'face-a.jpg'), await v.a());
+  await writeFile(join(dir, 'face-b.jpg'), await v.b());
   const script = `set -euo pipefail\n${(block as string).replaceAll('localhost:8080', s.base.replace('http://', ''))}`;
   const { stdout } = await run('bash', ['-c', script], { cwd: dir, timeout: 120_000 });
   t.match(stdout, /"status":"succeeded"/, 'the generate job succeeded');

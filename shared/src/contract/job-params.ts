@@ -147,8 +147,9 @@ function fieldError(e: ErrorObject, fields: Record<string, unknown>): DiffIdErro
     case 'minLength':
       return new DiffIdError('VALIDATION', `"${field}" must not be empty`);
     case 'pattern': {
-      const description = (e.parentSchema as { description?: string } | undefined)?.description;
-      return new DiffIdError('VALIDATION', `"${field}" is not in the expected form${description ? `: ${description}` : ''}${got}`);
+      // The contract's description says what the form is; its YAML line breaks are not the message's.
+      const description = (e.parentSchema as { description?: string } | undefined)?.description?.replace(/\s+/g, ' ').trim();
+      return new DiffIdError('VALIDATION', `"${field}" is not in the expected form${got}${description ? `. ${description}` : ''}`);
     }
     case 'enum':
       return new DiffIdError('VALIDATION', `"${field}" must be one of ${(e.params.allowedValues as unknown[]).join(', ')}${got}`);

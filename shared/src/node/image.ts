@@ -51,9 +51,16 @@ function formatOf(bytes: Uint8Array, label: string): ImageFormat {
   return format;
 }
 
+/** An upload over MAX_INPUT_PIXELS: its size when known, the limit, and what to do. */
+function tooManyPixels(label: string, size?: { width: number; height: number }): DiffIdError {
+  const megapixels = (n: number) => `${Math.round(n / 100_000) / 10} megapixels`;
+  const its = size ? `${size.width}×${size.height} pixels (${megapixels(size.width * size.height)})` : 'more pixels than allowed';
+  return new DiffIdError('FILE_TOO_LARGE', `${label}: the image is ${its}; the limit is ${megapixels(MAX_INPUT_PIXELS)}. Downscale it (a face needs far fewer: the service works at ${WORKING_MAX_SIDE} pixels on the long side)`);
+}
+
 function decodeError(err: unknown, label: string, format: ImageFormat): DiffIdError {
   const message = (err as Error).message;
-  if (/pixel limit/i.test(message)) return new DiffIdError('FILE_TOO_LARGE', `${label}: the image has more than ${MAX_INPUT_PIXELS} pixels`);
+  if (/pixel limit/i.test(message)) return tooManyPixels(label);
   return new DiffIdError('UNSUPPORTED_IMAGE', `${label}: the ${format.toUpperCase()} data cannot be decoded (${message})`);
 }
 
@@ -115,7 +122,7 @@ export async function checkImage(bytes: Uint8Array, label = 'image'): Promise<{ 
   try {
     const size = checkProportions(await uprightSize(bytes), label);
     if (!(size.width > 0 && size.height > 0)) throw new Error('the header gives no size');
-    if (size.width * size.height > MAX_INPUT_PIXELS) throw new DiffIdError('FILE_TOO_LARGE', `${label}: the image has more than ${MAX_INPUT_PIXELS} pixels`);
+    if (size.width * size.height > MAX_INPUT_PIXELS) throw tooManyPixels(label, size);
     return size;
   } catch (err) {
     throw err instanceof DiffIdError ? err : decodeError(err, label, format);

@@ -1,11 +1,19 @@
 // Command-line arguments of the project's own CLIs (npm run bundle, npm run eval): parsed
-// strictly, and every problem answered with the message, the usage and exit status 2.
+// strictly. A problem with the command line is answered with the message, the usage and exit
+// status 2; a problem with what it names (a model file, a sidecar, a photo) with the message
+// alone and status 1 — the usage would bury the one line that says what to fix.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** Prints the problem and the usage, and exits with status 2. */
 export function usageError(usage: string, message: string): never {
   process.stderr.write(`${message}\n${usage}\n`);
   process.exit(2);
+}
+
+/** Prints what is wrong with an input the command line named, and exits with status 1. */
+export function inputError(message: string): never {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
 }
 
 /** The parsed options; an unknown option or a missing value is a usage error. */

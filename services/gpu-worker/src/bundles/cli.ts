@@ -4,7 +4,7 @@
 //   [--detector FILE] [--embedder FILE] [--copy] [--size N]   (a diffusers/optimum ONNX folder)
 // npm run bundle -- --check-colour A,B[,C…] --embedder FILE [--detector FILE]
 //   which channel order the recognizer wants, on photos A, B of one person and others of others
-import { cliArgs, usageError } from './cli-args.ts';
+import { cliArgs, inputError, usageError } from './cli-args.ts';
 import { shippedFaceModels } from './default-bundle.ts';
 import { buildDemoBundle } from './demo-bundle.ts';
 import { checkColourOrder, colourOrderReport } from './colour-check.ts';
@@ -48,7 +48,7 @@ if (values['check-colour'] !== undefined) {
     process.stdout.write(`${colourOrderReport(values.embedder, rows)}\n`);
     process.exit(0);
   } catch (err) {
-    fail((err as Error).message);
+    inputError((err as Error).message);
   }
 }
 
@@ -72,7 +72,7 @@ if (values.kind === 'import') {
     process.stdout.write(`imported ${values.from} into ${values.out} (${manifest.image.width}×${manifest.image.height}, ${values.copy ? 'graphs copied' : 'graphs linked'})\n`);
     process.exit(0);
   } catch (err) {
-    fail((err as Error).message);
+    inputError((err as Error).message);
   }
 }
 if (values.kind !== 'tiny' && values.kind !== 'demo') fail(`--kind must be "tiny", "demo" or "import" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
@@ -90,7 +90,7 @@ try {
   embedder = values.embedder ? linkEmbedder(values.embedder) : undefined;
   detector = values.detector ? linkDetector(values.detector) : undefined;
 } catch (err) {
-  fail((err as Error).message);
+  inputError((err as Error).message);
 }
 
 let bundle: GeneratedBundle;

@@ -56,9 +56,18 @@ function withoutFileFields(values: Json): Json {
   return rest;
 }
 
+/** The graph's inputs and outputs; a file that is not an ONNX model is a LinkError naming it. */
+function graphOf(path: string, bytes: Uint8Array): ReturnType<typeof inspectGraph> {
+  try {
+    return inspectGraph(bytes);
+  } catch (err) {
+    throw new LinkError(`${basename(path)} is not an ONNX model that can be read (${(err as Error).message})`);
+  }
+}
+
 /** An ArcFace-style embedder file: one image input, one embedding output of width D. `bytes`: the file's, when already read. */
 export function linkEmbedder(path: string, given?: Json, bytes: Uint8Array = new Uint8Array(readFileSync(path))): LinkedModel<FaceEmbedderEntry> & { width: number } {
-  const io = inspectGraph(bytes);
+  const io = graphOf(path, bytes);
   const sidecar = readSidecar(path, given);
   const input = io.inputs[0];
   const output = io.outputs[0];
@@ -161,7 +170,7 @@ function sidecarExample(io: GraphIo): string {
 
 /** A face detector file in a layout the contract names (DETECTOR_LAYOUTS). `bytes`: the file's, when already read. */
 export function linkDetector(path: string, given?: Json, bytes: Uint8Array = new Uint8Array(readFileSync(path))): LinkedModel<FaceDetectorEntry> {
-  const io = inspectGraph(bytes);
+  const io = graphOf(path, bytes);
   const sidecar = readSidecar(path, given);
   const input = io.inputs[0];
   if (!input) throw new LinkError(`${basename(path)}: the detector has no input`);

@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { type FaceEmbedderEntry } from '@diffid/shared/bundle';
 import { WORKING_MAX_SIDE, decodeRgb } from '@diffid/shared/image';
 import { loadBundle } from '../runtime/bundle-loader.ts';
-import { cliArgs, usageError } from '../bundles/cli-args.ts';
+import { cliArgs, inputError, usageError } from '../bundles/cli-args.ts';
 import { ensureDefaultBundle } from '../bundles/default-bundle.ts';
 import { LinkError, linkEmbedder } from '../bundles/link-models.ts';
 import { evalTable, evaluate, facePhotos } from './evaluate.ts';
@@ -40,7 +40,7 @@ if (values.recognizer) {
   try {
     recognizer = { path: values.recognizer, entry: linkEmbedder(values.recognizer).entry };
   } catch (err) {
-    fail(err instanceof LinkError ? err.message : `--recognizer ${values.recognizer}: ${(err as Error).message}`);
+    inputError(err instanceof LinkError ? err.message : `--recognizer ${values.recognizer}: ${(err as Error).message}`);
   }
 }
 const dir = values.bundle ?? (await ensureDefaultBundle(await mkdtemp(join(tmpdir(), 'diffid-eval-')))).dir;
