@@ -4,7 +4,7 @@ import t from 'tap';
 import { account, haveRedis, lab, settle, sleep, submit, waitForWorkers } from './chaos-lab.ts';
 
 // Worker processes start, get killed and recover: minutes on a loaded 2-core machine, not the default 2.
-t.setTimeout(300_000);
+t.setTimeout(600_000);
 
 t.test('Redis paused past the lock time, then restarted from its append-only file: no job lost or failed', { skip: !haveRedis && 'redis-server is not installed' }, async (t) => {
   const lockSeconds = 10;

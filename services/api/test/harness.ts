@@ -117,8 +117,11 @@ export async function postForm(base: string, path: string, fields: Fields, heade
   return fetch(`${base}${path}`, { method: 'POST', body: form, headers });
 }
 
-/** Polls GET /jobs/{id} until `done(view)` or the deadline; returns the last view. */
-export async function pollJob(base: string, id: string, done: (view: Record<string, any>) => boolean, timeoutMs = 60_000): Promise<Record<string, any>> {
+/**
+ * Polls GET /jobs/{id} until `done(view)` or the deadline; returns the last view. The deadline
+ * only bounds a job that never finishes: it is far past any job's time, also on a loaded machine.
+ */
+export async function pollJob(base: string, id: string, done: (view: Record<string, any>) => boolean, timeoutMs = 300_000): Promise<Record<string, any>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const view = (await (await fetch(`${base}/jobs/${id}`)).json()) as Record<string, any>;

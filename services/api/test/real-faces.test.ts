@@ -80,7 +80,7 @@ t.test('generate on real photos keeps each identity; outputs differ from one ano
 t.test('morph with frames=5 travels from A to B', { skip }, async (t) => {
   const s = await startStack(t, { build: shipped });
   const res = await postForm(s.base, '/morph', { image_a: { bytes: await photo('fr_obama.jpg') }, image_b: { bytes: await photo('fr_biden.jpg') }, frames: 5 });
-  const view = await pollJob(s.base, ((await res.json()) as { id: string }).id, finished, 120_000);
+  const view = await pollJob(s.base, ((await res.json()) as { id: string }).id, finished);
   t.equal(view.status, 'succeeded', JSON.stringify(view.error ?? ''));
   const frames = view.result.images as Array<{ alpha: number; arcface_similarity_a: number; arcface_similarity_b: number }>;
   t.comment(frames.map((f) => `α ${f.alpha}: A ${f.arcface_similarity_a.toFixed(3)} B ${f.arcface_similarity_b.toFixed(3)}`).join('; '));
@@ -191,7 +191,7 @@ t.test('a face at the photo border: the aligned canvas repeats the edge, no blac
     return n / (img.data.length / 3);
   };
   const res = await postForm(s.base, '/morph', { image_a: { bytes: cut }, image_b: { bytes: await photo('fr_obama2.jpg') }, alphas: '0,0.5', steps: 10 });
-  const view = await pollJob(s.base, ((await res.json()) as { id: string }).id, finished, 120_000);
+  const view = await pollJob(s.base, ((await res.json()) as { id: string }).id, finished);
   t.equal(view.status, 'succeeded', JSON.stringify(view.error ?? ''));
   for (const image of view.result.images as Array<{ url: string; alpha: number }>) {
     const rgb = await decodeRgb(Buffer.from(await (await fetch(`${s.base}${image.url}`)).arrayBuffer()));

@@ -92,7 +92,7 @@ t.test('a job whose inference thread is replaced mid-run is retried and still su
   const { id } = (await res.json()) as { id: string };
   await pollJob(s.base, id, (v) => v.status === 'running' && v.progress.step >= 2);
   await s.worker!.inference.restart();
-  const view = await pollJob(s.base, id, finished, 60_000);
+  const view = await pollJob(s.base, id, finished);
   t.equal(view.status, 'succeeded', 'the retry on the new thread finished the job');
   t.equal(failures.length, 1, 'the first attempt failed once');
   t.match(failures[0], /inference thread was replaced during the job/, 'as a lost thread, which is retryable');
