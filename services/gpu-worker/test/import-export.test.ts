@@ -55,3 +55,16 @@ t.test('copying is by request; a folder that is not an export, or a scheduler th
   await writeFile(join(layout.exportDir, 'scheduler/scheduler_config.json'), JSON.stringify({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, clip_sample: false, thresholding: true }));
   await t.rejects(importExport({ from: layout.exportDir, out: join(dir, 'y'), adapter: layout.adapter, imageEncoder: layout.imageEncoder, embedder }), /scheduler_config\.json: thresholding is true; the DDIM core does not implement it/);
 });
+
+t.test("without --size the image side is unet/config.json's sample_size × 8, as diffusers writes it", async (t) => {
+  const dir = await tempDir(t, 'diffid-import-');
+  const tiny = buildTinyBundle();
+  const layout = await writeExportLayout(dir, tiny, {});
+  const embedder = { file: 'face_embedder.onnx', bytes: tiny.files.get('face_embedder.onnx') as Uint8Array, entry: tiny.manifest.models.face_embedder, width: 16 };
+  // The tiny U-Net works in 8×8 latents: a 64-px image; an SD 2.x export would say 96 (768 px).
+  await writeFile(join(layout.exportDir, 'unet/config.json'), JSON.stringify({ sample_size: 8, in_channels: 4 }));
+  const fromConfig = await importExport({ from: layout.exportDir, out: join(dir, 'a'), adapter: layout.adapter, imageEncoder: layout.imageEncoder, embedder });
+  t.same([fromConfig.image.width, fromConfig.image.height], [64, 64], 'sample_size 8 → 64 px');
+  const given = await importExport({ from: layout.exportDir, out: join(dir, 'b'), adapter: layout.adapter, imageEncoder: layout.imageEncoder, embedder, size: 128 });
+  t.same([given.image.width, given.image.height], [128, 128], '--size wins over the config');
+});

@@ -24,7 +24,7 @@ export interface ImportOptions {
   embedder: LinkedModel<FaceEmbedderEntry> & { width: number };
   /** Copy the export's graphs instead of linking them (they may be gigabytes). */
   copy?: boolean;
-  /** Image side when the U-Net does not fix it (exports usually leave it symbolic): SD 1.5's 512. */
+  /** Image side when the U-Net does not fix it (exports usually leave it symbolic); else unet/config.json's sample_size × 8, else 512. */
   size?: number;
 }
 
@@ -101,8 +101,14 @@ export async function importExport(o: ImportOptions): Promise<Manifest> {
   const sample = unet.inputs.find((t) => t.name === 'sample');
   const latentChannels = dimAt(sample, 1) ?? 4;
   const downscale = 8;
-  const height = (dimAt(sample, 2) ?? 0) * downscale || (o.size ?? 512);
-  const width = (dimAt(sample, 3) ?? 0) * downscale || (o.size ?? 512);
+  // The image side: fixed in the graph, else --size, else unet/config.json's sample_size (in
+  // latent pixels: 64 for SD 1.5, 96 for SD 2.x's 768-px models), else SD 1.5's 512.
+  const unetConfig = existsSync(join(from, 'unet/config.json')) ? await readJson(join(from, 'unet/config.json'), 'unet') : {};
+  const sampleSize = unetConfig.sample_size;
+  const configured = typeof sampleSize === 'number' && Number.isInteger(sampleSize) && sampleSize > 0 ? sampleSize * downscale : undefined;
+  const side = o.size ?? configured ?? 512;
+  const height = (dimAt(sample, 2) ?? 0) * downscale || side;
+  const width = (dimAt(sample, 3) ?? 0) * downscale || side;
   const vaeConfig = existsSync(join(from, 'vae_decoder/config.json')) ? await readJson(join(from, 'vae_decoder/config.json'), 'vae_decoder') : {};
   const textIds = (io.text_encoder as GraphIo).inputs[0];
   const textLength = dimAt(textIds, 1) ?? 77;
