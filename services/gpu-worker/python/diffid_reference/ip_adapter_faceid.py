@@ -71,7 +71,7 @@ class IpAdapterFaceIdAdapter(nn.Module):
 def load_checkpoint(path: str, text_tokens: int = 77) -> IpAdapterFaceIdAdapter:
     """Reads the projection from an IP-Adapter-FaceID checkpoint (``.bin`` or ``.safetensors``)."""
     if path.endswith(".safetensors"):
-        from safetensors.torch import load_file  # only needed for this format
+        from .safetensors_io import load_file  # standard library + torch; no safetensors package needed
 
         flat = load_file(path)
         image_proj = {k[len("image_proj."):]: v for k, v in flat.items() if k.startswith("image_proj.")}
