@@ -2,14 +2,16 @@
 // download). The forms hold the contract's fields (openapi.yaml's GenerateForm, MorphForm,
 // CompareForm, with their defaults); upload real photos (JPEG files), see the images and the
 // detected faces appear, play a morph, compare, see the API's error message; what the page sends
-// is what was filled in, nothing empty; with API keys, the page sends the key it is given.
+// is what was filled in, nothing empty; with API keys, the page sends the key it is given. The
+// faces found on a group photo are buttons that choose the face for the next run; a request that
+// fails leaves no earlier result on screen.
 // With ../shared/faces present the tour runs again on real photos with the embedded default.
 // DIFFID_SCREENSHOTS=DIR saves a screenshot of each tab of the first run there (docs/images has them).
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { buildDefaultBundle } from '../../gpu-worker/src/bundles/default-bundle.ts';
 import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
 import { tempDir } from '../../gpu-worker/test/helpers.ts';
@@ -153,6 +155,8 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   await page.click('#compare-submit');
   await page.waitForSelector('#compare-error:not([hidden])');
   t.match(await page.textContent('#compare-error'), /"image_b" is not a JPEG, PNG or WebP image .*\(DIFFID_ERR_UNSUPPORTED_IMAGE\)/);
+  t.equal(await page.textContent('#compare-similarity'), '', 'the similarity of the photos compared before is not shown under the error');
+  t.equal(await page.locator('#compare-previews canvas').count(), 1, 'the photos shown are the ones chosen now (the one that is no image is not drawn)');
   t.same(problems.filter((p) => !/400 \(Bad Request\)|415 \(Unsupported Media Type\)/.test(p)), [], 'no script errors');
 }
 
@@ -189,4 +193,153 @@ t.test('with API keys the page loads without one and sends the key it is given',
   await page.click('#compare-submit');
   await page.locator('#compare-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
   t.match(await page.textContent('#compare-similarity'), /^similarity/);
+});
+
+/** Submits a form and waits for the page to show its job done; the job's id. Throws the page's error line if it shows one instead. */
+async function submit(page: Page, form: 'generate' | 'morph' | 'compare'): Promise<string> {
+  const accepted = page.waitForResponse((r) => new URL(r.url()).pathname === `/${form}` && r.request().method() === 'POST');
+  await page.click(`#${form}-submit`);
+  const { id } = (await (await accepted).json()) as { id: string };
+  await page.locator(`#${form}-status:has-text("done in"), #${form}-error:not([hidden])`).waitFor({ timeout: 120_000 });
+  const error = page.locator(`#${form}-error`);
+  if (await error.isVisible()) throw new Error(`${form}: the page shows the error ${await error.textContent()}`);
+  return id;
+}
+
+const jobView = async (base: string, id: string) => (await fetch(`${base}/jobs/${id}`)).json() as Promise<Record<string, any>>;
+const labels = (buttons: Locator) => buttons.evaluateAll((bs) => bs.map((b) => b.getAttribute('aria-label')));
+const pressed = (buttons: Locator) => buttons.evaluateAll((bs) => bs.map((b) => b.getAttribute('aria-pressed')));
+
+function watchProblems(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(err.message));
+  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+  return problems;
+}
+
+t.test('a face drawn on a group photo is a button: a click or a key chooses it for the next run (the embedded default)', { skip: skip || (!existsSync(join(PHOTOS, 'nasa_apollo11_crew.jpg')) && `../shared/faces is absent (looked in ${PHOTOS}): no group photos`) }, async (t) => {
+  const s = await startStack(t, { build: buildDefaultBundle });
+  const browser = await launch(t);
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const problems = watchProblems(page);
+  const sent = await recordForms(page);
+  await page.goto(`${s.base}/playground`);
+
+  // Generate from two photos: the pair (two faces) and a portrait (one). Nothing chosen: the largest faces.
+  await page.setInputFiles('#generate-image', [join(PHOTOS, 'fr_two_people.jpg'), join(PHOTOS, 'fr_obama.jpg')]);
+  await page.fill('#generate-prompt', 'a portrait photo');
+  await page.fill('#generate-steps', '4');
+  const first = await jobView(s.base, await submit(page, 'generate'));
+  t.equal(first.status, 'succeeded', JSON.stringify(first.error ?? ''));
+  t.equal((await sent())['/generate']?.face_index, undefined, 'no face chosen yet: none sent');
+  const used = first.result.inputs[0].face_index as number;
+  const photos = page.locator('#generate-previews .photo');
+  t.equal(await photos.count(), 2);
+  const pair = photos.nth(0).getByRole('button');
+  t.same(await labels(pair), ['face 1 of 2', 'face 2 of 2'], 'each face of the pair is a button, named by its place');
+  t.same(await pressed(pair), ['false', 'false'], 'none chosen: the service used the largest');
+  t.equal(await photos.nth(1).getByRole('button').count(), 0, 'a photo with one face has nothing to choose');
+  t.match(await photos.nth(0).locator('.note').textContent(), new RegExp(`^2 faces, face ${used} used: click a face to choose it$`));
+
+  // Click the other face (the second: the detector takes the left one as the largest): the field
+  // under "More options" says so, one entry per photo, and the face is marked.
+  const other = used === 0 ? 1 : 0;
+  t.comment(`the pair: face ${used} used, face ${other} clicked`);
+  await pair.nth(other).click();
+  t.equal(await page.inputValue('#generate-face_index'), `${other},0`, 'the face field: the face clicked for the pair, the face used before for the portrait');
+  t.same(await pressed(pair), other === 1 ? ['false', 'true'] : ['true', 'false'], 'the face clicked is marked as chosen');
+  t.equal(await photos.nth(0).locator('.note').textContent(), `face ${other} chosen for the next run`);
+  const second = await jobView(s.base, await submit(page, 'generate'));
+  t.equal((await sent())['/generate']?.face_index, `${other},0`, 'the next request sends it');
+  t.same(second.params.face_index, [other, 0], 'the job was asked for it');
+  t.equal(second.result.inputs[0].face_index, other, 'and used it');
+  t.same(await pressed(photos.nth(0).getByRole('button')), other === 1 ? ['false', 'true'] : ['true', 'false'], 'still marked once the photos are drawn again');
+
+  // Compare: three astronauts; a face chosen from the keyboard.
+  await page.click('#tab-compare');
+  await page.setInputFiles('#compare-image_a', join(PHOTOS, 'fr_obama.jpg'));
+  await page.setInputFiles('#compare-image_b', join(PHOTOS, 'nasa_apollo11_crew.jpg'));
+  const crewJob = await jobView(s.base, await submit(page, 'compare'));
+  t.equal(crewJob.status, 'succeeded', JSON.stringify(crewJob.error ?? ''));
+  const crew = page.locator('#compare-previews .photo').nth(1).getByRole('button');
+  t.same(await labels(crew), ['face 1 of 3', 'face 2 of 3', 'face 3 of 3']);
+  const usedB = crewJob.result.inputs[1].face_index as number;
+  const pick = usedB === 2 ? 1 : 2;
+  await crew.nth(pick).focus();
+  await page.keyboard.press('Enter');
+  t.equal(await page.inputValue('#compare-face_index_b'), String(pick), 'Enter on a face chooses it');
+  t.equal(await page.inputValue('#compare-face_index_a'), '', "the other photo's field is left alone");
+  const chosen = await jobView(s.base, await submit(page, 'compare'));
+  t.same((await sent())['/compare'], { face_index_b: String(pick) });
+  t.equal(chosen.params.face_index_b, pick);
+  t.equal(chosen.result.inputs[1].face_index, pick, 'the compared face is the one chosen');
+
+  // Another photo in its place: a face clicked on the old one means nothing on it.
+  await page.setInputFiles('#compare-image_b', join(PHOTOS, 'fr_two_people.jpg'));
+  t.equal(await page.inputValue('#compare-face_index_b'), '', 'a face chosen by clicking goes with its photo');
+  t.same(problems, [], 'no script errors');
+});
+
+t.test('a request that fails leaves no earlier result on screen', { skip }, async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const dir = await tempDir(t, 'diffid-playground-');
+  await writeFile(join(dir, 'a.jpg'), await faceFile(34));
+  await writeFile(join(dir, 'b.jpg'), await faceFile(35));
+  const browser = await launch(t);
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const problems = watchProblems(page);
+  await page.goto(`${s.base}/playground`);
+
+  // Generate, then a job that fails (the demo bundle sees one face; face_index 5 is none). Its
+  // event stream is held until the page has been looked at: the old images went as it started.
+  await page.setInputFiles('#generate-image', join(dir, 'a.jpg'));
+  await page.fill('#generate-prompt', 'a portrait photo');
+  await submit(page, 'generate');
+  t.equal(await page.locator('#generate-results figure').count(), 1);
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await page.route('**/jobs/*/events', async (route) => {
+    await held;
+    await route.continue();
+  }, { times: 1 });
+  await page.click('#generate-form details.more > summary');
+  await page.fill('#generate-face_index', '5');
+  const following = page.waitForRequest((r) => r.url().endsWith('/events'));
+  await page.click('#generate-submit');
+  await following;
+  t.equal(await page.locator('#generate-results figure').count(), 0, 'the images of the request before are gone as a new one starts');
+  release();
+  await page.waitForSelector('#generate-error:not([hidden])');
+  t.match(await page.textContent('#generate-error'), /face_index 5 asks for a face that is not there.*\(DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE\)/);
+  t.equal(await page.locator('#generate-results figure').count(), 0, 'the failed job shows its error alone');
+  t.equal(await page.textContent('#generate-status'), '');
+
+  // A success again, then a request the API refuses (400).
+  await page.fill('#generate-face_index', '');
+  await submit(page, 'generate');
+  t.ok(await page.locator('#generate-error').isHidden(), 'the error goes with the next request');
+  t.equal(await page.locator('#generate-results figure').count(), 1);
+  await page.setInputFiles('#generate-image', { name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') });
+  await page.click('#generate-submit');
+  await page.waitForSelector('#generate-error:not([hidden])');
+  t.match(await page.textContent('#generate-error'), /DIFFID_ERR_UNSUPPORTED_IMAGE/);
+  t.equal(await page.locator('#generate-results figure').count(), 0, 'a refused request shows its error alone');
+
+  // Morph: the player and the frames of the last morph go when the next one fails.
+  await page.click('#tab-morph');
+  await page.setInputFiles('#morph-image_a', join(dir, 'a.jpg'));
+  await page.setInputFiles('#morph-image_b', join(dir, 'b.jpg'));
+  await page.fill('#morph-frames', '3');
+  await submit(page, 'morph');
+  t.ok(await page.locator('#morph-player').isVisible());
+  t.equal(await page.locator('#morph-results figure').count(), 3);
+  await page.click('#morph-form details.more > summary');
+  await page.fill('#morph-face_index_a', '5');
+  await page.click('#morph-submit');
+  await page.waitForSelector('#morph-error:not([hidden])');
+  t.match(await page.textContent('#morph-error'), /DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE/);
+  t.ok(await page.locator('#morph-player').isHidden(), 'the player of the morph before is gone');
+  t.equal(await page.locator('#morph-results figure').count(), 0, 'and its frames');
+  t.equal(await page.locator('#morph-animation').getAttribute('src'), null);
+  t.same(problems.filter((p) => !/400 \(Bad Request\)|415 \(Unsupported Media Type\)/.test(p)), [], 'no script errors');
 });
