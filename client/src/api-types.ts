@@ -617,11 +617,14 @@ export interface components {
             /**
              * @description AMBIGUOUS_FACE — no face_index was given and another face is within 10 % of the used
              *     face's size; SMALL_FACE — the used face's eyes are closer than 20 px, too few pixels
-             *     for the recognizer, so identity may be lost; FACE_SKIPPED — on_missing_face=skip left
-             *     this photo out.
+             *     for the recognizer, so identity may be lost; LARGE_PHOTO_SMALL_FACES — the photo is
+             *     1024 px or more on its long side (as the service works on it, at most 2048 px) and
+             *     some of its faces have eyes closer than 20 px: faces smaller still (under about 40 px
+             *     of the upload) are not looked for and may be missing from `faces`, so crop closer
+             *     around the people; FACE_SKIPPED — on_missing_face=skip left this photo out.
              * @enum {string}
              */
-            code: "AMBIGUOUS_FACE" | "SMALL_FACE" | "FACE_SKIPPED";
+            code: "AMBIGUOUS_FACE" | "SMALL_FACE" | "LARGE_PHOTO_SMALL_FACES" | "FACE_SKIPPED";
             input: string;
             message: string;
         };

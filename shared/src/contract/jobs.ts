@@ -191,7 +191,7 @@ export interface InputFaces {
 
 /** Something the caller should know about a result that did not stop the job. */
 export interface ResultWarning {
-  code: 'AMBIGUOUS_FACE' | 'SMALL_FACE' | 'FACE_SKIPPED';
+  code: 'AMBIGUOUS_FACE' | 'SMALL_FACE' | 'LARGE_PHOTO_SMALL_FACES' | 'FACE_SKIPPED';
   input: string;
   message: string;
 }

@@ -10,11 +10,16 @@ import { DiffIdError, type InputFaces, type ResultWarning, type SeenFace } from 
 import { alignmentPairs, portraitLandmarks, similarityTransform, templateOnCanvas, warpSimilarity, type Point } from '../vision/face-geometry.ts';
 import { squarePortraitGeometry, type Rgb } from '../vision/pixels.ts';
 import type { StageContext } from './context.ts';
-import { detectFaces } from '../runtime/face-detector.ts';
+import { detectFaces, detectionPlan } from '../runtime/face-detector.ts';
 import { boxArea, type DetectedFace } from '../vision/detect-faces.ts';
 
 /** Below this eye distance (pixels in the photo) a 112² recognizer crop is mostly upsampling. */
 export const MIN_EYE_DISTANCE = 20;
+/**
+ * A photo whose long side (decoded pixels) is at least this is large: a 256² detector sees it
+ * reduced 4× or more, and its small faces are found only by the tiled passes (face-tiles.ts).
+ */
+export const LARGE_PHOTO_SIDE = 1024;
 /** Another face at least this fraction of the chosen face's box area makes the choice a close call. */
 export const AMBIGUOUS_AREA_RATIO = 0.9;
 
@@ -108,8 +113,7 @@ export async function findFace(ctx: StageContext, image: Rgb, label: string, fac
     }
   }
   // Measured in the pixels the recognizer's crop is warped from (the decoded image).
-  const [e1, e2] = chosen.landmarks as [Point, Point];
-  const eyes = Math.hypot(e2[0] - e1[0], e2[1] - e1[1]);
+  const eyes = eyeDistance(chosen);
   if (eyes < MIN_EYE_DISTANCE) {
     warnings.push({
       code: 'SMALL_FACE',
@@ -117,9 +121,44 @@ export async function findFace(ctx: StageContext, image: Rgb, label: string, fac
       message: `${label}: the face's eyes are ${eyes.toFixed(1)} px apart (under ${MIN_EYE_DISTANCE}); the recognizer sees mostly upsampled pixels, so identity may be lost; use a larger or sharper photo of the face`,
     });
   }
+  const crowded = smallFacesWarning(ctx, image, label, faces);
+  if (crowded) warnings.push(crowded);
   const layout = layoutOf(ctx);
   const scale = image.scale ?? 1;
   return { face: align(ctx, image, chosen), input: { input: label, faces: faces.map((f) => seen(f, layout, scale)), face_index: index }, warnings };
+}
+
+/** Eye distance of a face (its first two landmarks are the eyes in every layout), in the image's pixels. */
+function eyeDistance(face: DetectedFace): number {
+  const [e1, e2] = face.landmarks as [Point, Point];
+  return Math.hypot(e2[0] - e1[0], e2[1] - e1[1]);
+}
+
+/**
+ * LARGE_PHOTO_SMALL_FACES, when a large photo holds faces whose eyes are under MIN_EYE_DISTANCE
+ * apart (decoded pixels): faces a little smaller still are under what the detector looks for and
+ * may be missing from the list, and faces this small keep little identity. Cropping closer helps
+ * either way; when the upload was reduced to the working size, a crop also keeps the detail the
+ * reduction drops. Null otherwise.
+ */
+function smallFacesWarning(ctx: StageContext, image: Rgb, label: string, faces: DetectedFace[]): ResultWarning | null {
+  const det = ctx.bundle.manifest.models.face_detector;
+  if (!det || Math.max(image.width, image.height) < LARGE_PHOTO_SIDE) return null;
+  const small = faces.filter((f) => eyeDistance(f) < MIN_EYE_DISTANCE);
+  if (small.length === 0) return null;
+  const scale = image.scale ?? 1;
+  const upload = `${Math.round(image.width * scale)}×${Math.round(image.height * scale)}`;
+  const reduced = scale > 1.001;
+  const floor = Math.round(detectionPlan(det, image).minFace * scale);
+  const which = small.length === faces.length ? (faces.length === 1 ? 'its face has' : `all ${faces.length} faces have`) : `${small.length} of its ${faces.length} faces ${small.length === 1 ? 'has' : 'have'}`;
+  return {
+    code: 'LARGE_PHOTO_SMALL_FACES',
+    input: label,
+    message:
+      `${label}: the photo is ${upload} px and ${which} eyes under ${MIN_EYE_DISTANCE} px apart${reduced ? ` at the ${image.width}×${image.height} px the service works at` : ''}; ` +
+      `faces narrower than about ${floor} px are not looked for and may be missing from the list, and faces this small keep little identity; ` +
+      `crop the photo closer around the people you mean${reduced ? ` (a crop keeps the detail that reducing the photo to ${image.width}×${image.height} px drops)` : ', or send a sharper photo taken closer'}`,
+  };
 }
 
 /**
