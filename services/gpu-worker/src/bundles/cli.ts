@@ -2,12 +2,15 @@
 //   tiny: [--flavor diffusers|optimum] [--seed N]      demo: [--sigma S] [--seed N]
 // npm run bundle -- --kind import --from EXPORT_DIR --adapter FILE --image-encoder FILE --out DIR
 //   [--detector FILE] [--embedder FILE] [--copy] [--size N]   (a diffusers/optimum ONNX folder)
+// npm run bundle -- --kind full --out DIR [--size 512] [--scale 1] [--precision fp32|fp16] [--seed N]
+//   [--embedder shipped|FILE] [--detector none|FILE]   SD 1.5 + Diff-ID built in PyTorch (docs/full-size.md)
 // npm run bundle -- --check-colour A,B[,C…] --embedder FILE [--detector FILE]
 //   which channel order the recognizer wants, on photos A, B of one person and others of others
 import { cliArgs, inputError, usageError } from './cli-args.ts';
 import { shippedFaceModels } from './default-bundle.ts';
 import { buildDemoBundle } from './demo-bundle.ts';
 import { checkColourOrder, colourOrderReport } from './colour-check.ts';
+import { buildFullBundle, fullBuildProblems, type Precision } from './full-bundle.ts';
 import { importExport } from './import-export.ts';
 import { linkDetector, linkEmbedder } from './link-models.ts';
 import { buildTinyBundle } from './tiny-bundle.ts';
@@ -19,6 +22,8 @@ const USAGE =
   '         tiny: [--flavor diffusers|optimum] [--seed N]   demo: [--sigma S] [--seed N]\n' +
   '       npm run bundle -- --kind import --from EXPORT_DIR --adapter FILE --image-encoder FILE --out DIR\n' +
   '         [--detector FILE] [--embedder FILE] [--copy] [--size N]\n' +
+  '       npm run bundle -- --kind full --out DIR [--size 512] [--scale 1] [--precision fp32|fp16] [--seed N]\n' +
+  '         [--embedder shipped|FILE] [--detector none|FILE]   (needs Python with torch and onnx; docs/full-size.md)\n' +
   '       npm run bundle -- --check-colour A.jpg,B.jpg[,C.jpg…] --embedder FILE [--detector FILE]\n' +
   '         A and B: one person; any others: other people';
 
@@ -38,6 +43,8 @@ const values = cliArgs(USAGE, {
   'image-encoder': { type: 'string' },
   copy: { type: 'boolean', default: false },
   size: { type: 'string' },
+  scale: { type: 'string' },
+  precision: { type: 'string' },
 });
 
 if (values['check-colour'] !== undefined) {
@@ -75,7 +82,28 @@ if (values.kind === 'import') {
     inputError((err as Error).message);
   }
 }
-if (values.kind !== 'tiny' && values.kind !== 'demo') fail(`--kind must be "tiny", "demo" or "import" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
+if (values.kind === 'full') {
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const options = { size: num(values.size), scale: num(values.scale), precision: values.precision as Precision | undefined, seed: num(values.seed) };
+  const problems = fullBuildProblems(options);
+  if (problems.length > 0) fail(problems.join('; '));
+  const started = Date.now();
+  try {
+    const { manifest, record } = await buildFullBundle({
+      out: values.out,
+      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+      ...(values.embedder ? { embedder: values.embedder } : {}),
+      ...(values.detector ? { detector: values.detector } : {}),
+      onLog: (line) => process.stderr.write(`  ${line}\n`),
+    });
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    process.stdout.write(`wrote the ${manifest.name} bundle to ${values.out} (${manifest.image.width}×${manifest.image.height}, ${record.precision}, seed ${record.seed}; models built in ${record.seconds.total} s, ${seconds} s in all)\n`);
+    process.exit(0);
+  } catch (err) {
+    inputError((err as Error).message);
+  }
+}
+if (values.kind !== 'tiny' && values.kind !== 'demo') fail(`--kind must be "tiny", "demo", "import" or "full" (got ${values.kind === undefined ? 'nothing' : `"${values.kind}"`})`);
 const flavors = { diffusers: DIFFUSERS_FLAVOR, optimum: OPTIMUM_FLAVOR } as const;
 const flavor = flavors[values.flavor as keyof typeof flavors];
 if (!flavor) fail(`--flavor must be one of ${Object.keys(flavors).join(', ')}`);
