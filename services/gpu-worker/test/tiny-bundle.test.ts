@@ -45,7 +45,7 @@ t.test('npm run bundle writes byte-identical bundles on every run', async (t) =>
 t.test('the CLI refuses unknown kinds and flavors with a usage line', async (t) => {
   const cwd = join(import.meta.dirname, '../../..');
   const err = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'huge', '--out', '/tmp/x'], { cwd }).catch((e: { code: number; stderr: string }) => e);
-  t.match(err, { code: 2, stderr: /--kind must be "tiny", "demo" or "import" \(got "huge"\)[\s\S]*usage: npm run bundle/ });
+  t.match(err, { code: 2, stderr: /--kind must be "tiny", "demo", "import" or "full" \(got "huge"\)[\s\S]*usage: npm run bundle/ });
   const err2 = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', '--kind', 'tiny', '--out', '/tmp/x', '--flavor', 'x'], { cwd }).catch((e: { code: number; stderr: string }) => e);
   t.match(err2, { code: 2, stderr: /--flavor must be one of diffusers, optimum/ });
 });
