@@ -2,6 +2,7 @@
 // settings table). Listens, and exits cleanly on signals.
 import { readFileSync } from 'node:fs';
 import { settingsOrExit } from '@diffid/shared/settings';
+import { MB } from '@diffid/shared/admission';
 import { webhookKey } from '@diffid/shared/contract';
 import { buildApp } from './app.ts';
 import { apiRedis } from './redis-connections.ts';
@@ -9,7 +10,6 @@ import { keyRing, parseApiKeys } from './auth.ts';
 import { webhookPolicy } from './webhook-policy.ts';
 
 const settings = settingsOrExit();
-const MB = 1024 * 1024;
 
 // Keys from the variable and the file, parsed once; only their digests are kept.
 let keyText = settings.apiKeys ?? '';

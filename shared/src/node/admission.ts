@@ -104,7 +104,8 @@ end
 return 1
 `;
 
-const MB = 1024 * 1024;
+/** The unit of the upload-byte settings (DIFFID_MAX_INPUT_MB…), in bytes. */
+export const MB = 1024 * 1024;
 const mb = (bytes: number) => `${(bytes / MB).toFixed(1)} MB`;
 
 /** Admission for one queue: reserve before enqueueing, confirm after, release when done. */
