@@ -3,8 +3,9 @@
 // Not an API for other services: those use the package's root (index.ts).
 export { GraphBuilder } from './bundles/onnx-graph.ts';
 export { sha256Hex } from './bundles/write-bundle.ts';
-export { torchPython } from './bundles/torch-python.ts';
-export { openGraph, type Graph, type Tensor } from './runtime/onnx.ts';
+export { NO_TORCH_PYTHON, torchPython } from './bundles/torch-python.ts';
+export { torchReference } from './bundles/full-reference.ts';
+export { defaultIntraOpThreads, openGraph, type Graph, type Tensor } from './runtime/onnx.ts';
 export type { LoadedBundle } from './runtime/bundle-loader.ts';
 export type { ResolvedPort } from './runtime/bundle-signature.ts';
 export { unetBatch } from './runtime/unet-batch.ts';

@@ -1,4 +1,5 @@
 // Entry point of a worker process: reads the settings, starts the service, stops on signals.
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { settingsOrExit } from '@diffid/shared/settings';
@@ -34,6 +35,8 @@ try {
     intraOpThreads: settings.intraOpThreads,
     maxBatch: settings.maxBatch,
     heapMb: settings.inferenceHeapMb,
+    graphCacheDir: settings.graphCacheDir === 'off' ? undefined : (settings.graphCacheDir ?? join(settings.dataDir, 'graph-cache')),
+    memoryMb: settings.memoryMb,
     batchJobs: settings.batchJobs,
     lockDurationMs: settings.lockSeconds * 1000,
     stalledIntervalMs: settings.stalledCheckSeconds * 1000,

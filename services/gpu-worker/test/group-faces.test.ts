@@ -85,7 +85,7 @@ t.test(`the tiled passes stay within ${MAX_DETECTOR_RUNS} runs of the detector`,
   const graph = detector.graph;
   const counting: Detector = {
     ...detector,
-    graph: { path: graph.path, signature: graph.signature, release: () => graph.release(), run: (feeds, into) => (runs++, graph.run(feeds, into)) },
+    graph: { path: graph.path, signature: graph.signature, cache: graph.cache, release: () => graph.release(), run: (feeds, into) => (runs++, graph.run(feeds, into)) },
   };
   await detectFaces(counting, g.image);
   t.equal(runs, plan.runs, 'as many runs as planned');

@@ -40,6 +40,7 @@ export const ERROR_CATALOGUE = {
   BUNDLE_GRAPH_MISMATCH: { code: 'DIFFID_ERR_BUNDLE_GRAPH_MISMATCH', status: 503, title: "A graph's inputs or outputs differ from the manifest" },
   BUNDLE_GRAPH_UNREADABLE: { code: 'DIFFID_ERR_BUNDLE_GRAPH_UNREADABLE', status: 503, title: 'onnxruntime could not open a graph of the model bundle' },
   BUNDLE_TOKENIZER_INVALID: { code: 'DIFFID_ERR_BUNDLE_TOKENIZER_INVALID', status: 503, title: 'The tokenizer files of the model bundle cannot be loaded' },
+  BUNDLE_TOO_LARGE: { code: 'DIFFID_ERR_BUNDLE_TOO_LARGE', status: 503, title: "The worker's memory cannot hold the model bundle and one guided image" },
   EXECUTION_PROVIDER_UNAVAILABLE: { code: 'DIFFID_ERR_EXECUTION_PROVIDER_UNAVAILABLE', status: 503, title: 'The requested onnxruntime execution provider is not available' },
 } as const;
 

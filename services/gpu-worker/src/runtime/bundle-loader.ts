@@ -11,7 +11,8 @@ import { MANIFEST_FILE, ManifestError, ROLES, manifestFiles, validateManifest, t
 import { externalDataLocations } from './onnx-inspect.ts';
 import { checkSignatures, SignatureMismatch, type BundleDims, type BundlePorts, type ResolvedSignatures } from './bundle-signature.ts';
 import { probeDetector } from './face-detector.ts';
-import { openGraph, type ExecutionProvider, type Graph, type GraphSignature } from './onnx.ts';
+import { GRAPH_CACHE_MIN_BYTES } from './graph-cache.ts';
+import { openGraph, type CacheStatus, type ExecutionProvider, type Graph, type GraphSignature } from './onnx.ts';
 import { createPromptTokenizer, parseMerges, type PromptTokenizer, type TokenizerSource } from './tokenizer.ts';
 
 /** The opened graphs: every required role, and the detector when the bundle has one. */
@@ -26,12 +27,23 @@ export interface LoadedBundle {
   ports: BundlePorts;
   dims: BundleDims;
   tokenizer: PromptTokenizer;
+  /** Where loading took its time: checking the files' sha256, and opening each graph. */
+  load: LoadReport;
   release(): Promise<void>;
+}
+
+export interface LoadReport {
+  /** Bytes of every graph and weight file. */
+  bytes: number;
+  verify_s: number;
+  graphs: Partial<Record<Role, { open_s: number; cache: CacheStatus }>>;
 }
 
 export interface LoadOptions {
   executionProvider?: ExecutionProvider;
   intraOpThreads?: number;
+  /** onnxruntime's optimized-graph cache folder (graph-cache.ts); unset: every graph is optimized as it opens. */
+  graphCacheDir?: string;
 }
 
 /** sha256 of a file, hex. */
@@ -140,11 +152,22 @@ async function checkExternalData(dir: string, role: Role, entry: GraphEntry, pat
   }
 }
 
+/** The cache key of a graph large enough to be worth caching (its files, verified, by their sha256). */
+async function cacheKey(dir: string, entry: GraphEntry, cacheDir: string | undefined): Promise<{ dir: string; sources: string[] } | undefined> {
+  if (!cacheDir) return undefined;
+  const files = [entry, ...(entry.external_data ?? [])];
+  let bytes = 0;
+  for (const f of files) bytes += (await stat(join(dir, f.file))).size;
+  return bytes < GRAPH_CACHE_MIN_BYTES ? undefined : { dir: cacheDir, sources: files.map((f) => f.sha256) };
+}
+
 /** Loads and checks a whole bundle; nothing is left open when it throws. */
 export async function loadBundle(dirInput: string, options: LoadOptions = {}): Promise<LoadedBundle> {
   const dir = resolve(dirInput);
   const manifest = await readManifest(dir);
+  const verifyStart = performance.now();
   await verifyFiles(dir, manifest);
+  const load: LoadReport = { bytes: 0, verify_s: (performance.now() - verifyStart) / 1000, graphs: {} };
   const tokenizer = await readTokenizer(dir, manifest);
   const graphs: Partial<Record<Role, Graph>> = {};
   const release = async () => {
@@ -156,8 +179,12 @@ export async function loadBundle(dirInput: string, options: LoadOptions = {}): P
       if (!entry) continue;
       const path = inside(dir, entry.file, role);
       await checkExternalData(dir, role, entry, path);
+      for (const f of [entry, ...(entry.external_data ?? [])]) load.bytes += (await stat(join(dir, f.file))).size;
+      const started = performance.now();
       try {
-        graphs[role] = await openGraph(path, { executionProvider: options.executionProvider ?? 'cpu', intraOpThreads: options.intraOpThreads ?? 0 });
+        const graph = await openGraph(path, { executionProvider: options.executionProvider ?? 'cpu', intraOpThreads: options.intraOpThreads ?? 0, cache: await cacheKey(dir, entry, options.graphCacheDir) });
+        graphs[role] = graph;
+        load.graphs[role] = { open_s: (performance.now() - started) / 1000, cache: graph.cache };
       } catch (err) {
         if (err instanceof DiffIdError) throw err;
         throw new DiffIdError('BUNDLE_GRAPH_UNREADABLE', `${role}: onnxruntime cannot open "${entry.file}": ${(err as Error).message}`, { cause: err });
@@ -183,7 +210,7 @@ export async function loadBundle(dirInput: string, options: LoadOptions = {}): P
     }
     // checkSignatures refuses a bundle missing a required role's graph, so every one was opened.
     const digest = await sha256File(join(dir, MANIFEST_FILE));
-    return { dir, manifest, digest, graphs: graphs as BundleGraphs, ports: resolved.ports, dims: resolved.dims, tokenizer, release };
+    return { dir, manifest, digest, graphs: graphs as BundleGraphs, ports: resolved.ports, dims: resolved.dims, tokenizer, load, release };
   } catch (err) {
     await release();
     throw err;

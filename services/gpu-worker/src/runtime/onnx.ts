@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { DiffIdError } from '@diffid/shared/contract';
 import { type ExecutionProvider } from '@diffid/shared/settings';
 import { fromHalf, toHalf } from './float16.ts';
+import { graphCacheEntry, type GraphCacheKey } from './graph-cache.ts';
 
 /** Element types the pipeline can feed or read. */
 export type DType = 'float32' | 'float16' | 'int32' | 'int64' | 'uint8' | 'bool' | 'string' | 'other';
@@ -40,7 +41,12 @@ export interface SessionOptions {
   executionProvider: ExecutionProvider;
   /** Threads for one operator; 0: defaultIntraOpThreads(). */
   intraOpThreads?: number;
+  /** Open an optimized copy from this cache, or store one there (graph-cache.ts). */
+  cache?: GraphCacheKey;
 }
+
+/** How a graph was opened: optimized now (`off`: no cache asked), from the cache, or optimized and stored there. */
+export type CacheStatus = 'off' | 'hit' | 'stored';
 
 /**
  * An opened graph. `run` takes and gives float32 for a graph's float16 ports too: fp16 graphs are
@@ -49,6 +55,7 @@ export interface SessionOptions {
 export interface Graph {
   readonly path: string;
   readonly signature: GraphSignature;
+  readonly cache: CacheStatus;
   /**
    * Runs the graph. `into` names float32 outputs to be written into the caller's own buffers
    * (their dims must be the output's): a loop that runs a graph many times reads every result in
@@ -107,6 +114,43 @@ export function onnxruntimeBusyMs(): number {
   return busyTotal + (running > 0 ? performance.now() - busySince : 0);
 }
 
+/** onnxruntime-node's version: cached graphs are specific to it. */
+function runtimeVersion(): string {
+  return (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
+}
+
+async function createSession(path: string, options: SessionOptions): Promise<{ session: ort.InferenceSession; cache: CacheStatus }> {
+  const base: ort.InferenceSession.SessionOptions = {
+    executionProviders: [options.executionProvider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: options.intraOpThreads || defaultIntraOpThreads(),
+    // With its memory pattern on, onnxruntime keeps the first run's allocations and then one block
+    // planned from them: a graph's activations twice over. Off, the full-size U-Net held 1.1 GB
+    // per row at 512 px instead of 2.2, and ran as fast (docs/full-size.md).
+    enableMemPattern: false,
+  };
+  if (!options.cache) return { session: await ort.InferenceSession.create(path, base), cache: 'off' };
+  const entry = await graphCacheEntry(options.cache, options.executionProvider, runtimeVersion());
+  if (entry.hit) {
+    try {
+      return { session: await ort.InferenceSession.create(entry.hit, { ...base, graphOptimizationLevel: 'disabled' }), cache: 'hit' };
+    } catch {
+      await entry.discard(); // unreadable: optimized again below, and stored afresh
+    }
+  }
+  const session = await ort.InferenceSession.create(path, {
+    ...base,
+    optimizedModelFilePath: await entry.stage(),
+    // Every weight in a side file: a U-Net's are over protobuf's 2 GB. Error-level logging only:
+    // onnxruntime warns that the CPU's optimized graph is specific to its hardware, which the
+    // cache key covers.
+    extra: { session: { optimized_model_external_initializers_file_name: entry.dataFile, optimized_model_external_initializers_min_size_in_bytes: '1024' } },
+    logSeverityLevel: 3,
+  });
+  await entry.publish();
+  return { session, cache: 'stored' };
+}
+
 /** Opens a graph file with the requested execution provider; fails clearly when it is absent. */
 export async function openGraph(path: string, options: SessionOptions): Promise<Graph> {
   if (!availableProviders().includes(options.executionProvider)) {
@@ -116,17 +160,14 @@ export async function openGraph(path: string, options: SessionOptions): Promise<
         'On GPU hosts install the CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12, see deploy/docker/gpu-worker.Dockerfile) or set DIFFID_EXECUTION_PROVIDER=cpu.',
     );
   }
-  const session = await ort.InferenceSession.create(path, {
-    executionProviders: [options.executionProvider],
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: options.intraOpThreads || defaultIntraOpThreads(),
-  });
+  const { session, cache } = await createSession(path, options);
   const signature: GraphSignature = { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) };
   const halfInputs = new Set(signature.inputs.filter((i) => i.dtype === 'float16').map((i) => i.name));
   const halfOutputs = new Set(signature.outputs.filter((o) => o.dtype === 'float16').map((o) => o.name));
   return {
     path,
     signature,
+    cache,
     async run(feeds, into = {}) {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [name, t] of Object.entries(feeds)) {

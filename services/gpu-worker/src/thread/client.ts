@@ -42,8 +42,12 @@ export interface RunOptions {
 /** How often a running job's progress is read and passed on. */
 export const PROGRESS_INTERVAL_MS = 200;
 
+type Ready = Extract<ThreadMessage, { type: 'ready' }>;
+
 export interface InferenceClient {
-  readonly bundle: Extract<ThreadMessage, { type: 'ready' }>['bundle'];
+  readonly bundle: Ready['bundle'];
+  /** The first thread's start: where its load took time, and its memory plan. */
+  readonly startup: Pick<Ready, 'load' | 'memory'>;
   run(job: InferenceJob, options?: RunOptions): Promise<InferenceOutput>;
   /** U-Net calls the thread has made in its batch, and rows evaluated in them. */
   batchStats(): { calls: number; rows: number };
@@ -79,12 +83,12 @@ function spawn(options: ThreadOptions, threadStats: SharedArrayBuffer): Worker {
   return new Worker(THREAD_BOOT, { workerData: { entry: THREAD_ENTRY.href, options, threadStats } });
 }
 
-function waitReady(worker: Worker): Promise<InferenceClient['bundle']> {
+function waitReady(worker: Worker): Promise<Ready> {
   return new Promise((resolve, reject) => {
     const onMessage = (m: ThreadMessage) => {
       if (m.type === 'ready') {
         cleanup();
-        resolve(m.bundle);
+        resolve(m);
       } else if (m.type === 'fatal') {
         cleanup();
         void worker.terminate();
@@ -118,7 +122,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
   const threadStats = new SharedArrayBuffer(THREAD_STATS_BYTES);
   const counters = new BigInt64Array(threadStats);
   let worker = spawn(options, threadStats);
-  const bundle = await waitReady(worker);
+  const { bundle, load, memory } = await waitReady(worker);
   let ready: Promise<unknown> = Promise.resolve();
 
   const attach = (w: Worker) => {
@@ -151,6 +155,7 @@ export async function startInference(options: ThreadOptions): Promise<InferenceC
 
   return {
     bundle,
+    startup: { load, memory },
     batchStats: () => ({ calls: Number(Atomics.load(counters, THREAD_STATS.CALLS)), rows: Number(Atomics.load(counters, THREAD_STATS.ROWS)) }),
     gcStats: () => ({ fullGcs: Number(Atomics.load(counters, THREAD_STATS.FULL_GCS)), seconds: Number(Atomics.load(counters, THREAD_STATS.FULL_GC_MICROS)) / 1e6 }),
     run(job, { signal, onProgress = () => {}, onImage = () => {} } = {}) {

@@ -11,6 +11,7 @@ import { generate } from '../pipelines/generate.ts';
 import { morph } from '../pipelines/morph.ts';
 import type { InferenceJob, Pipeline } from '../pipelines/pipeline.ts';
 import { loadBundle, type LoadedBundle } from '../runtime/bundle-loader.ts';
+import { deviceMemoryMb, memoryPlan } from '../runtime/memory-plan.ts';
 import { onnxruntimeBusyMs } from '../runtime/onnx.ts';
 import { unetBatch, type UnetBatch } from '../runtime/unet-batch.ts';
 import { stageContext, type ImageHook } from '../stages/context.ts';
@@ -58,16 +59,35 @@ async function run(bundle: LoadedBundle, batch: UnetBatch, requestId: number, jo
 }
 
 try {
-  const bundle = await loadBundle(options.modelDir, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads });
+  const loadStart = performance.now();
+  const bundle = await loadBundle(options.modelDir, { executionProvider: options.executionProvider, intraOpThreads: options.intraOpThreads, graphCacheDir: options.graphCacheDir });
+  const loadSeconds = (performance.now() - loadStart) / 1000;
+  const m = bundle.manifest;
+  const plan = memoryPlan({
+    weightBytes: bundle.load.bytes,
+    float16: bundle.ports.unet.inputs.sample.dtype === 'float16',
+    executionProvider: options.executionProvider,
+    imageSide: Math.max(m.image.width, m.image.height),
+    budgetMb: options.memoryMb ?? deviceMemoryMb(options.executionProvider),
+  });
+  if (plan.max_rows !== null && plan.max_rows < 2) {
+    await bundle.release();
+    throw new DiffIdError(
+      'BUNDLE_TOO_LARGE',
+      `the bundle needs ${Math.ceil(plan.weights_mb + plan.fixed_mb + 2 * plan.row_mb)} MB for its weights and one guided image at ${m.image.width}×${m.image.height} (${Math.round(plan.weights_mb)} MB weights + ${Math.round(plan.fixed_mb)} MB + ${Math.round(plan.row_mb)} MB per U-Net row, docs/full-size.md); this worker has ${plan.budget_mb} MB (DIFFID_MEMORY_MB or the device's)`,
+    );
+  }
   // One U-Net batch for every job on this thread: a call carries at most twice DIFFID_MAX_BATCH
-  // rows (both guidance branches of that many images).
-  const batch = unetBatch(bundle, 2 * options.maxBatch, (rows) => {
+  // rows (both guidance branches of that many images), and no more than the memory holds.
+  const rowsPerCall = Math.min(2 * options.maxBatch, plan.max_rows ?? Number.POSITIVE_INFINITY);
+  const batch = unetBatch(bundle, rowsPerCall, (rows) => {
     Atomics.add(counters, THREAD_STATS.CALLS, 1n);
     Atomics.add(counters, THREAD_STATS.ROWS, BigInt(rows));
   });
-  const m = bundle.manifest;
   post({
     type: 'ready',
+    load: { ...bundle.load, seconds: loadSeconds },
+    memory: { ...plan, rows_per_call: rowsPerCall },
     bundle: {
       name: m.name,
       dir: bundle.dir,

@@ -3,6 +3,8 @@ import type { BundleInfo } from '@diffid/shared/contract';
 import type { InferenceJob, PipelineOutput } from '../pipelines/pipeline.ts';
 import type { ExecutionProvider } from '@diffid/shared/settings';
 import type { BundleDims } from '../runtime/bundle-signature.ts';
+import type { LoadReport } from '../runtime/bundle-loader.ts';
+import type { MemoryPlan } from '../runtime/memory-plan.ts';
 import type { Rgb } from '../vision/pixels.ts';
 import type { ImageProvenance } from '../stages/context.ts';
 
@@ -14,6 +16,10 @@ export interface ThreadOptions {
   maxBatch: number;
   /** Where V8 starts the thread's old-generation limit, in MB (DIFFID_INFERENCE_HEAP_MB; its default when absent). */
   heapMb?: number;
+  /** onnxruntime's optimized-graph cache (DIFFID_GRAPH_CACHE_DIR, resolved); absent: none. */
+  graphCacheDir?: string;
+  /** DIFFID_MEMORY_MB; absent: what the device has (deviceMemoryMb). */
+  memoryMb?: number;
 }
 
 export interface InferenceOutput extends PipelineOutput {
@@ -48,7 +54,13 @@ export type MainMessage = { type: 'run'; requestId: number; job: InferenceJob; c
 
 /** Thread → main. */
 export type ThreadMessage =
-  | { type: 'ready'; bundle: { name: string; dir: string; digest: string; dims: BundleDims; info: Omit<BundleInfo, 'max_batch'> } }
+  | {
+      type: 'ready';
+      bundle: { name: string; dir: string; digest: string; dims: BundleDims; info: Omit<BundleInfo, 'max_batch'> };
+      /** How loading went, and the memory formula at the bundle's size with the rows per U-Net call it allows. */
+      load: LoadReport & { seconds: number };
+      memory: MemoryPlan & { rows_per_call: number };
+    }
   | { type: 'fatal'; code: string; message: string }
   /** An output image whose pixels are final, sent before the job ends (ImageHook). */
   | { type: 'image'; requestId: number; index: number; rgb: Rgb; provenance: ImageProvenance }

@@ -73,8 +73,18 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
     intraOpThreads: options.intraOpThreads,
     maxBatch: options.maxBatch,
     heapMb: options.heapMb,
+    graphCacheDir: options.graphCacheDir,
+    memoryMb: options.memoryMb,
   });
-  log('bundle_loaded', { bundle: inference.bundle.name, dir: inference.bundle.dir });
+  const { load, memory } = inference.startup;
+  log('bundle_loaded', { bundle: inference.bundle.name, dir: inference.bundle.dir, load, memory });
+  // The memory formula bounds the rows of a U-Net call (inference-thread.ts); say when the
+  // settings ask for more than it allows.
+  if (memory.max_rows !== null) {
+    const images = Math.floor(memory.max_rows / 2);
+    if ((options.batchJobs ?? 1) > images) log('memory_bounds_batching', { DIFFID_BATCH_JOBS: options.batchJobs, jobs_of_one_image_batched: images, memory });
+    if (options.maxBatch > images) log('memory_bounds_max_batch', { DIFFID_MAX_BATCH: options.maxBatch, fits: images, memory, fix: `set DIFFID_MAX_BATCH=${images} on every worker: a morph batches that many frames, and more may not fit` });
+  }
   const video = ffmpegAvailable();
   await publishBundleInfo(options, inference, video);
 
