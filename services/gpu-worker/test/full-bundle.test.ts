@@ -13,6 +13,7 @@ import { facePattern } from '@diffid/shared/testing';
 import { loadBundle, sha256File, type LoadedBundle } from '../src/runtime/bundle-loader.ts';
 import type { Tensor } from '../src/runtime/onnx.ts';
 import { PYTHON_DIR, type FullBuildRecord } from '../src/bundles/full-bundle.ts';
+import { torchReference } from '../src/bundles/full-reference.ts';
 import { NO_TORCH_PYTHON, torchPython } from '../src/bundles/torch-python.ts';
 import { generate } from '../src/pipelines/generate.ts';
 import { morph } from '../src/pipelines/morph.ts';
@@ -31,21 +32,6 @@ const TOLERANCE = { fp32: 1e-3, fp16: 2e-2 } as const;
 
 const bundleCli = (args: string[]) => run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', ...args], { cwd: ROOT, maxBuffer: 16 << 20 });
 const params = { prompt: 'a photo of a person', negative_prompt: '', num_images: 1, steps: 3, guidance_scale: 3, seed: 4, photos: 1, on_missing_face: 'fail' } as const;
-
-/** The U-Net in torch (float32, the build's own weights) on `feeds`, through diffid_reference.full_reference. */
-async function torchUnet(dir: string, build: string, feeds: Record<string, Tensor>): Promise<Float32Array> {
-  const spec: Record<string, unknown> = {};
-  for (const [name, tensor] of Object.entries(feeds)) {
-    const data = tensor.data as Float32Array;
-    await writeFile(join(dir, `${name}.f32`), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    spec[name] = { file: `${name}.f32`, dtype: 'float32', shape: tensor.dims };
-  }
-  await writeFile(join(dir, 'feeds.json'), JSON.stringify(spec));
-  const out = join(dir, 'out.f32');
-  await run(python as string, ['-m', 'diffid_reference.full_reference', '--build', build, 'unet', '--inputs', join(dir, 'feeds.json'), '--out', out], { cwd: PYTHON_DIR });
-  const bytes = await readFile(out);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}
 
 function worst(a: Float32Array, b: Float32Array): { diff: number; scale: number; finite: boolean } {
   let diff = 0;
@@ -69,7 +55,7 @@ function spread(data: Uint8Array): number {
   return max - min;
 }
 
-async function unetParity(t: Test, bundle: LoadedBundle, dir: string, precision: 'fp32' | 'fp16'): Promise<void> {
+async function unetParity(t: Test, bundle: LoadedBundle, precision: 'fp32' | 'fp16'): Promise<void> {
   const { conditioningTokens: N, conditioningWidth: C, latentChannels, latentHeight: h, latentWidth: w } = bundle.dims;
   const feeds: Record<string, Tensor> = {
     sample: { dtype: 'float32', data: gaussianNoise(61, 2 * latentChannels * h * w), dims: [2, latentChannels, h, w] },
@@ -77,7 +63,7 @@ async function unetParity(t: Test, bundle: LoadedBundle, dir: string, precision:
     encoder_hidden_states: { dtype: 'float32', data: gaussianNoise(62, 2 * N * C), dims: [2, N, C] },
   };
   const served = ((await bundle.graphs.unet.run(feeds)).out_sample as Tensor).data as Float32Array;
-  const reference = await torchUnet(dir, join(bundle.dir, 'export/diffid/build.json'), feeds);
+  const { output: reference } = await torchReference(join(bundle.dir, 'export/diffid/build.json'), 'unet', feeds);
   const { diff, scale, finite } = worst(served, reference);
   t.ok(finite, 'the served U-Net output is finite');
   t.ok(scale > 0.1, `torch's output is of order one (max |x| = ${scale.toFixed(3)}): every layer of the seeded weights matters`);
@@ -88,14 +74,24 @@ for (const precision of ['fp32', 'fp16'] as const) {
   t.test(`--kind full at width scale 1/16, ${precision}: loads, external data hashed, generate and morph run, the U-Net matches torch`, { skip }, async (t) => {
     const dir = await tempDir(t, 'diffid-full-');
     const out = join(dir, 'bundle');
+    // In float32 the U-Net's weights come from a state dict file (as a user's checkpoint would),
+    // here the reference U-Net's under another seed; parity below then holds for those weights.
+    const weights: string[] = [];
+    if (precision === 'fp32') {
+      const file = join(dir, 'diffusion_pytorch_model.safetensors');
+      const script = `from diffid_reference.build_full import Widths, build_module\nfrom diffid_reference.safetensors_io import save_file\nsave_file(build_module("unet", Widths.of(${SCALE}), 77).state_dict(), ${JSON.stringify(file)})`;
+      await run(python as string, ['-c', script], { cwd: PYTHON_DIR });
+      weights.push('--weights', `unet=${file}`);
+    }
     const started = Date.now();
-    const { stdout, stderr } = await bundleCli(['--kind', 'full', '--out', out, '--size', String(SIZE), '--scale', String(SCALE), '--precision', precision, '--seed', '5', '--detector', 'none']);
+    const { stdout, stderr } = await bundleCli(['--kind', 'full', '--out', out, '--size', String(SIZE), '--scale', String(SCALE), '--precision', precision, '--seed', '5', '--detector', 'none', ...weights]);
     t.match(stdout, new RegExp(`wrote the full-${SCALE}-${precision} bundle to`), `${((Date.now() - started) / 1000).toFixed(1)} s to build and bundle`);
     t.match(stderr, /unet: [\d,]+ parameters/, 'per-model progress on stderr');
 
     const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8'));
     const record = JSON.parse(await readFile(join(out, 'export/diffid/build.json'), 'utf8')) as FullBuildRecord;
     t.same([record.scale, record.precision, record.seed, record.embedder], [SCALE, precision, 5, 'iresnet100']);
+    t.same(Object.keys(record.weights), precision === 'fp32' ? ['unet'] : [], 'the state dict files loaded, recorded for the torch reference');
     const external = manifest.models.unet.external_data as Array<{ file: string; sha256: string }>;
     t.same(external.map((d) => d.file), ['unet/model.onnx_data'], 'the U-Net\'s weights are external data, listed');
     t.equal(external[0]?.sha256, await sha256File(join(out, 'unet/model.onnx_data')), 'and hashed');
@@ -115,7 +111,7 @@ for (const precision of ['fp32', 'fp16'] as const) {
     const ids = bundle.tokenizer.encode(params.prompt).ids;
     t.ok(ids[0] === 49406 && Math.max(...ids) === 49407 && ids.every((id) => id < 49408), 'token ids fit the text encoder\'s 49 408 rows');
 
-    await unetParity(t, bundle, dir, precision);
+    await unetParity(t, bundle, precision);
 
     const ctx = stageContext(bundle);
     const g = await generate(ctx, { images: { image: [facePattern(2, SIZE, SIZE)] }, params });
@@ -135,6 +131,8 @@ t.test('--kind full refuses bad options and a folder in use before building anyt
     [['--scale', '2'], /--scale must be a number in \(0, 1\]/],
     [['--size', '100'], /--size must be a multiple of 64/],
     [['--precision', 'int8'], /--precision must be fp32 or fp16/],
+    [['--weights', 'unet'], /--weights takes NAME=FILE \(got "unet"\)/],
+    [['--weights', 'unet=/no/such/unet.safetensors'], /--weights unet=\/no\/such\/unet.safetensors: no such file/],
   ] as const) {
     const err = (await bundleCli(['--kind', 'full', '--out', join(dir, 'x'), ...args]).catch((e: unknown) => e)) as { code: number; stderr: string };
     t.equal(err.code, 2, `${args.join(' ')}: a usage error`);

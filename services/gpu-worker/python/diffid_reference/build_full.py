@@ -69,6 +69,7 @@ from .clip_tokenizer import MAX_LENGTH, write_tokenizer
 from .export import export as export_adapter
 from .iresnet import IResNet, IResNetConfig
 from .onnx_files import export_module, graph_io, write_model
+from .safetensors_io import load_diffusers_state_dict
 from .scaling import check_scale
 from .sd_unet import UNet2DConditionModel, UNetConfig
 from .seeded_init import seeded_init
@@ -146,8 +147,19 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_module(name: str, widths: Widths, seed: int) -> nn.Module:
-    """One model with its seeded weights, in eval mode. Names: MODELS' keys."""
+#: What ``--weights NAME=FILE`` may name: each model, the VAE once for both of its graphs.
+WEIGHT_NAMES = ("unet", "vae", "text_encoder", "image_encoder", "face_embedder", "adapter")
+
+
+def weights_name(model: str) -> str:
+    """The ``--weights`` name that fills a graph's model."""
+    return "vae" if model.startswith("vae_") else model
+
+
+def build_module(name: str, widths: Widths, seed: int, weights: dict[str, str] | None = None) -> nn.Module:
+    """One model, in eval mode, with seeded weights, or a state dict file's when ``weights``
+    names one for it (diffusers, transformers or InsightFace layout; every key must match).
+    Names: MODELS' keys."""
     s = widths.scale
     if name == "unet":
         module = UNet2DConditionModel(UNetConfig.sd15(s))
@@ -164,6 +176,9 @@ def build_module(name: str, widths: Widths, seed: int) -> nn.Module:
     else:
         raise KeyError(f"no model {name!r}; expected one of {', '.join(MODELS)}")
     seeded_init(module, seed)
+    file = (weights or {}).get(weights_name(name))
+    if file is not None:
+        load_diffusers_state_dict(module, file)
     if name == "vae_encoder":
         module = VaeEncoderGraph(module)
     elif name == "vae_decoder":
@@ -266,13 +281,22 @@ def _configs(out: Path, widths: Widths, size: int) -> None:
     _write_json(out / "text_encoder/config.json", {"architectures": ["CLIPTextModel"], **ClipTextConfig.vit_l14(s).to_json(), "diffid_scale": s})
 
 
-def build(out: Path, *, size: int = 512, scale: float = 1.0, precision: str = "fp32", seed: int = 0, face_dim: int | None = None, log=print) -> dict:
-    """Writes the export folder; returns what diffid/build.json records."""
+def build(out: Path, *, size: int = 512, scale: float = 1.0, precision: str = "fp32", seed: int = 0, face_dim: int | None = None, weights: dict[str, str] | None = None, log=print) -> dict:
+    """Writes the export folder; returns what diffid/build.json records. ``weights`` maps
+    WEIGHT_NAMES to state dict files loaded instead of the seeded weights."""
     if size % 64 or not 64 <= size <= 2048:
         raise ValueError(f"size must be a multiple of 64 in 64…2048 (latents divisible by 8); got {size}")
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16; got {precision!r}")
     widths = Widths.of(scale, face_dim)
+    weights = {k: str(Path(v).resolve()) for k, v in (weights or {}).items()}
+    for key, file in weights.items():
+        if key not in WEIGHT_NAMES:
+            raise ValueError(f"--weights {key}=…: no such model; name one of {', '.join(WEIGHT_NAMES)}")
+        if key == "face_embedder" and not widths.built_embedder:
+            raise ValueError("--weights face_embedder=…: this build links a recognizer instead of building one (--face-dim)")
+        if not Path(file).is_file():
+            raise ValueError(f"--weights {key}={file}: no such file")
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     _configs(out, widths, size)
@@ -284,7 +308,7 @@ def build(out: Path, *, size: int = 512, scale: float = 1.0, precision: str = "f
         t0 = time.monotonic()
         file, output_names, axes, external, fp32_from = MODELS[name]
         target = out / file
-        module = build_module(name, widths, seed)
+        module = build_module(name, widths, seed, weights)
         params = _parameters(name, module)
         doc = f"diffid_reference.build_full: {name} at scale {scale}, seed {seed}, {precision}"
         if name == "adapter":
@@ -313,6 +337,7 @@ def build(out: Path, *, size: int = 512, scale: float = 1.0, precision: str = "f
         "widths": {"text": widths.text, "conditioning": widths.adapter_shape().conditioning_width, "image_embedding": widths.image_embedding, "face_embedding": widths.face_embedding},
         "adapter": widths.adapter_shape().to_json(),
         "embedder": "iresnet100" if widths.built_embedder else f"external, width {widths.face_embedding}",
+        "weights": weights,
         "tokenizer": tokenizer,
         "files": files,
         "seconds": {**seconds, "total": round(time.monotonic() - started, 2)},
@@ -329,13 +354,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     parser.add_argument("--seed", type=int, default=0, help="seeded_init's seed for every model; default 0")
     parser.add_argument("--face-dim", type=int, help="build no face embedder; size the adapter for a linked recognizer of this width")
+    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE", help=f"a state dict (.safetensors or .bin, diffusers layout) for one model instead of seeded weights; NAME: {', '.join(WEIGHT_NAMES)}; repeatable")
     args = parser.parse_args(argv)
+    weights: dict[str, str] = {}
+    for item in args.weights:
+        key, sep, file = item.partition("=")
+        if not sep or not file:
+            parser.error(f"--weights takes NAME=FILE, got {item!r}")
+        weights[key] = file
     if args.seed < 0:
         parser.error("--seed must be a non-negative integer")
     if args.face_dim is not None and args.face_dim < 1:
         parser.error("--face-dim must be positive")
     try:
-        record = build(Path(args.out), size=args.size, scale=args.scale, precision=args.precision, seed=args.seed, face_dim=args.face_dim, log=lambda line: print(line, file=sys.stderr, flush=True))
+        record = build(Path(args.out), size=args.size, scale=args.scale, precision=args.precision, seed=args.seed, face_dim=args.face_dim, weights=weights, log=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as err:
         parser.error(str(err))
     print(json.dumps(record))

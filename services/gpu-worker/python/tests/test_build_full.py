@@ -11,9 +11,10 @@ import torch
 from onnx import TensorProto, numpy_helper
 from torch import nn
 
-from diffid_reference.build_full import MODELS, SCHEDULER_CONFIG, Widths, build_module, example_inputs
+from diffid_reference.build_full import MODELS, SCHEDULER_CONFIG, Widths, build, build_module, example_inputs
 from diffid_reference.clip_tokenizer import BOS, EOS, MERGES, VOCAB_SIZE, clip_bpe_files
 from diffid_reference.onnx_files import ALIGN, export_module, torch_export
+from diffid_reference.safetensors_io import save_file
 from diffid_reference.sd_unet import timestep_embedding
 
 
@@ -162,3 +163,44 @@ class TokenizerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WeightsFromFiles(unittest.TestCase):
+    """--weights NAME=FILE: a state dict in diffusers layout replaces a model's seeded weights."""
+
+    widths = Widths.of(1 / 32)
+
+    def test_a_unet_file_fills_the_unet(self):
+        theirs = build_module("unet", self.widths, 9).state_dict()
+        with tempfile.TemporaryDirectory() as d:
+            file = Path(d) / "diffusion_pytorch_model.safetensors"
+            save_file(theirs, file)
+            ours = build_module("unet", self.widths, 0, {"unet": str(file)}).state_dict()
+        self.assertTrue(all(torch.equal(ours[k], theirs[k]) for k in theirs), "every tensor is the file's")
+        seeded = build_module("unet", self.widths, 0).state_dict()
+        self.assertFalse(torch.equal(ours["conv_in.weight"], seeded["conv_in.weight"]), "not the seeded ones")
+
+    def test_one_vae_file_fills_both_vae_graphs(self):
+        theirs = build_module("vae_encoder", self.widths, 9).vae.state_dict()
+        with tempfile.TemporaryDirectory() as d:
+            file = Path(d) / "vae.safetensors"
+            save_file(theirs, file)
+            for graph in ("vae_encoder", "vae_decoder"):
+                ours = build_module(graph, self.widths, 0, {"vae": str(file)}).vae.state_dict()
+                self.assertTrue(torch.equal(ours["decoder.conv_out.weight"], theirs["decoder.conv_out.weight"]), graph)
+
+    def test_a_file_of_another_model_is_refused_naming_keys(self):
+        with tempfile.TemporaryDirectory() as d:
+            file = Path(d) / "text.safetensors"
+            save_file(build_module("text_encoder", self.widths, 0).state_dict(), file)
+            with self.assertRaisesRegex(ValueError, "does not match UNet2DConditionModel: .*missing"):
+                build_module("unet", self.widths, 0, {"unet": str(file)})
+
+    def test_unknown_names_and_missing_files_stop_the_build_before_it_starts(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "export"
+            with self.assertRaisesRegex(ValueError, "no such model; name one of unet, vae"):
+                build(out, scale=1 / 32, size=64, weights={"unte": __file__})
+            with self.assertRaisesRegex(ValueError, "no such file"):
+                build(out, scale=1 / 32, size=64, weights={"unet": str(Path(d) / "absent.safetensors")})
+            self.assertFalse(out.exists(), "nothing written")

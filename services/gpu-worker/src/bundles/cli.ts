@@ -3,7 +3,8 @@
 // npm run bundle -- --kind import --from EXPORT_DIR --adapter FILE --image-encoder FILE --out DIR
 //   [--detector FILE] [--embedder FILE] [--copy] [--size N]   (a diffusers/optimum ONNX folder)
 // npm run bundle -- --kind full --out DIR [--size 512] [--scale 1] [--precision fp32|fp16] [--seed N]
-//   [--embedder shipped|FILE] [--detector none|FILE]   SD 1.5 + Diff-ID built in PyTorch (docs/full-size.md)
+//   [--embedder shipped|FILE] [--detector none|FILE] [--weights NAME=FILE …]
+//                                                     SD 1.5 + Diff-ID built in PyTorch (docs/full-size.md)
 // npm run bundle -- --check-colour A,B[,C…] --embedder FILE [--detector FILE]
 //   which channel order the recognizer wants, on photos A, B of one person and others of others
 import { cliArgs, inputError, usageError } from './cli-args.ts';
@@ -23,7 +24,9 @@ const USAGE =
   '       npm run bundle -- --kind import --from EXPORT_DIR --adapter FILE --image-encoder FILE --out DIR\n' +
   '         [--detector FILE] [--embedder FILE] [--copy] [--size N]\n' +
   '       npm run bundle -- --kind full --out DIR [--size 512] [--scale 1] [--precision fp32|fp16] [--seed N]\n' +
-  '         [--embedder shipped|FILE] [--detector none|FILE]   (needs Python with torch and onnx; docs/full-size.md)\n' +
+  '         [--embedder shipped|FILE] [--detector none|FILE] [--weights NAME=FILE …]\n' +
+  '         (needs Python with torch and onnx; --weights loads a state dict for unet, vae, text_encoder,\n' +
+  '         image_encoder, face_embedder or adapter instead of seeded weights; docs/full-size.md)\n' +
   '       npm run bundle -- --check-colour A.jpg,B.jpg[,C.jpg…] --embedder FILE [--detector FILE]\n' +
   '         A and B: one person; any others: other people';
 
@@ -45,6 +48,7 @@ const values = cliArgs(USAGE, {
   size: { type: 'string' },
   scale: { type: 'string' },
   precision: { type: 'string' },
+  weights: { type: 'string', multiple: true },
 });
 
 if (values['check-colour'] !== undefined) {
@@ -84,7 +88,7 @@ if (values.kind === 'import') {
 }
 if (values.kind === 'full') {
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const options = { size: num(values.size), scale: num(values.scale), precision: values.precision as Precision | undefined, seed: num(values.seed) };
+  const options = { size: num(values.size), scale: num(values.scale), precision: values.precision as Precision | undefined, seed: num(values.seed), weights: values.weights };
   const problems = fullBuildProblems(options);
   if (problems.length > 0) fail(problems.join('; '));
   const started = Date.now();

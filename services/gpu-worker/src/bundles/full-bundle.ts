@@ -37,6 +37,8 @@ export interface FullBuildOptions {
   seed?: number;
   /** Size the adapter for a recognizer of this width and build no IResNet. */
   faceDim?: number;
+  /** `NAME=FILE` state dicts loaded instead of seeded weights (build_full's WEIGHT_NAMES). */
+  weights?: string[];
   /** Progress lines of the build (one per model). */
   onLog?: (line: string) => void;
 }
@@ -49,6 +51,8 @@ export interface FullBuildRecord {
   seed: number;
   widths: { text: number; conditioning: number; image_embedding: number; face_embedding: number };
   embedder: string;
+  /** The state dict files loaded instead of seeded weights, by model. */
+  weights: Record<string, string>;
   tokenizer: { vocab_size: number; merges: number; bos: number; eos: number };
   files: Record<string, { file: string; parameters: number; bytes: number; external_data?: string }>;
   seconds: Record<string, number>;
@@ -59,6 +63,11 @@ export class FullBuildError extends Error {
   override name = 'FullBuildError';
 }
 
+function splitWeights(w: string): { name: string; file: string } {
+  const at = w.indexOf('=');
+  return at < 0 ? { name: '', file: '' } : { name: w.slice(0, at), file: w.slice(at + 1) };
+}
+
 /** Checks the options as build_full does, so that a mistake costs no Python start. */
 export function fullBuildProblems(o: FullBuildOptions): string[] {
   const problems: string[] = [];
@@ -66,6 +75,11 @@ export function fullBuildProblems(o: FullBuildOptions): string[] {
   if (o.scale !== undefined && !(o.scale > 0 && o.scale <= 1)) problems.push('--scale must be a number in (0, 1]');
   if (o.precision !== undefined && o.precision !== 'fp32' && o.precision !== 'fp16') problems.push('--precision must be fp32 or fp16');
   if (o.seed !== undefined && !(Number.isSafeInteger(o.seed) && o.seed >= 0)) problems.push('--seed must be a non-negative integer');
+  for (const w of o.weights ?? []) {
+    const { name, file } = splitWeights(w);
+    if (!name || !file) problems.push(`--weights takes NAME=FILE (got "${w}")`);
+    else if (!existsSync(file)) problems.push(`--weights ${name}=${file}: no such file`);
+  }
   return problems;
 }
 
@@ -80,6 +94,8 @@ export async function buildFullExport(exportDir: string, o: FullBuildOptions = {
   if (o.precision !== undefined) args.push('--precision', o.precision);
   if (o.seed !== undefined) args.push('--seed', String(o.seed));
   if (o.faceDim !== undefined) args.push('--face-dim', String(o.faceDim));
+  // Absolute: build_full runs in PYTHON_DIR.
+  for (const { name, file } of (o.weights ?? []).map(splitWeights)) args.push('--weights', `${name}=${resolve(file)}`);
   const child = spawn(python, args, { cwd: PYTHON_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
