@@ -22,79 +22,44 @@ import { median, quantile } from '../../gpu-worker/bench/stats.ts';
 import { replaceGraph } from '../../gpu-worker/test/helpers.ts';
 import { measureApiLoad } from './api-load.ts';
 import { markdown, type BenchFigures, type JobFigures } from './report.ts';
-import { openStack, postForm, spawnWorkerProcess, type Fields } from '../test/harness.ts';
+import { openStack, postForm, type Fields } from '../test/harness.ts';
+import { workerProcess } from './worker-process.ts';
+import { fullMarkdown, fullSize } from './full-size.ts';
+import { runJob, type Finished } from './run-job.ts';
 import { encodeImage } from '@diffid/shared/image';
-import { TEST_REDIS_URL, facePattern } from '@diffid/shared/testing';
+import { SHARED_PHOTOS, facePattern } from '@diffid/shared/testing';
 
 const PARTS = ['host', 'jobs', 'queue', 'api', 'memory', 'batching'] as const;
+const fullAt = process.argv.indexOf('--full');
+const full = fullAt >= 0 ? process.argv[fullAt + 1] : undefined;
+if (fullAt >= 0 && !full) throw new Error('--full needs the bundle folder: npm run bench -- --full DIR (npm run bundle -- --kind full --out DIR makes one)');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? [...PARTS];
 for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part "${p}" (parts: ${PARTS.join(', ')})`);
 const json = process.argv.includes('--json');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const INTRA_OP = Number(process.env.BENCH_INTRA_OP ?? 0);
 const DOC = join(import.meta.dirname, '../../../docs/benchmarks.md');
-const PHOTOS = join(import.meta.dirname, '../../../../shared/faces/photos');
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
-
-interface Finished {
-  endToEndMs: number;
-  urls: string[];
-  /** From the POST's answer to the poll that saw the job finished. */
-  seenMs: number;
-  timings: { total: number; inference: number; onnxruntime: number; stages: Record<string, number> };
-}
-
-type JobAnswer = { id: string; status: string; result?: { images: Array<{ url: string }>; timings_ms: Finished['timings'] } };
-
-/**
- * Submits a job and waits for it. `poll` (the queue part): polls every 5 ms from the 202.
- * Otherwise one request with `Prefer: wait=60`, answered when the job is done — the API shares
- * this process with the worker, and a poll every 5 ms would take the worker's main thread.
- */
-async function runJob(base: string, path: string, fields: Fields, poll = false): Promise<Finished> {
-  const t0 = performance.now();
-  const res = await postForm(base, path, fields, poll ? {} : { prefer: 'wait=60' });
-  if (res.status !== 202 && res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-  const answer = (await res.json()) as JobAnswer;
-  const accepted = performance.now();
-  if (!poll) {
-    if (answer.status !== 'succeeded' || !answer.result) throw new Error(`job ${answer.id} ${answer.status}`);
-    const result = answer.result;
-    await Promise.all(result.images.map(async (i) => (await fetch(`${base}${i.url}`)).arrayBuffer()));
-    return { seenMs: accepted - t0, endToEndMs: performance.now() - t0, timings: result.timings_ms, urls: result.images.map((i) => i.url) };
-  }
-  const { id } = answer;
-  for (;;) {
-    const view = (await (await fetch(`${base}/jobs/${id}`)).json()) as { status: string; result?: { images: Array<{ url: string }>; timings_ms: Finished['timings'] } };
-    if (view.status === 'succeeded' && view.result) {
-      const seenMs = performance.now() - accepted;
-      await Promise.all(view.result.images.map(async (i) => (await fetch(`${base}${i.url}`)).arrayBuffer()));
-      return { seenMs, endToEndMs: performance.now() - t0, timings: view.result.timings_ms, urls: view.result.images.map((i) => i.url) };
-    }
-    if (view.status !== 'queued' && view.status !== 'running') throw new Error(`job ${id} ${view.status}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const jpeg = async (seed: number, size: number) => ({ bytes: await encodeImage(facePattern(seed, size, size), 'jpeg') });
 
 async function jobsPart(): Promise<JobFigures[]> {
   type Face = Fields[string];
-  const photos: [Face, Face] | null = existsSync(join(PHOTOS, 'fr_obama.jpg')) ? [{ bytes: await readFile(join(PHOTOS, 'fr_obama.jpg')) }, { bytes: await readFile(join(PHOTOS, 'fr_biden.jpg')) }] : null;
+  const photos: [Face, Face] | null = existsSync(join(SHARED_PHOTOS, 'fr_obama.jpg')) ? [{ bytes: await readFile(join(SHARED_PHOTOS, 'fr_obama.jpg')) }, { bytes: await readFile(join(SHARED_PHOTOS, 'fr_biden.jpg')) }] : null;
   const bundles: Array<{ bundle: string; build: () => GeneratedBundle | Promise<GeneratedBundle>; faces: () => Promise<[Face, Face]> }> = [
     { bundle: 'tiny bundle, drawn 256² faces', build: () => buildTinyBundle(), faces: async () => [await jpeg(1, 256), await jpeg(2, 256)] },
     { bundle: 'demo bundle (no detector), drawn 256² faces', build: () => buildDemoBundle(), faces: async () => [await jpeg(1, 256), await jpeg(2, 256)] },
   ];
   if (photos) bundles.push({ bundle: 'embedded default (shipped BlazeFace + recognizer), photos fr_obama and fr_biden', build: () => buildDefaultBundle(), faces: async () => photos });
-  else log(`../shared/faces is absent (looked in ${PHOTOS}): the embedded default is not benched`);
+  else log(`../shared/faces is absent (looked in ${SHARED_PHOTOS}): the embedded default is not benched`);
   const out: JobFigures[] = [];
   for (const b of bundles) {
     log(`jobs on the ${b.bundle}`);
     // As deployed: the worker in a process of its own, so that the API and this driver, which
     // share this process, do not take its main thread.
     const stack = await openStack({ build: b.build, worker: false });
-    const worker = await workerProcess(stack);
+    const worker = await workerProcess(stack, { DIFFID_INTRA_OP_THREADS: String(INTRA_OP) });
     try {
       const [a, c] = await b.faces();
       const kinds: Array<[string, string, Fields]> = [
@@ -124,37 +89,6 @@ async function jobsPart(): Promise<JobFigures[]> {
     }
   }
   return out;
-}
-
-/** A worker process (the built services/gpu-worker/dist/main.js) on the stack's Redis keys and bundle, once ready. */
-async function workerProcess(stack: { prefix: string; queueName: string; bundleDir: string }): Promise<{ stop: () => Promise<void> }> {
-  const child = spawnWorkerProcess({ ...process.env, REDIS_URL: TEST_REDIS_URL, DIFFID_REDIS_PREFIX: stack.prefix, DIFFID_QUEUE: stack.queueName, DIFFID_MODEL_DIR: stack.bundleDir, DIFFID_INTRA_OP_THREADS: String(INTRA_OP), LOG_LEVEL: 'info' });
-  let output = '';
-  const collect = (d: Buffer) => void (output += d.toString());
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  await new Promise<void>((resolve, reject) => {
-    const ready = () => {
-      if (!output.includes('"worker ready"')) return;
-      child.stdout?.off('data', ready);
-      resolve();
-    };
-    child.stdout?.on('data', ready);
-    child.once('exit', (code) => reject(new Error(`the worker process exited (${code}) before it was ready:\n${output}`)));
-  });
-  // From here its output is read and dropped.
-  child.stdout?.off('data', collect);
-  child.stderr?.off('data', collect);
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return {
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await gone;
-    },
-  };
 }
 
 async function queuePart(): Promise<NonNullable<BenchFigures['queue_overhead_ms']>> {
@@ -242,9 +176,31 @@ async function batchingPart(): Promise<NonNullable<BenchFigures['batching']>> {
   return { proxy_ms_per_call_by_rows: proxy, runs: rows, pngs_identical: same };
 }
 
+const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version, intra_op_threads: INTRA_OP };
+
+/** Writes `body` between `<!-- bench:NAME:start -->` (or bench:start) and its end marker in docs/benchmarks.md. */
+async function writeSection(name: string | null, body: string): Promise<void> {
+  const doc = await readFile(DOC, 'utf8');
+  const [start, end] = name ? [`<!-- bench:${name}:start -->`, `<!-- bench:${name}:end -->`] : ['<!-- bench:start -->', '<!-- bench:end -->'];
+  const a = doc.indexOf(start);
+  const b = doc.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${DOC} has no ${start} … ${end} section to write into`);
+  await writeFile(DOC, `${doc.slice(0, a + start.length)}\n${body}\n${doc.slice(b)}`);
+  process.stdout.write(`${body}\nwritten into ${DOC}\n`);
+}
+
+if (full) {
+  const steps = Number(process.env.BENCH_FULL_STEPS ?? 2);
+  const r = await fullSize(full, { steps, intraOpThreads: INTRA_OP, log });
+  if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+  else log(JSON.stringify(r));
+  if (!json) await writeSection(`full-${r.bundle.size}`, fullMarkdown(r, `${machine.cores} cores (${machine.cpu}), Node ${machine.node}`));
+  process.exit(0);
+}
+
 const figures: BenchFigures = {
   date: new Date().toISOString().slice(0, 10),
-  machine: { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version, intra_op_threads: INTRA_OP },
+  machine,
 };
 /**
  * Runs a part when it was asked for, from a collected heap: the garbage a part leaves would
@@ -278,11 +234,5 @@ await part('host', async () => {
 if (json) {
   process.stdout.write(`${JSON.stringify(figures)}\n`);
 } else {
-  const doc = await readFile(DOC, 'utf8');
-  const [start, end] = ['<!-- bench:start -->', '<!-- bench:end -->'];
-  const a = doc.indexOf(start);
-  const b = doc.indexOf(end);
-  if (a < 0 || b < a) throw new Error(`${DOC} has no ${start} … ${end} section to write into`);
-  await writeFile(DOC, `${doc.slice(0, a + start.length)}\n${markdown(figures)}\n${doc.slice(b)}`);
-  process.stdout.write(`${markdown(figures)}\nwritten into ${DOC}\n`);
+  await writeSection(null, markdown(figures));
 }

@@ -2,6 +2,7 @@
 // and configures Redis, the API and the workers as docs/operations.md says; every path a
 // Dockerfile copies exists once the repository is installed and built; every variable they set
 // is a setting the service reads.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,4 +64,16 @@ t.test('Dockerfiles: every copied path exists after install and build, every ENV
     const entry = cmd && (JSON.parse(cmd.slice(4)) as string[]).find((a) => a.endsWith('.js'));
     t.ok(entry && existsSync(join(ROOT, entry)), `${file}: CMD runs ${entry}, which the build makes`);
   }
+});
+
+t.test('gpu-bench.sh: valid bash that fetches the CUDA provider as the GPU image does, and stops at once without a GPU', async (t) => {
+  const script = join(ROOT, 'deploy/gpu-bench.sh');
+  t.equal(spawnSync('bash', ['-n', script]).status, 0, 'bash parses it');
+  const text = readFileSync(script, 'utf8');
+  const fetch = /ONNXRUNTIME_NODE_INSTALL=cuda12 node "?\$?\{?\w*\}?\/?[\w/-]*script\/install/;
+  t.match(text, fetch, 'it fetches the CUDA provider with onnxruntime-node\'s own install script');
+  t.match(readFileSync(join(DOCKER, 'gpu-worker.Dockerfile'), 'utf8'), fetch, 'as the GPU image does');
+  const run = spawnSync('bash', [script], { cwd: ROOT, encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+  t.equal(run.status, 1, 'no nvidia-smi here: it stops before installing or building anything');
+  t.match(run.stderr, /no nvidia-smi: this host has no NVIDIA driver/);
 });

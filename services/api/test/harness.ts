@@ -28,6 +28,8 @@ export interface StackOptions {
   build?: () => GeneratedBundle | Promise<GeneratedBundle>;
   /** Writes the bundle itself into the given directory (an import, say) instead. */
   prepare?: (dir: string) => Promise<void>;
+  /** Serves this existing bundle folder in place (not removed on close) instead. */
+  modelDir?: string;
   worker?: boolean;
   /** onnxruntime's threads per operator; 0 (the default) lets the worker choose. */
   intraOpThreads?: number;
@@ -42,9 +44,9 @@ export interface StackOptions {
   webhooks?: AppOptions['webhooks'];
 }
 
-const REPO = fileURLToPath(new URL('../../..', import.meta.url));
-/** Compiled (`npm run bench` runs built code) rather than run from source under tsx (the tests). */
+/** Compiled (`npm run bench` runs built code, from services/dist/api/test) rather than run from source under tsx (the tests). */
 const BUILT = import.meta.url.endsWith('.js');
+const REPO = fileURLToPath(new URL(BUILT ? '../../../..' : '../../..', import.meta.url));
 
 /**
  * A worker process, as deployed, configured by `env` alone; its output is piped for the caller
@@ -65,9 +67,11 @@ export async function startStack(t: Test, options: StackOptions = {}): Promise<S
 /** A stack that the caller closes (the benchmarks use it outside a test). */
 export async function openStack(options: StackOptions = {}): Promise<Stack & { close: () => Promise<void> }> {
   const scope = await redisScope('api');
-  const bundleDir = await mkdtemp(join(tmpdir(), 'diffid-api-bundle-'));
-  if (options.prepare) await options.prepare(bundleDir);
-  else await writeBundle(bundleDir, options.build ? await options.build() : buildTinyBundle(options.bundle));
+  const bundleDir = options.modelDir ?? (await mkdtemp(join(tmpdir(), 'diffid-api-bundle-')));
+  if (!options.modelDir) {
+    if (options.prepare) await options.prepare(bundleDir);
+    else await writeBundle(bundleDir, options.build ? await options.build() : buildTinyBundle(options.bundle));
+  }
   const queueName = 'jobs';
   // The API's connection, made as server.ts makes it.
   const redis = apiRedis(TEST_REDIS_URL);
@@ -100,7 +104,7 @@ export async function openStack(options: StackOptions = {}): Promise<Stack & { c
     await app.close();
     redis.disconnect();
     await scope.cleanup();
-    await rm(bundleDir, { recursive: true, force: true });
+    if (!options.modelDir) await rm(bundleDir, { recursive: true, force: true });
   };
   return { base: `http://127.0.0.1:${address.port}`, app, worker, prefix: scope.prefix, queueName, redis: scope.redis, bundleDir, close };
 }

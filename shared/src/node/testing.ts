@@ -1,9 +1,13 @@
 // Test support: a Redis connection scoped to a fresh key prefix, removed again afterwards.
 // Tests share the machine's Redis, so they never FLUSHDB: they delete their own prefix only.
 import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** The real photos of ../shared/faces (SOURCES.md there), beside the repository; absent on some machines. */
+export const SHARED_PHOTOS = fileURLToPath(new URL('../../../../shared/faces/photos', import.meta.url));
 
 export interface RedisScope {
   redis: Redis;
