@@ -28,8 +28,9 @@ export interface FullFigures {
   intra_op_threads: number;
   steps: number;
   load_s: { first: number; cached: number; first_detail: unknown; cached_detail: unknown };
-  rss_peak_mb: number;
-  memory_plan: unknown;
+  /** Peak resident memory of each worker process (VmHWM), and what the memory formula gives for the most U-Net rows it ran in one call. */
+  rss_peak_mb: { after_generate: number; planned_generate: number; first_start: number; cached_start: number; planned_first: number; planned_cached: number; rows_first: number; rows_cached: number };
+  memory_plan: { weights_mb: number; fixed_mb: number; row_mb: number; budget_mb: number | null; max_rows: number | null; rows_per_call: number };
   onnxruntime_step_ms: number;
   torch_step_ms: number | { skipped: string };
   parity_max_abs: number | { skipped: string };
@@ -48,6 +49,7 @@ interface JobFigure {
 }
 
 const POLL_MS = 100;
+const MORPH_ROWS = 6;
 
 function jobFigure(job: string, r: Finished): JobFigure {
   return { job, end_to_end_ms: r.endToEndMs, worker_ms: r.timings.total, onnxruntime_ms: r.timings.onnxruntime, worker_over_onnxruntime: r.timings.total / r.timings.onnxruntime, stages_ms: r.timings.stages };
@@ -90,9 +92,10 @@ export async function fullSize(dirArg: string, o: { steps: number; intraOpThread
   try {
     log(`full size: ${size} px, a worker's first start (empty graph cache)`);
     worker = await workerProcess(stack, { ...env, DIFFID_BATCH_JOBS: '1' });
-    const first = { s: worker.readySeconds, detail: worker.loaded.load, memory: worker.loaded.memory };
+    const first = { s: worker.readySeconds, detail: worker.loaded.load, memory: worker.loaded.memory as FullFigures['memory_plan'] };
     log(`  ready in ${first.s.toFixed(1)} s; generate, ${o.steps} steps`);
     const generate = jobFigure(`generate, 1 image × ${o.steps} steps`, await runJob(stack.base, '/generate', generateFields(7), true, POLL_MS));
+    const afterGenerate = worker.peakRssMb();
     log(`  ${(generate.end_to_end_ms / 1000).toFixed(1)} s; morph, 3 frames × ${o.steps} steps`);
     const morph = jobFigure(`morph, 3 frames × ${o.steps} steps`, await runJob(stack.base, '/morph', { image_a: face, image_b: faceB, frames: 3, steps: o.steps }, true, POLL_MS));
     log(`  ${(morph.end_to_end_ms / 1000).toFixed(1)} s; four generates at once, DIFFID_BATCH_JOBS=1`);
@@ -151,6 +154,8 @@ export async function fullSize(dirArg: string, o: { steps: number; intraOpThread
       for (let i = 0; i < served.length; i++) worst = Math.max(worst, Math.abs((served[i] as number) - (ref.output[i] as number)));
       parity = worst;
     }
+    // The first worker's largest call: the morph's 3 guided frames; the second's: 4 guided jobs.
+    const planned = (rows: number) => first.memory.weights_mb + first.memory.fixed_mb + rows * first.memory.row_mb;
     const weightsBytes = (first.detail as { bytes?: number } | undefined)?.bytes ?? Number.NaN;
     return {
       bundle: { dir, size, precision: build?.precision ?? 'unknown', scale: build?.scale ?? null, weights_gb: weightsBytes / 1e9 },
@@ -158,7 +163,7 @@ export async function fullSize(dirArg: string, o: { steps: number; intraOpThread
       intra_op_threads: threads,
       steps: o.steps,
       load_s: { first: first.s, cached: cached.s, first_detail: first.detail, cached_detail: cached.detail },
-      rss_peak_mb: Math.max(...peaks),
+      rss_peak_mb: { after_generate: afterGenerate, planned_generate: planned(2), first_start: peaks[0] ?? Number.NaN, cached_start: peaks[1] ?? Number.NaN, planned_first: planned(MORPH_ROWS), planned_cached: planned(seeds.length * 2), rows_first: MORPH_ROWS, rows_cached: seeds.length * 2 },
       memory_plan: first.memory,
       onnxruntime_step_ms: Math.min(...ortMs),
       torch_step_ms: torchStep,
@@ -179,7 +184,8 @@ const orSkip = (x: number | { skipped: string }, show: (n: number) => string) =>
 
 /** The figures as the Markdown between docs/benchmarks.md's bench:full-SIZE markers. */
 export function fullMarkdown(r: FullFigures, machine: string): string {
-  const plan = r.memory_plan as { weights_mb: number; fixed_mb: number; row_mb: number; budget_mb: number | null; max_rows: number | null };
+  const plan = r.memory_plan;
+  const gb = (mb: number) => f(mb / 1024, 1);
   const loads = (d: unknown) => {
     const l = d as { verify_s: number; graphs: Record<string, { open_s: number; cache: string }> };
     const unet = l.graphs.unet;
@@ -192,8 +198,10 @@ export function fullMarkdown(r: FullFigures, machine: string): string {
     '|---|---|',
     `| worker start, empty graph cache (spawn to ready) | ${f(r.load_s.first, 1)} s: ${loads(r.load_s.first_detail)} |`,
     `| worker start, graph cache filled | ${f(r.load_s.cached, 1)} s: ${loads(r.load_s.cached_detail)} |`,
-    `| peak resident memory of the worker (VmHWM, all of the run) | ${f(r.rss_peak_mb / 1024, 1)} GB (2 × weights + 2 GB = ${f((2 * r.bundle.weights_gb * 1e9) / 2 ** 30 + 2, 1)} GB) |`,
-    `| memory formula at this size | weights ${f(plan.weights_mb / 1024, 2)} GB + fixed ${f(plan.fixed_mb / 1024, 2)} GB + ${f(plan.row_mb)} MB per U-Net row |`,
+    `| memory formula at this size | weights ${gb(plan.weights_mb)} GB + fixed ${gb(plan.fixed_mb)} GB + ${f(plan.row_mb)} MB per U-Net row |`,
+    `| peak resident memory (VmHWM) after the first start's generate, calls of 2 rows | ${gb(r.rss_peak_mb.after_generate)} GB (formula ${gb(r.rss_peak_mb.planned_generate)} GB; target 2 × weights + 2 GB = ${f((2 * r.bundle.weights_gb * 1e9) / 2 ** 30 + 2, 1)} GB) |`,
+    `| the same after its morph, calls of up to ${r.rss_peak_mb.rows_first} rows | ${gb(r.rss_peak_mb.first_start)} GB (formula ${gb(r.rss_peak_mb.planned_first)} GB) |`,
+    `| peak resident memory, cached start, calls of up to ${r.rss_peak_mb.rows_cached} rows | ${gb(r.rss_peak_mb.cached_start)} GB (formula ${gb(r.rss_peak_mb.planned_cached)} GB) |`,
     `| one U-Net call, B = 2: onnxruntime | ${f(r.onnxruntime_step_ms)} ms |`,
     `| the same call in torch eager (no_grad) | ${orSkip(r.torch_step_ms, (n) => `${f(n)} ms`)} (torch ÷ onnxruntime ${typeof r.torch_step_ms === 'number' ? f(r.torch_step_ms / r.onnxruntime_step_ms, 2) : '–'}) |`,
     `| max abs difference, served U-Net (cached graph) vs torch | ${orSkip(r.parity_max_abs, (n) => n.toExponential(2))} |`,

@@ -38,7 +38,7 @@ for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new E
 const json = process.argv.includes('--json');
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const INTRA_OP = Number(process.env.BENCH_INTRA_OP ?? 0);
-const DOC = join(import.meta.dirname, '../../../docs/benchmarks.md');
+const DOC = join(import.meta.dirname, '../../../../docs/benchmarks.md'); // run built, from services/dist/api/bench
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 

@@ -38,7 +38,9 @@ export async function torchReference(buildJson: string, model: string, feeds: Re
     const args = ['-m', 'diffid_reference.full_reference', '--build', buildJson, model, '--inputs', join(dir, 'feeds.json'), '--out', join(dir, 'out.f32'), '--repeat', String(o.repeat ?? 1)];
     if (o.threads) args.push('--threads', String(o.threads));
     if (o.device) args.push('--device', o.device);
-    const { stdout } = await run(python, args, { cwd: PYTHON_DIR, maxBuffer: 1 << 20 });
+    // torch.set_num_threads does not reach the BLAS library's own thread pool (OpenBLAS here).
+    const threadEnv = o.threads ? { OMP_NUM_THREADS: String(o.threads), OPENBLAS_NUM_THREADS: String(o.threads), MKL_NUM_THREADS: String(o.threads) } : {};
+    const { stdout } = await run(python, args, { cwd: PYTHON_DIR, maxBuffer: 1 << 20, env: { ...process.env, ...threadEnv } });
     const bytes = await readFile(join(dir, 'out.f32'));
     const { forward_ms } = JSON.parse(stdout) as { forward_ms: number[] };
     return { output: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), forward_ms };

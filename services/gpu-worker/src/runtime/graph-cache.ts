@@ -35,6 +35,8 @@ export interface GraphCacheKey {
 export interface GraphCacheEntry {
   /** The cached graph when the entry is complete, else null. */
   readonly hit: string | null;
+  /** Where the cached graph is once published. */
+  readonly path: string;
   /** Makes a folder for onnxruntime to write the optimized graph into; returns the graph's path there (its weights go beside it, named `dataFile`). */
   stage(): Promise<string>;
   readonly dataFile: string;
@@ -68,6 +70,7 @@ export async function graphCacheEntry(key: GraphCacheKey, provider: string, runt
   const hit = await complete(final);
   return {
     hit: hit ? join(final, MODEL) : null,
+    path: join(final, MODEL),
     async stage() {
       await mkdir(staging, { recursive: true });
       return join(staging, MODEL);
