@@ -6,12 +6,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MorphParams } from '@diffid/shared/contract';
-import { decodeRgb, encodeAnimation, encodePng } from '@diffid/shared/image';
+import { decodeRgb, encodeAnimation, encodeGrid, encodeImage, encodePng } from '@diffid/shared/image';
 import { buildDefaultBundle, loadBundle, writeBundle } from '@diffid/gpu-worker';
 import type { Rgb } from '../services/gpu-worker/src/vision/pixels.ts';
 import { generate } from '../services/gpu-worker/src/pipelines/generate.ts';
 import { morph } from '../services/gpu-worker/src/pipelines/morph.ts';
 import { stageContext } from '../services/gpu-worker/src/stages/context.ts';
+import { morphStrategies, strategyGrid } from '../services/gpu-worker/src/eval/evaluate.ts';
 
 const PHOTOS = join(import.meta.dirname, '../../shared/faces/photos');
 
@@ -33,9 +34,9 @@ const bundle = await loadBundle(dir);
 const luciano = await decodeRgb(await readFile(join(PHOTOS, 'max_Luciano.png')));
 const bryan = await decodeRgb(await readFile(join(PHOTOS, 'max_Bryan.png')));
 
-const gen = await generate(stageContext(bundle), { images: { image: [luciano] }, params: { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail' } });
+const gen = await generate(stageContext(bundle), { images: { image: [luciano] }, params: { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } });
 // A morph's parameters as the API settles a form that gives only the factors (openapi.yaml's MorphForm).
-const morphParams: Omit<MorphParams, 'alphas'> = { interpolation: 'slerp', prompt: '', steps: 50, seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false };
+const morphParams: Omit<MorphParams, 'alphas'> = { strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps: 50, seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false };
 const m = await morph(stageContext(bundle, { maxBatch: 8 }), { images: { image_a: luciano, image_b: bryan }, params: { ...morphParams, alphas: [0, 0.25, 0.5, 0.75, 1] } });
 await writeFile(join(import.meta.dirname, 'images/generate.png'), await encodePng(row(gen.images.map((g) => g.rgb))));
 await writeFile(join(import.meta.dirname, 'images/morph-strip.png'), await encodePng(row(m.images.map((f) => f.rgb))));
@@ -44,7 +45,13 @@ const frames = Array.from({ length: 24 }, (_, i) => i / 23);
 const clip = await morph(stageContext(bundle, { maxBatch: 8 }), { images: { image_a: luciano, image_b: bryan }, params: { ...morphParams, alphas: frames, pacing: 'even' } });
 const webp = await encodeAnimation(clip.images.map((f) => f.rgb), { format: 'webp', fps: 12, boomerang: true });
 await writeFile(join(import.meta.dirname, 'images/morph.webp'), webp.bytes);
+// The paper's Fig. 8 as `npm run eval -- --morph-strategies` draws it, kept as JPEG (a tenth the bytes).
+const alphas = [0, 0.25, 0.5, 0.75, 1];
+const strategies = await morphStrategies(bundle, luciano, bryan, { alphas, prompt: '', seed: 0, steps: 50 });
+const grid = await encodeGrid(strategyGrid(strategies, alphas));
+await writeFile(join(import.meta.dirname, 'images/morph-strategies.jpg'), await encodeImage(await decodeRgb(grid), 'jpeg', 85));
 process.stdout.write(
+  `strategies: ${strategies.map((r) => `${r.strategy} A ${r.toA.map((v) => v.toFixed(2)).join(' ')} / B ${r.toB.map((v) => v.toFixed(2)).join(' ')}`).join('; ')}\n` +
   `generate similarities ${gen.images.map((g) => g.facts.arcface_similarity?.toFixed(3)).join(', ')}\n` +
     `morph A→B: ${m.images.map(({ facts: f }) => `α ${f.alpha}: ${f.arcface_similarity_a?.toFixed(3)}/${f.arcface_similarity_b?.toFixed(3)}`).join('  ')}\n` +
     `animation: ${webp.frames} frames, ${webp.bytes.length} bytes; pacing evenness ${clip.facts.pacing_evenness?.toFixed(4)} (first, linear pass ${clip.facts.pacing_evenness_linear?.toFixed(4)})\n`,

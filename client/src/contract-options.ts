@@ -194,7 +194,8 @@ export function jobForm(document: unknown, route: string): JobForm {
   const form: JobForm = { route: label, files: [], fields: [] };
   for (const [name, raw] of Object.entries(properties)) {
     const property = deref(document, raw);
-    if (!isRecord(property)) continue;
+    // A deprecated property is an alias the API still reads; the CLI offers its replacement only.
+    if (!isRecord(property) || property.deprecated === true) continue;
     const items = deref(document, property.items);
     if (isBinary(property) || (property.type === 'array' && isBinary(items))) {
       const many = property.type === 'array';

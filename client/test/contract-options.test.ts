@@ -198,14 +198,15 @@ t.test("the project's openapi.yaml: the forms the CLI has always had", async (t)
   };
   const generate = flagsOf('/generate', 'generate');
   t.same(generate.sub.registeredArguments.map((a) => a.name()), ['photos']);
-  for (const flag of ['-p, --prompt <text>', '-n, --num-images <n>', '--images <n>', '--seed <n>', '--steps <n>', '--guidance-scale <x>', '--guidance <x>', '--negative-prompt <text>', '--negative <text>', '--on-missing-face <choice>', '--face-index <text>']) {
+  for (const flag of ['-p, --prompt <text>', '-n, --num-images <n>', '--images <n>', '--seed <n>', '--steps <n>', '--guidance-scale <x>', '--guidance <x>', '--negative-prompt <text>', '--negative <text>', '--on-missing-face <choice>', '--face-index <text>', '--identity-scale <x>', '--identity-start <x>', '--identity-end <x>']) {
     t.ok(generate.flags.includes(flag), `generate ${flag}`);
   }
   const morph = flagsOf('/morph', 'morph');
   t.same(morph.sub.registeredArguments.map((a) => a.name()), ['a', 'b']);
-  for (const flag of ['--frames <n>', '--alphas <text>', '--alpha <x>', '--pacing <choice>', '--background <choice>', '--fps <n>', '--boomerang', '--interpolation <choice>', '--steps <n>', '--animation <text>']) {
+  for (const flag of ['--frames <n>', '--alphas <text>', '--alpha <x>', '--pacing <choice>', '--background <choice>', '--fps <n>', '--boomerang', '--strategy <choice>', '--structure-alpha <x>', '--identity-scale <x>', '--steps <n>', '--animation <text>']) {
     t.ok(morph.flags.includes(flag), `morph ${flag}`);
   }
+  t.notOk(morph.flags.some((f) => f.includes('interpolation')), 'the deprecated alias is not offered');
   const compare = flagsOf('/compare', 'compare');
   t.same(compare.sub.registeredArguments.map((a) => a.name()), ['a', 'b']);
   t.ok(compare.flags.includes('--face-index-a <n>'));

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { SLERP_PARALLEL_THRESHOLD, averageEmbedding, averageIdentity, cosineSimilarity, gaussianNoise, lerp, slerp } from '@diffid/shared/diffusion';
+import { scaleIdentity, SLERP_PARALLEL_THRESHOLD, averageEmbedding, averageIdentity, cosineSimilarity, gaussianNoise, lerp, slerp } from '@diffid/shared/diffusion';
 
 const f32 = (a: number[]) => new Float32Array(a);
 const maxDiff = (a: Float32Array, b: number[]) => Math.max(...b.map((v, i) => Math.abs((a[i] as number) - v)));
@@ -76,4 +76,16 @@ t.test('several photos of one person: identities by mean direction, image embedd
   t.throws(() => averageIdentity([]), /no vectors/);
   t.throws(() => averageIdentity([a, new Float32Array([-3, 0])]), /cancel out/);
   t.throws(() => averageIdentity([new Float32Array(2)]), /zero identity/);
+});
+
+t.test('scaleIdentity: c_s = (1−s)·c_∅ + s·c, exact at 0 and 1, extrapolating above', async (t) => {
+  const cPrompt = Float32Array.from([0.1, -2, 3.3]);
+  const c = Float32Array.from([0.7, 1, -0.3]);
+  t.same(scaleIdentity(cPrompt, c, 0), cPrompt, 's = 0: the prompt alone');
+  t.same(scaleIdentity(cPrompt, c, 1), c, 's = 1: the bundle as trained, bit for bit');
+  // Reference values worked by hand: (1−2)·c_∅ + 2·c.
+  const two = scaleIdentity(cPrompt, c, 2);
+  [1.3, 4, -3.9].forEach((v, i) => t.ok(Math.abs((two[i] as number) - v) < 1e-6, `s = 2, component ${i}: ${two[i]} ≈ ${v}`));
+  t.throws(() => scaleIdentity(cPrompt, c, -0.5), RangeError, 'a negative scale is refused');
+  t.throws(() => scaleIdentity(cPrompt, Float32Array.of(1), 1), 'lengths must agree');
 });

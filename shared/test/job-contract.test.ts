@@ -2,10 +2,10 @@ import t from 'tap';
 import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, imageSeeds, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload, type PayloadOf } from '@diffid/shared/contract';
 import { FORM_SCHEMAS, formSchema } from '@diffid/shared/openapi';
 
-const generate: PayloadOf<'generate'> = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip' } };
+const generate: PayloadOf<'generate'> = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip', identity_scale: 1, identity_start: 0, identity_end: 1 } };
 const morph = (frames: number, steps: number): JobPayload => ({
   kind: 'morph',
-  params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), interpolation: 'slerp', prompt: '', steps, seed: 1, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false },
+  params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps, seed: 1, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false },
 });
 const compare: JobPayload = { kind: 'compare', params: {} };
 
@@ -22,6 +22,10 @@ t.test('planned steps: generate = steps, compare = 1, morph = steps × (1 invers
     [3, 20, 1, 80],
   ];
   for (const [frames, steps, maxBatch, planned] of table) t.equal(plannedSteps(morph(frames, steps), maxBatch), planned, `${frames} frames × ${steps} steps, batch ${maxBatch}`);
+  const embeddingOnly = morph(9, 50) as PayloadOf<'morph'>;
+  embeddingOnly.params.strategy = 'embedding_only';
+  t.equal(plannedSteps(embeddingOnly, 8), 100, 'embedding_only inverts nothing: its two sampling batches only');
+  t.equal(plannedCost(embeddingOnly), 450, 'and costs its frames alone');
 });
 
 t.test('image i of a generate job uses seed + i', async (t) => {

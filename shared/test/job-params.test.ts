@@ -29,7 +29,7 @@ t.test('generate: photos and face_index are derived from the files and the text'
 
 t.test('morph: defaults, alphas from alpha, alphas or frames, animations the workers can make', async (t) => {
   const bare = settleJob('morph', { frames: '3' }, { files: pair, bundle: null }).params;
-  t.match(bare, { alphas: [0, 0.5, 1], interpolation: 'slerp', prompt: '', steps: 50, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false });
+  t.match(bare, { alphas: [0, 0.5, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps: 50, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false });
   t.same(settleJob('morph', { alphas: '0, 0.25 ,1' }, { files: pair, bundle: null }).params.alphas, [0, 0.25, 1]);
   t.match(settleJob('morph', { alpha: '0.5', animation: 'webp,gif', boomerang: 'true' }, { files: pair, bundle: null }).params, { alphas: [0.5], animation: ['webp', 'gif'], boomerang: true });
   t.throws(() => settleJob('morph', { alpha: '0.5', pacing: 'even' }, { files: pair, bundle: null }), /"pacing=even" chooses the factors itself/);
@@ -70,4 +70,21 @@ t.test("a field whose form and job shapes agree is copied as it is: no code name
       t.same(got[name], value, `${kind}.${name}`);
     }
   }
+});
+
+t.test('identity controls: strength, window, strategy, structure factor, the deprecated interpolation', async (t) => {
+  const gen = (fields: Record<string, unknown>) => settleJob('generate', { prompt: 'a photo', ...fields }, { files: { image: [null] }, bundle: null }).params;
+  const mor = (fields: Record<string, unknown>) => settleJob('morph', { frames: '3', ...fields }, { files: pair, bundle: null }).params;
+  t.match(gen({}), { identity_scale: 1, identity_start: 0, identity_end: 1 }, 'generate: defaults from the contract');
+  t.match(gen({ identity_scale: '2.5', identity_start: '0.2', identity_end: '0.8' }), { identity_scale: 2.5, identity_start: 0.2, identity_end: 0.8 });
+  t.throws(() => gen({ identity_scale: '-0.5' }), /"identity_scale" must be ≥ 0/, 'a negative strength');
+  t.throws(() => gen({ identity_scale: '3.5' }), /"identity_scale" must be ≤ 3/);
+  t.throws(() => gen({ identity_start: '0.6', identity_end: '0.6' }), /"identity_start" must be below "identity_end" \(got 0.6 and 0.6\)/, 'an empty window');
+  t.throws(() => mor({ identity_start: '0.9', identity_end: '0.1' }), /"identity_start" must be below "identity_end"/, 'morph too');
+  t.equal(mor({ strategy: 'embedding_only' }).strategy, 'embedding_only');
+  t.equal(mor({ interpolation: 'lerp' }).strategy, 'lerp', 'interpolation, deprecated, names the strategy');
+  t.notOk('interpolation' in mor({ interpolation: 'lerp' }), 'and is not a job parameter');
+  t.throws(() => mor({ interpolation: 'lerp', strategy: 'slerp' }), /"interpolation" \(deprecated\) and "strategy" disagree/);
+  t.equal(mor({ structure_alpha: '0.25' }).structure_alpha, 0.25);
+  t.throws(() => mor({ structure_alpha: '0.25', strategy: 'embedding_only' }), /"structure_alpha" mixes the inverted latents/, 'structure without inversion');
 });

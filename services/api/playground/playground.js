@@ -348,6 +348,11 @@ for (const name of ['generate', 'morph', 'compare']) {
   });
   form.addEventListener('input', () => markChosen(previews));
 }
+// A slider shows its value beside it.
+for (const slider of document.querySelectorAll('input[type=range]')) {
+  const output = document.querySelector(`output[for="${slider.id}"]`);
+  slider.addEventListener('input', () => { if (output) output.textContent = slider.value; });
+}
 for (const zone of document.querySelectorAll('.drop')) {
   const input = zone.querySelector('input[type=file]');
   zone.addEventListener('dragover', (e) => {

@@ -10,7 +10,8 @@
 //   is every required property (the browser must be able to point at an empty one).
 // - A binary, or an array of binaries, is a drop zone (`multiple` for the array).
 // - enum → <select>; boolean with a default → checkbox; integer/number → number input with
-//   min/max/step; anything else → text input with maxlength.
+//   min/max/step, or a slider showing its value when `x-playground-input: slider` (it needs a
+//   minimum, a maximum and a constant default); anything else → text input with maxlength.
 // - A constant `default` is the input's starting value. A property without one — or whose default
 //   the API settles per job (`x-diffid-default`: the bundle's recommendation, a random seed) —
 //   starts empty, so the server applies its own, and says what will happen in a placeholder.
@@ -31,6 +32,7 @@ export interface PropertySchema {
   title?: string;
   description?: string;
   'x-playground'?: string;
+  'x-playground-input'?: string;
   'x-diffid-default'?: string;
 }
 
@@ -142,6 +144,14 @@ function renderField(name: string, p: PropertySchema, options: RenderOptions, re
     const items = values.map((v) => `<option${attrs({ value: String(v), selected: String(v) === chosen })}>${escapeHtml(v)}</option>`).join('');
     return wrap(`<select${attrs({ id, name, required, title })}>${empty}${items}</select>`);
   }
+  if ((type === 'integer' || type === 'number') && p['x-playground-input'] === 'slider') {
+    if (p.minimum === undefined || p.maximum === undefined || start === undefined) throw new Error(`openapi.yaml: ${name} is a slider, so it needs a minimum, a maximum and a default`);
+    // Continuous, so the default is a value it can hold; playground.js keeps the <output> current.
+    const step = type === 'integer' ? 1 : 'any';
+    const input = attrs({ id, name, type: 'range', min: p.minimum, max: p.maximum, step, value: start as AttrValue, title });
+    return wrap(`<span class="slider"><input${input}><output${attrs({ for: id })}>${escapeHtml(start)}</output></span>`);
+  }
+  if (p['x-playground-input'] !== undefined) throw new Error(`openapi.yaml: ${name} has x-playground-input: ${p['x-playground-input']}; only a number takes slider`);
   if (type === 'integer' || type === 'number') {
     const input = attrs({
       id, name, type: 'number', min: p.minimum, max: p.maximum, step: type === 'integer' ? 1 : 'any',

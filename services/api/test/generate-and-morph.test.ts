@@ -20,7 +20,7 @@ t.test('generate: 202, progress to succeeded, PNGs at the bundle size with finit
   t.equal(view.status, 'succeeded', JSON.stringify(view.error ?? ''));
   const checked = await call(t, s.base, 'GET', `/jobs/${accepted.id}`, '/jobs/{id}');
   t.same(checked.body.progress, { step: 8, total: 8 });
-  t.same(checked.body.params, { prompt: 'a photo of a person smiling', negative_prompt: '', num_images: 3, steps: 8, guidance_scale: 5, seed: 11, photos: 1, on_missing_face: 'fail' });
+  t.same(checked.body.params, { prompt: 'a photo of a person smiling', negative_prompt: '', num_images: 3, steps: 8, guidance_scale: 5, seed: 11, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 });
   t.ok(Date.parse(checked.body.finished_at) >= Date.parse(checked.body.started_at));
   const images = checked.body.result.images as Array<Record<string, number | string>>;
   t.same(images.map((i) => i.seed), [11, 12, 13], 'image i has seed + i');
@@ -85,7 +85,7 @@ t.test('morph with alphas=0,0.5,1 returns three frames with both similarities', 
   t.equal(view.status, 'succeeded', JSON.stringify(view.error ?? ''));
   const checked = await call(t, s.base, 'GET', `/jobs/${id}`, '/jobs/{id}');
   t.same(checked.body.params.alphas, [0, 0.5, 1]);
-  t.equal(checked.body.params.interpolation, 'slerp');
+  t.equal(checked.body.params.strategy, 'slerp');
   t.same(checked.body.progress, { step: 12, total: 12 }, 'one inversion run and one sampling run of 6 steps');
   const frames = checked.body.result.images as Array<Record<string, number>>;
   t.same(frames.map((f) => f.alpha), [0, 0.5, 1]);
@@ -105,7 +105,7 @@ t.test('morph with frames=4 spaces alphas evenly, lerp on request', async (t) =>
   const view = await pollJob(s.base, id, finished);
   t.equal(view.status, 'succeeded');
   t.same(view.params.alphas, [0, 1 / 3, 2 / 3, 1]);
-  t.equal(view.params.interpolation, 'lerp');
+  t.equal(view.params.strategy, 'lerp', 'the deprecated interpolation names the strategy');
   t.equal(view.result.images.length, 4);
 });
 

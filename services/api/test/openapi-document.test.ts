@@ -45,7 +45,11 @@ t.test('the defaults the forms document are the ones the routes apply', async (t
   t.equal(generate.num_images, documented('GenerateForm', 'num_images'));
   t.equal(generate.on_missing_face, documented('GenerateForm', 'on_missing_face'));
   t.equal(morph.steps, documented('MorphForm', 'steps'));
-  t.equal(morph.interpolation, documented('MorphForm', 'interpolation'));
+  t.equal(morph.strategy, documented('MorphForm', 'strategy'));
+  t.equal(morph.identity_scale, documented('MorphForm', 'identity_scale'));
+  t.equal(generate.identity_scale, documented('GenerateForm', 'identity_scale'));
+  t.equal(generate.identity_start, documented('GenerateForm', 'identity_start'));
+  t.equal(generate.identity_end, documented('GenerateForm', 'identity_end'));
   t.equal(morph.pacing, documented('MorphForm', 'pacing'));
   t.equal(morph.background, documented('MorphForm', 'background'));
   t.equal(morph.fps, documented('MorphForm', 'fps'));

@@ -73,11 +73,18 @@ t.test('everything put in the page is escaped', async (t) => {
   t.equal(escapeHtml(`<a href='x'>&"`), '&lt;a href=&#39;x&#39;&gt;&amp;&quot;');
 });
 
+t.test('a number marked as a slider is a range input with its value beside it', async (t) => {
+  const { fields } = renderForm({ properties: { strength: { type: 'number', minimum: 0, maximum: 3, default: 1, title: 'Strength', 'x-playground-input': 'slider' } } }, { prefix: 'p' });
+  t.match(fields, '<input id="p-strength" name="strength" type="range" min="0" max="3" step="any" value="1"><output for="p-strength">1</output>');
+});
+
 t.test('what the contract may not ask of the page fails at start', async (t) => {
   t.throws(() => renderForm({ properties: { a: { type: 'string', 'x-playground': 'secret' } } }, { prefix: 'p' }), /x-playground: secret; it takes advanced or hidden/);
   t.throws(() => renderForm({ required: ['a'], properties: { a: { type: 'string', 'x-playground': 'hidden' } } }, { prefix: 'p' }), /a is required, so the playground cannot hide it/);
   const { fields } = renderForm({ required: ['a'], properties: { a: { type: 'string', 'x-playground': 'advanced' } } }, { prefix: 'p' });
   t.notMatch(fields, /<details/, 'a required field stays up front even when marked advanced');
+  t.throws(() => renderForm({ properties: { a: { type: 'number', minimum: 0, 'x-playground-input': 'slider' } } }, { prefix: 'p' }), /a is a slider, so it needs a minimum, a maximum and a default/);
+  t.throws(() => renderForm({ properties: { a: { type: 'string', 'x-playground-input': 'slider' } } }, { prefix: 'p' }), /only a number takes slider/);
   const form = renderForm({ properties: { status: { type: 'string' } } }, { prefix: 'p' });
   t.throws(() => fillPage('<span id="p-status"></span>\n<!-- PForm fields -->', () => form), /two elements with the id p-status/, 'a field named like an element of the page');
 });

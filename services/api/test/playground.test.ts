@@ -56,7 +56,7 @@ async function contractFields(t: Test, page: Page): Promise<void> {
       const seen = await field.evaluate((el: any) => ({ tag: el.tagName, type: el.type, name: el.name, value: el.value, checked: el.checked, multiple: el.multiple, label: el.closest('label').textContent, more: el.closest('details.more') !== null }));
       const file = p.format === 'binary' || p.items?.format === 'binary';
       const constant = p['x-diffid-default'] === undefined ? p.default : undefined;
-      const kind = file ? { tag: 'INPUT', type: 'file', multiple: p.type === 'array' } : p.enum ? { tag: 'SELECT' } : p.type === 'boolean' ? { type: 'checkbox', checked: constant === true } : p.type === 'integer' || p.type === 'number' ? { type: 'number' } : { type: 'text' };
+      const kind = file ? { tag: 'INPUT', type: 'file', multiple: p.type === 'array' } : p.enum ? { tag: 'SELECT' } : p.type === 'boolean' ? { type: 'checkbox', checked: constant === true } : p.type === 'integer' || p.type === 'number' ? { type: p['x-playground-input'] === 'slider' ? 'range' : 'number' } : { type: 'text' };
       const starts = constant !== undefined && p.type !== 'boolean' && !(form === 'morph' && name === 'frames') ? { value: new RegExp(`^${String(constant)}$`) } : {};
       t.match(seen, { name, label: new RegExp(p.title ?? name.replaceAll('_', ' ')), more: p['x-playground'] === 'advanced', ...kind, ...starts }, `${form}: ${name}`);
     }
@@ -101,6 +101,8 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   await page.fill('#generate-prompt', 'a portrait photo');
   await page.fill('#generate-num_images', '2');
   await page.fill('#generate-seed', '3');
+  await page.fill('#generate-identity_scale', '1.5');
+  t.equal(await page.textContent('output[for="generate-identity_scale"]'), '1.5', 'the strength slider shows its value');
   await page.click('#generate-form details.more > summary');
   await page.selectOption('#generate-on_missing_face', 'skip');
   await page.click('#generate-submit');
@@ -114,7 +116,7 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   t.match(await page.textContent('#generate-status'), /^done in \d+\.\d s$/);
   t.equal(await page.locator('#generate-previews canvas').getAttribute('data-faces'), '1', 'the face found is drawn on the photo');
   t.equal(await page.getAttribute('#generate-progress', 'value'), await page.getAttribute('#generate-progress', 'max'), 'the progress bar reached the end');
-  t.same((await sent())['/generate'], { prompt: 'a portrait photo', num_images: '2', seed: '3', on_missing_face: 'skip' }, 'what was filled in is sent; empty fields are not (the server applies its defaults)');
+  t.same((await sent())['/generate'], { prompt: 'a portrait photo', num_images: '2', seed: '3', identity_scale: '1.5', identity_start: '0', identity_end: '1', on_missing_face: 'skip' }, 'what was filled in is sent, and the defaults shown; empty fields are not (the server applies its defaults)');
   if (shots) await page.screenshot({ path: join(shots, 'playground-generate.png'), fullPage: true });
 
   // Morph: two photos, even pacing, there and back; the animation plays and can be downloaded.
@@ -134,7 +136,7 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   t.same(animation, { width: 256, riff: 'RIFF', anim: true }, 'an animated WebP is playing');
   t.equal(await page.locator('#morph-results figure').count(), 6);
   t.match(await page.textContent('#morph-pacing-result'), /pacing evenness \d\.\d{3} · 10 frames at 12 a second/, 'six frames there and four back, at the contract\'s default rate');
-  t.same((await sent())['/morph'], { frames: '6', pacing: 'even', background: 'morph', fps: '12', interpolation: 'slerp', steps: '50', animation: 'webp,gif', boomerang: 'true' }, 'the defaults shown are sent, and the animations the player needs');
+  t.same((await sent())['/morph'], { frames: '6', pacing: 'even', background: 'morph', fps: '12', strategy: 'slerp', identity_scale: '1', identity_start: '0', identity_end: '1', steps: '50', animation: 'webp,gif', boomerang: 'true' }, 'the defaults shown are sent, and the animations the player needs');
   const download = page.waitForEvent('download');
   await page.click('#morph-download-gif');
   t.equal((await download).suggestedFilename(), 'morph.gif');

@@ -17,7 +17,7 @@ import { morphParams, tempDir } from './helpers.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';
 
 const meanAbs = (a: Rgb, b: Rgb) => a.data.reduce((s, v, i) => s + Math.abs(v - (b.data[i] as number)), 0) / a.data.length;
-const params = { prompt: 'a portrait', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail' } as const;
+const params = { prompt: 'a portrait', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
 
 async function demo(t: Test) {
   const dir = await tempDir(t, 'diffid-demo-');
@@ -114,11 +114,11 @@ t.test('morph with SLERP keeps colours: the middle frame has no colour cast agai
     }
     return sum.map((v) => v / n);
   };
-  for (const interpolation of ['slerp', 'lerp'] as const) {
-    const m = await morph(ctx, { images: { image_a: a, image_b: b }, params: morphParams({ alphas: [0, 0.5, 1], interpolation, steps: 20 }) });
+  for (const strategy of ['slerp', 'lerp'] as const) {
+    const m = await morph(ctx, { images: { image_a: a, image_b: b }, params: morphParams({ alphas: [0, 0.5, 1], strategy, steps: 20 }) });
     const [c0, c5, c1] = m.images.map((f) => centre(f.rgb)) as [number[], number[], number[]];
     const shift = c5.map((v, c) => v - ((c0[c] as number) + (c1[c] as number)) / 2);
-    t.comment(`${interpolation}: middle frame minus the ends' blend, R G B: ${shift.map((v) => v.toFixed(2)).join(' ')} grey levels`);
-    t.ok(shift.every((v) => Math.abs(v) < 1.5), `${interpolation}: every channel within 1.5 grey levels of the blend (SLERP of the image embeddings was 3.1)`);
+    t.comment(`${strategy}: middle frame minus the ends' blend, R G B: ${shift.map((v) => v.toFixed(2)).join(' ')} grey levels`);
+    t.ok(shift.every((v) => Math.abs(v) < 1.5), `${strategy}: every channel within 1.5 grey levels of the blend (SLERP of the image embeddings was 3.1)`);
   }
 });

@@ -3,10 +3,11 @@
 // the embedded default (when ../shared/faces is present).
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { decodeRgb } from '@diffid/shared/image';
 import { facePattern } from '@diffid/shared/testing';
 import { loadBundle } from '../src/runtime/bundle-loader.ts';
 import { buildDemoBundle } from '../src/bundles/demo-bundle.ts';
@@ -67,7 +68,29 @@ t.test('npm run eval on real photos with the embedded default prints the table, 
   t.match(stdout, /^bundle demo: FS% \d+\.\d \(mobilefacenet_facegate\.onnx: \d+\.\d\), faces found in \d+ % of outputs, FID —, FIQ —/);
   t.match(stdout, /\| fr_obama\.jpg \| \d+\.\d \| \d+\.\d \| 2 \|/);
   t.match(stdout, /\| fr_biden\.jpg → fr_obama\.jpg \|/);
-  const report = JSON.parse(await (await import('node:fs/promises')).readFile(join(dir, 'report.json'), 'utf8')) as { fsPercent: number; fsPercentSecond: number };
+  const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8')) as { fsPercent: number; fsPercentSecond: number };
   t.ok(report.fsPercent > 50, `FS% ${report.fsPercent.toFixed(1)} with the shipped recognizer`);
   t.ok(report.fsPercentSecond > 30, `FS% ${report.fsPercentSecond.toFixed(1)} with MobileFaceNet, which played no part in generating`);
+});
+
+t.test('npm run eval -- --morph-strategies draws the paper\'s Fig. 8: a row per strategy, a column per factor', { skip: !existsSync(PHOTOS) && `../shared/faces is absent (looked for ${PHOTOS})` }, async (t) => {
+  const dir = await tempDir(t, 'diffid-fig8-');
+  const a = join(PHOTOS, 'fr_obama.jpg');
+  const b = join(PHOTOS, 'fr_biden.jpg');
+  const { stdout } = await run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/eval/cli.ts', '--morph-strategies', a, b, '--out', dir, '--frames', '3', '--steps', '8'], { cwd: ROOT });
+  t.comment(stdout);
+  const figure = await decodeRgb(new Uint8Array(await readFile(join(dir, 'morph-strategies.png'))));
+  const numbers = JSON.parse(await readFile(join(dir, 'morph-strategies.json'), 'utf8')) as { alphas: number[]; rows: Array<{ strategy: string; toA: number[]; toB: number[] }> };
+  t.same(numbers.alphas, [0, 0.5, 1]);
+  t.same(numbers.rows.map((r) => r.strategy), ['slerp', 'lerp', 'embedding_only'], 'the three strategies, in the contract\'s order');
+  // The embedded default's frames are 256²: three rows of three, with labels around them.
+  t.ok(figure.width > 3 * 256 && figure.height > 3 * 256, `a ${figure.width}×${figure.height} grid`);
+  for (const r of numbers.rows) {
+    t.ok((r.toA[0] as number) > (r.toA[2] as number) && (r.toB[2] as number) > (r.toB[0] as number), `${r.strategy}: from A (${r.toA.map((v) => v.toFixed(2)).join(' ')}) to B (${r.toB.map((v) => v.toFixed(2)).join(' ')})`);
+  }
+  t.match(stdout, /^slerp: similarity to A /m);
+  // The labels are drawn: the strip left of the tiles is not all white.
+  let dark = 0;
+  for (let y = 0; y < figure.height; y++) for (let x = 0; x < 140; x++) if ((figure.data[(y * figure.width + x) * 3] as number) < 128) dark++;
+  t.ok(dark > 50, `the row labels are written (${dark} dark pixels left of the tiles)`);
 });

@@ -54,7 +54,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
     total: 40,
   });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], interpolation: 'slerp', prompt: '', steps: 20, seed: 9, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } };
+  const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps: 20, seed: 9, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } };
   const ctx = context();
   const result = await runJob(payload, ctx);
 
@@ -116,7 +116,7 @@ t.test('an image the thread sends early is encoded then and stored as sent; one 
     return run(job, options);
   };
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const params = { prompt: 'x', negative_prompt: '', num_images: 2, steps: 1, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail' } as const;
+  const params = { prompt: 'x', negative_prompt: '', num_images: 2, steps: 1, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
   await runJob({ kind: 'generate', params }, context());
   const first = (await scope.redis.getBuffer(keys.result(0))) as Buffer;
   t.same((await decodeRgb(first, 'result')).data, rgb(7).data, 'image 0: the early pixels');
@@ -176,7 +176,7 @@ t.test('a job canceled before it started stops before reading anything', async (
   await scope.redis.set(jobKeys(scope.prefix, ID).canceled, '{}');
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const err = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail' } }, context()).catch((e: unknown) => e);
+  const err = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } }, context()).catch((e: unknown) => e);
   t.ok(isCanceled(err), 'a cancel: DIFFID_ERR_JOB_CANCELED');
   t.equal(calls.length, 0);
 });
@@ -189,7 +189,7 @@ t.test('a job run again after an earlier run finished returns that run\'s result
   await scope.redis.set(keys.done, JSON.stringify(earlier));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const result = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail' } }, context());
+  const result = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } }, context());
   t.same(result, earlier, 'the stored result, as it was');
   t.equal(calls.length, 0, 'no inference, and no uploads needed (the first run deleted them with the result)');
 });

@@ -429,6 +429,27 @@ export interface components {
              */
             guidance_scale: number;
             /**
+             * Identity strength
+             * @description How strongly the photo's identity conditions the images: the adapter's conditioning
+             *     tokens mixed between the prompt alone (0) and the photo with the prompt (1, the bundle
+             *     as trained); above 1 pushes past it. Costs one more adapter row, no U-Net rows.
+             * @default 1
+             */
+            identity_scale: number;
+            /**
+             * Identity from
+             * @description The fraction of the sampling steps where the identity starts to act; before it the
+             *     U-Net sees the prompt alone. Must be below `identity_end`.
+             * @default 0
+             */
+            identity_start: number;
+            /**
+             * Identity until
+             * @description The fraction of the sampling steps where the identity stops acting; after it, the prompt alone.
+             * @default 1
+             */
+            identity_end: number;
+            /**
              * Seed
              * @description Seed of the first image; random when absent (the job reports it).
              */
@@ -526,12 +547,51 @@ export interface components {
              */
             boomerang: boolean;
             /**
-             * Interpolation
-             * @description How identity embeddings are mixed (paper eq. 23 for SLERP).
+             * Strategy
+             * @description The paper's three morph strategies (its Fig. 8). `slerp` and `lerp` invert both faces
+             *     with DDIM and mix the inverted latents z_T linearly (eq. 24), the identity embeddings
+             *     by SLERP (eq. 23) or linearly; `embedding_only` mixes the identity embeddings only
+             *     (SLERP) and samples every frame from the seed's noise, with no inversion (half the
+             *     U-Net work).
              * @default slerp
              * @enum {string}
              */
-            interpolation: "slerp" | "lerp";
+            strategy: "slerp" | "lerp" | "embedding_only";
+            /**
+             * Interpolation (deprecated)
+             * @deprecated
+             * @description Deprecated alias of `strategy` (`slerp` or `lerp`), kept for one release.
+             * @enum {string}
+             */
+            interpolation?: "slerp" | "lerp";
+            /**
+             * Structure factor
+             * @description Holds the inverted latents' mix — layout, pose, background — at this factor for every
+             *     frame while the identity follows `alpha`/`alphas`: morph who it is, keep how it looks.
+             *     Needs inversion (`strategy` `slerp` or `lerp`). Default — each frame's own factor.
+             */
+            structure_alpha?: number;
+            /**
+             * Identity strength
+             * @description How strongly the photo's identity conditions the images: the adapter's conditioning
+             *     tokens mixed between the prompt alone (0) and the photo with the prompt (1, the bundle
+             *     as trained); above 1 pushes past it. Costs one more adapter row, no U-Net rows.
+             * @default 1
+             */
+            identity_scale: number;
+            /**
+             * Identity from
+             * @description The fraction of the sampling steps where the identity starts to act; before it the
+             *     U-Net sees the prompt alone. Must be below `identity_end`.
+             * @default 0
+             */
+            identity_start: number;
+            /**
+             * Identity until
+             * @description The fraction of the sampling steps where the identity stops acting; after it, the prompt alone.
+             * @default 1
+             */
+            identity_end: number;
             /**
              * Prompt
              * @default
@@ -545,7 +605,7 @@ export interface components {
             steps: number;
             /**
              * Seed
-             * @description Recorded only (morphing is deterministic); random when absent.
+             * @description The noise every frame starts from with `strategy=embedding_only`; recorded only otherwise (inversion is deterministic). Random when absent.
              */
             seed?: number;
         };
@@ -651,11 +711,18 @@ export interface components {
             face_index?: number[];
             /** @enum {string} */
             on_missing_face: "fail" | "skip";
+            identity_scale: number;
+            identity_start: number;
+            identity_end: number;
         };
         MorphParams: {
             alphas: number[];
             /** @enum {string} */
-            interpolation: "slerp" | "lerp";
+            strategy: "slerp" | "lerp" | "embedding_only";
+            structure_alpha?: number;
+            identity_scale: number;
+            identity_start: number;
+            identity_end: number;
             prompt: string;
             steps: number;
             seed: number;

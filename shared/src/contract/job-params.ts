@@ -49,20 +49,36 @@ interface FieldSchema {
 }
 
 /** Fields whose form shape differs from the job's: what each kind derives from its form. */
-const DERIVED: { [K in JobKind]: (form: FormFields<K>, context: ParamsContext) => Partial<ParamsOf[K]> } = {
+const DERIVED: { [K in JobKind]: (form: FormFields<K>, context: ParamsContext, sent: Record<string, unknown>) => Partial<ParamsOf[K]> } = {
   generate: (form, context) => {
+    identityWindow(form);
     const photos = context.files.image?.length ?? 0;
     const faceIndex = faceIndexes(form, photos);
     return { photos, ...(faceIndex === undefined ? {} : { face_index: faceIndex }) };
   },
-  morph: (form, context) => {
+  morph: (form, context, sent) => {
+    identityWindow(form);
     if (form.pacing === 'even' && !(form.frames !== undefined && form.frames >= 3)) {
       throw new DiffIdError('VALIDATION', '"pacing=even" chooses the factors itself: give "frames" (at least 3) instead of "alpha" or "alphas"');
     }
-    return { alphas: morphAlphas(form), animation: animationFormats(form.animation, context.bundle?.animations) };
+    // `interpolation`, deprecated, names the strategy when `strategy` is not sent.
+    if (form.interpolation !== undefined && sent.strategy !== undefined && form.interpolation !== form.strategy) {
+      throw new DiffIdError('VALIDATION', `"interpolation" (deprecated) and "strategy" disagree (${form.interpolation}, ${form.strategy}); send "strategy" alone`);
+    }
+    const strategy = form.interpolation ?? form.strategy;
+    if (strategy === 'embedding_only' && form.structure_alpha !== undefined) {
+      throw new DiffIdError('VALIDATION', '"structure_alpha" mixes the inverted latents, and "strategy=embedding_only" inverts nothing: use strategy slerp or lerp, or leave structure_alpha out');
+    }
+    return { strategy, alphas: morphAlphas(form), animation: animationFormats(form.animation, context.bundle?.animations) };
   },
   compare: () => ({}),
 };
+
+/** The identity acts over [identity_start, identity_end) of the sampling steps: a window that is not empty. */
+function identityWindow(form: { identity_start?: number; identity_end?: number }): void {
+  const [start, end] = [form.identity_start ?? 0, form.identity_end ?? 1];
+  if (!(start < end)) throw new DiffIdError('VALIDATION', `"identity_start" must be below "identity_end" (got ${start} and ${end}): they are fractions of the sampling steps, the window where the identity acts`);
+}
 
 /** One job kind's settling, compiled once. */
 function settler<K extends JobKind>(kind: K) {
@@ -71,7 +87,7 @@ function settler<K extends JobKind>(kind: K) {
   const formFields = (form.fields as { properties: Record<string, FieldSchema> }).properties;
   const paramsSchema = componentSchema(PARAMS_SCHEMAS[kind]) as { properties: Record<string, unknown> };
   const checkParams = strictAjv.compile<ParamsOf[K]>(paramsSchema);
-  const derive = DERIVED[kind] as (form: FormFields<K>, context: ParamsContext) => Partial<ParamsOf[K]>;
+  const derive = DERIVED[kind] as (form: FormFields<K>, context: ParamsContext, sent: Record<string, unknown>) => Partial<ParamsOf[K]>;
 
   return (fields: Record<string, unknown>, context: ParamsContext): SettledJob<K> => {
     const given: Record<string, unknown> = { ...fields };
@@ -82,7 +98,7 @@ function settler<K extends JobKind>(kind: K) {
       if (settled !== undefined) given[name] = settled;
     }
     if (!checkForm(given)) throw fieldError((checkForm.errors ?? [])[0] as ErrorObject, given);
-    const derived: Record<string, unknown> = derive(given, context);
+    const derived: Record<string, unknown> = derive(given, context, fields);
     // The params schema's order, so that a job's params read the same whatever the form's order.
     const params: Record<string, unknown> = {};
     for (const name of Object.keys(paramsSchema.properties)) {

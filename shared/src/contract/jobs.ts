@@ -34,7 +34,8 @@ export interface ParamsOf {
 
 /** What /generate does with a photo in which no usable face is found. */
 export type OnMissingFace = GenerateParams['on_missing_face'];
-export type Interpolation = MorphParams['interpolation'];
+/** The paper's three morph strategies (Fig. 8). */
+export type MorphStrategy = MorphParams['strategy'];
 /**
  * How a morph's factors are spaced: `linear` as asked; `even` renders the frames once, measures
  * how much the picture changes between neighbours, and renders again at factors that make every
@@ -111,9 +112,13 @@ function unknownKind(payload: never): never {
 /** Sampling passes over a morph's frames: two when `even` pacing measures first. */
 export const morphPasses = (params: Pick<MorphParams, 'pacing'>) => (params.pacing === 'even' ? 2 : 1);
 
+/** Whether a morph inverts its two faces (one run of `steps` over both): every strategy but embedding_only. */
+const inverts = (params: Pick<MorphParams, 'strategy'>) => params.strategy !== 'embedding_only';
+
 /**
  * The U-Net evaluations a job plans: its progress total, the same number whether the API shows
- * it queued or the worker counts it down. A morph inverts both faces in one run of `steps`, then
+ * it queued or the worker counts it down. A morph inverts both faces in one run of `steps` (not
+ * with strategy embedding_only), then
  * samples its frames in batches of at most `maxBatch`, one run of `steps` per batch, once per
  * pass (morphPasses). compare runs no U-Net; its one step is the face comparison.
  */
@@ -122,7 +127,7 @@ export function plannedSteps(payload: JobPayload, maxBatch: number): number {
     case 'generate':
       return payload.params.steps;
     case 'morph':
-      return payload.params.steps * (1 + morphPasses(payload.params) * Math.ceil(payload.params.alphas.length / maxBatch));
+      return payload.params.steps * ((inverts(payload.params) ? 1 : 0) + morphPasses(payload.params) * Math.ceil(payload.params.alphas.length / maxBatch));
     case 'compare':
       return 1;
     default:
@@ -140,7 +145,7 @@ export function plannedCost(payload: JobPayload): number {
     case 'generate':
       return payload.params.steps * payload.params.num_images;
     case 'morph':
-      return payload.params.steps * (2 + morphPasses(payload.params) * payload.params.alphas.length);
+      return payload.params.steps * ((inverts(payload.params) ? 2 : 0) + morphPasses(payload.params) * payload.params.alphas.length);
     case 'compare':
       return 1;
     default:

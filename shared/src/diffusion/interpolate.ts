@@ -67,6 +67,20 @@ export function lerp(z1: Float32Array, z2: Float32Array, alpha: number, options:
   return out;
 }
 
+/**
+ * Identity strength s (identity_scale) on the adapter's conditioning tokens:
+ * c_s = (1−s)·c_∅ + s·c, where c is the conditioning of the photo with the prompt and c_∅ that of
+ * the prompt alone (zero identity embeddings). s = 0 gives c_∅ and s = 1 gives c exactly; above 1
+ * it extrapolates past c, as classifier-free guidance does past its conditional branch.
+ */
+export function scaleIdentity(cPrompt: Float32Array, c: Float32Array, s: number): Float32Array {
+  assertSameLength(cPrompt, c);
+  if (!(s >= 0 && Number.isFinite(s))) throw new RangeError(`identity scale must be a finite number ≥ 0, got ${s}`);
+  const out = new Float32Array(c.length);
+  for (let i = 0; i < out.length; i++) out[i] = (1 - s) * (cPrompt[i] as number) + s * (c[i] as number);
+  return out;
+}
+
 /** a·b, ‖a‖² and ‖b‖², accumulated in float64. */
 function dotAndNorms(a: Float32Array, b: Float32Array): { dot: number; n1: number; n2: number } {
   let dot = 0;

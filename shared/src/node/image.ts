@@ -1,6 +1,6 @@
 // The only module that imports sharp. Everything else handles images as RGB bytes with their size.
 
-import sharp from 'sharp';
+import sharp, { type OverlayOptions } from 'sharp';
 import { DiffIdError } from '../contract/errors.ts';
 
 /** Interleaved 8-bit RGB, row-major. */
@@ -210,4 +210,55 @@ export async function animationInfo(bytes: Uint8Array): Promise<{ format: string
   const m = await sharp(bytes, { animated: true }).metadata();
   const frames = m.pages ?? 1;
   return { format: m.format ?? 'unknown', width: m.width ?? 0, height: m.pageHeight ?? m.height ?? 0, frames, delays: m.delay ?? [], loop: m.loop };
+}
+
+/** A figure of equally sized tiles in rows and columns, with the labels that say what each is. */
+export interface GridFigure {
+  /** tiles[row][column]; every row as long as `columns`. */
+  tiles: RgbImage[][];
+  /** A label per row, written left of it. */
+  rows: string[];
+  /** A heading per column, written above it. */
+  columns: string[];
+  /** A line under each tile, [row][column]. */
+  captions: string[][];
+}
+
+const xmlText = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * Draws a grid figure (a paper's comparison of methods: a row per method, a column per setting)
+ * on white as one PNG: the labels and captions are SVG text, the tiles their own pixels.
+ */
+export async function encodeGrid(figure: GridFigure): Promise<Buffer> {
+  const first = figure.tiles[0]?.[0];
+  if (!first) throw new RangeError('a grid needs at least one tile');
+  const { width: w, height: h } = first;
+  const cols = figure.columns.length;
+  if (figure.tiles.length !== figure.rows.length || figure.tiles.some((r) => r.length !== cols)) throw new RangeError(`the grid has ${figure.rows.length} row labels and ${cols} column headings; every row needs that many tiles`);
+  const gap = 8;
+  const label = 150;
+  const head = 28;
+  const caption = 22;
+  const width = label + cols * (w + gap);
+  const height = head + figure.tiles.length * (h + caption + gap);
+  const font = (size: number) => `font-family="DejaVu Sans, sans-serif" font-size="${size}" fill="#111"`;
+  const texts: string[] = [];
+  figure.columns.forEach((c, j) => texts.push(`<text x="${label + j * (w + gap) + w / 2}" y="${head - 9}" text-anchor="middle" ${font(15)}>${xmlText(c)}</text>`));
+  figure.rows.forEach((r, i) => {
+    const top = head + i * (h + caption + gap);
+    texts.push(`<text x="8" y="${top + h / 2}" ${font(15)}>${xmlText(r)}</text>`);
+    (figure.captions[i] ?? []).forEach((c, j) => texts.push(`<text x="${label + j * (w + gap) + w / 2}" y="${top + h + 16}" text-anchor="middle" ${font(13)}>${xmlText(c)}</text>`));
+  });
+  const svg = Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${texts.join('')}</svg>`);
+  const layers: OverlayOptions[] = figure.tiles.flatMap((row, i) =>
+    row.map((tile, j) => {
+      if (tile.width !== w || tile.height !== h) throw new RangeError(`tile ${i},${j} is ${tile.width}×${tile.height}, not ${w}×${h}`);
+      return { input: Buffer.from(tile.data.buffer, tile.data.byteOffset, tile.data.byteLength), raw: { width: w, height: h, channels: 3 as const }, left: label + j * (w + gap), top: head + i * (h + caption + gap) };
+    }),
+  );
+  return sharp({ create: { width, height, channels: 3, background: '#ffffff' } })
+    .composite([...layers, { input: svg, left: 0, top: 0 }])
+    .png()
+    .toBuffer();
 }

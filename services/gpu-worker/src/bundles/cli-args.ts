@@ -16,10 +16,20 @@ export function inputError(message: string): never {
   process.exit(1);
 }
 
-/** The parsed options; an unknown option or a missing value is a usage error. */
+/** The parsed options; an unknown option, a missing value or a stray argument is a usage error. */
 export function cliArgs<const O extends NonNullable<ParseArgsConfig['options']>>(usage: string, options: O): ReturnType<typeof parseArgs<{ options: O; strict: true }>>['values'] {
   try {
     return parseArgs({ options, strict: true }).values;
+  } catch (err) {
+    return usageError(usage, (err as Error).message);
+  }
+}
+
+/** The parsed options and the arguments after them (file names); otherwise as cliArgs. */
+export function cliArgsAndFiles<const O extends NonNullable<ParseArgsConfig['options']>>(usage: string, options: O): { values: ReturnType<typeof cliArgs<O>>; files: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ options, strict: true, allowPositionals: true });
+    return { values, files: positionals };
   } catch (err) {
     return usageError(usage, (err as Error).message);
   }

@@ -6,8 +6,9 @@
 //   decoder: 2× cubic upsampling), so it is an exactly invertible linear map of the downsampled
 //   image, with scaling factor 1.
 // - CLIP image encoder: the same pooling, flattened — it exposes the face's latent.
-// - Adapter: places that latent in 64 tokens of width 768 and adds a colour tint computed from the
-//   prompt, so that different prompts give different images: μ_c = latent + tint(prompt).
+// - Adapter: places that latent, scaled by the face embedding's length (1 for one face, less for
+//   a linear mix of two), in 64 tokens of width 768 and adds a colour tint computed from the
+//   prompt, so that different prompts give different images: μ_c = ‖e_arc‖·latent + tint(prompt).
 // - U-Net: the exact optimal noise predictor for latents distributed N(μ_c, σ²I),
 //   ε*(z_t, t, c) = √(1−ᾱ_t)·(z_t − √ᾱ_t·μ_c)/(ᾱ_t·σ² + 1 − ᾱ_t), with ᾱ_t gathered in the graph
 //   from the SD1.5 schedule. DDIM sampling therefore draws faces from a known distribution around
@@ -112,9 +113,11 @@ function adapter(faceWidth: number, emptySum: Float32Array, tint: number, rng: S
   const rgb = g.op('Mul', [g.op('Tanh', [g.op('MatMul', [sumText, g.weight('P', [TEXT_WIDTH, CH], randn(rng, TEXT_WIDTH * CH, 1 / Math.sqrt(2 * TEXT_WIDTH)))])]), g.scalar('tint_scale', tint)]);
   const perPixel = g.op('Expand', [g.op('Unsqueeze', [rgb, g.int64('axis_2', [2])]), g.int64('spread', [1, CH, GRID * GRID])]);
   const tintMap = g.op('Reshape', [perPixel, g.int64('flat', [-1, LATENT])]);
-  // The face embedding carries no extra information here; it is read so the input stays live.
-  const faceTerm = g.op('Mul', [g.op('ReduceSum', [face, g.int64('axes_1', [1])], { keepdims: { int: 1 } }), g.scalar('zero', 0)]);
-  const mu = g.op('Add', [g.op('Add', [img, tintMap]), faceTerm]);
+  // The identity's strength is the face embedding's length: the pipelines feed it unit length
+  // (a recognizer's identity is a direction), zero for the unconditional branch, and shorter
+  // for a linear mix of two faces (LERP; SLERP keeps it) — so a morph's strategy shows.
+  const strength = g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [face, face]), g.int64('axes_1', [1])], { keepdims: { int: 1 } })]);
+  const mu = g.op('Add', [g.op('Mul', [img, strength]), tintMap]);
   g.op('Reshape', [mu, g.int64('tokens', [-1, TOKENS, WIDTH])], {}, 'conditioning');
   g.output('conditioning', 'float32', ['batch', TOKENS, WIDTH]);
   return g.toBytes('demo adapter: μ_c = the face latent + a prompt-dependent colour tint, as 64 tokens of 768');

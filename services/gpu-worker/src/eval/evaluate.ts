@@ -7,6 +7,8 @@
 import { readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type FaceEmbedderEntry } from '@diffid/shared/bundle';
+import type { MorphStrategy } from '@diffid/shared/contract';
+import type { GridFigure } from '@diffid/shared/image';
 import { cosineSimilarity } from '@diffid/shared/diffusion';
 import { settleJob } from '@diffid/shared/job-params';
 import { componentSchema } from '@diffid/shared/openapi';
@@ -101,11 +103,14 @@ async function secondEmbedding(bundle: LoadedBundle, graph: Graph, entry: FaceEm
   return Float32Array.from(out[entry.outputs.embedding as string]?.data as Float32Array);
 }
 
+/** What settleJob needs to settle parameters as the API does: the files, the bundle's defaults. */
+const settling = (bundle: LoadedBundle, files: Record<string, Rgb[]>) => ({ files, bundle: { defaults: bundle.manifest.defaults ?? {} } });
+
 /** Runs the evaluation; `photos` are decoded images with their names. */
 export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: string; image: Rgb }>, o: EvalOptions): Promise<EvalReport> {
   // Parameters settled as the API settles a request's (the bundle's defaults where not given);
   // generate takes at most the contract's num_images a job, so a prompt's images run in chunks.
-  const context = (files: Record<string, Rgb[]>) => ({ files, bundle: { defaults: bundle.manifest.defaults ?? {} } });
+  const context = (files: Record<string, Rgb[]>) => settling(bundle, files);
   const generateParams = (image: Rgb, prompt: string, count: number, seed: number) =>
     settleJob('generate', { prompt, num_images: count, seed, ...(o.steps === undefined ? {} : { steps: o.steps }) }, context({ image: [image] })).params;
   const steps = photos[0] ? generateParams(photos[0].image, 'a', 1, 0).steps : 0;
@@ -187,4 +192,40 @@ export function evalTable(r: EvalReport): string {
     for (const m of r.morphs) lines.push(`| ${m.a} → ${m.b} | ${m.toA.map((v) => v.toFixed(2)).join(' ')} | ${m.toB.map((v) => v.toFixed(2)).join(' ')} | ${m.travel.toFixed(2)} | ${m.unevenness.toFixed(2)} |`);
   }
   return lines.join('\n');
+}
+
+/** The morph strategies, in the contract's order. */
+export const MORPH_STRATEGIES = (componentSchema('MorphForm') as { properties: { strategy: { enum: MorphStrategy[] } } }).properties.strategy.enum;
+
+/** One strategy's row of the paper's Fig. 8: its frames, and each frame's similarity to A and to B. */
+export interface StrategyRow {
+  strategy: MorphStrategy;
+  frames: Rgb[];
+  toA: number[];
+  toB: number[];
+}
+
+/**
+ * Morphs A into B at the same factors by every strategy, as the paper's Fig. 8 compares them;
+ * parameters are settled as the API settles a request's.
+ */
+export async function morphStrategies(bundle: LoadedBundle, a: Rgb, b: Rgb, o: { alphas: number[]; prompt: string; seed: number; steps?: number }): Promise<StrategyRow[]> {
+  const rows: StrategyRow[] = [];
+  for (const strategy of MORPH_STRATEGIES) {
+    const fields = { alphas: o.alphas.join(','), strategy, prompt: o.prompt, seed: o.seed, ...(o.steps === undefined ? {} : { steps: o.steps }) };
+    const { params } = settleJob('morph', fields, settling(bundle, { image_a: [a], image_b: [b] }));
+    const m = await morph(stageContext(bundle), { images: { image_a: a, image_b: b }, params });
+    rows.push({ strategy, frames: m.images.map((f) => f.rgb), toA: m.images.map((f) => f.facts.arcface_similarity_a ?? 0), toB: m.images.map((f) => f.facts.arcface_similarity_b ?? 0) });
+  }
+  return rows;
+}
+
+/** The figure of strategy rows: a row per strategy, a column per factor, each frame's similarities under it. */
+export function strategyGrid(rows: StrategyRow[], alphas: number[]): GridFigure {
+  return {
+    tiles: rows.map((r) => r.frames),
+    rows: rows.map((r) => r.strategy),
+    columns: alphas.map((x) => `α = ${x.toFixed(2)}`),
+    captions: rows.map((r) => r.toA.map((s, i) => `A ${s.toFixed(2)} · B ${(r.toB[i] ?? 0).toFixed(2)}`)),
+  };
 }

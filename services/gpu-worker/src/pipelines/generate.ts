@@ -1,7 +1,7 @@
 // generate: photos of one person and a prompt → num_images new images of that identity. Several
 // photos join into one identity: ArcFace embeddings by their mean direction, CLIP embeddings by
 // their mean.
-import { averageEmbedding, averageIdentity } from '@diffid/shared/diffusion';
+import { averageEmbedding, averageIdentity, scaleIdentity } from '@diffid/shared/diffusion';
 import { imageSeeds, inputLabel } from '@diffid/shared/contract';
 import type { Pipeline } from './pipeline.ts';
 import { condition, zeroIdentity } from '../stages/condition.ts';
@@ -22,15 +22,21 @@ export const generate: Pipeline<'generate'> = async (ctx, { images: { image: pho
   const eArc = averageIdentity(await clock.time('embed', () => embedFaces(ctx, used.map((u) => u.face.crop))));
   const eImage = averageEmbedding(await clock.time('embed', () => embedImages(ctx, used.map((u) => referenceImage(ctx, u.image, u.face)))));
   const text = await clock.time('encode_prompt', () => encodePrompts(ctx, [params.prompt, params.negative_prompt]));
-  const [cond, uncond] = await clock.time('condition', () =>
-    condition(ctx, [{ face: eArc, image: eImage, text: text.hidden[0] as Float32Array }, zeroIdentity(ctx, text.hidden[1] as Float32Array)]),
-  );
+  // The photo's identity with the prompt, the unconditional branch (the negative prompt, no
+  // identity), and the prompt alone, which identity_scale mixes against and the steps outside
+  // the identity's window see.
+  const prompt = text.hidden[0] as Float32Array;
+  const [withIdentity, uncond, promptAlone] = (await clock.time('condition', () =>
+    condition(ctx, [{ face: eArc, image: eImage, text: prompt }, zeroIdentity(ctx, text.hidden[1] as Float32Array), zeroIdentity(ctx, prompt)]),
+  )) as [Float32Array, Float32Array, Float32Array];
+  const cond = scaleIdentity(promptAlone, withIdentity, params.identity_scale);
   const seeds = imageSeeds(params);
   const latents = await clock.time('denoise', () =>
     denoise(ctx, {
       latents: initialNoise(params, d),
-      conditioning: seeds.map(() => cond as Float32Array),
-      unconditional: seeds.map(() => uncond as Float32Array),
+      conditioning: seeds.map(() => cond),
+      unconditional: seeds.map(() => uncond),
+      window: { start: params.identity_start, end: params.identity_end, outside: seeds.map(() => promptAlone) },
       guidanceScale: params.guidance_scale,
       steps: params.steps,
     }),

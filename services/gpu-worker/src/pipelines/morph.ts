@@ -1,16 +1,21 @@
-// morph (paper §3.4, eqs. 22–24): invert both faces once, then for each α mix the identity
-// embeddings (SLERP by default, eq. 23) and the inverted latents (LERP, eq. 24), condition, and
-// sample with DDIM. The CLIP image embeddings are mixed linearly whatever `interpolation` says:
-// they carry appearance — on the demo bundle they are the pixels themselves — and SLERP's
+// morph (paper §3.4, eqs. 22–24), by one of the paper's three strategies (its Fig. 8):
+// `slerp` and `lerp` invert both faces once, then for each α mix the identity embeddings (SLERP,
+// eq. 23, or linearly) and the inverted latents (LERP, eq. 24), condition, and sample with DDIM;
+// `embedding_only` mixes the identity embeddings (SLERP) and samples every frame from the seed's
+// noise, with no inversion. `structure_alpha` holds the latents' mix at one factor while the
+// identity follows α. The CLIP image embeddings are mixed linearly whatever the strategy: they
+// carry appearance — on the demo bundle they are the pixels themselves — and SLERP's
 // coefficients sum to 1/cos(ω/2) > 1 mid-way, which scales that appearance (a colour cast).
+// identity_scale mixes each frame's conditioning against the prompt alone, and steps outside
+// [identity_start, identity_end) see the prompt alone (generate.ts does the same).
 // `even` pacing renders the frames twice: once at the factors asked for, to measure how much the
 // picture changes between neighbours, then at factors re-spaced so every step changes it equally
 // (shared/src/diffusion/pacing.ts). A background of `a` or `b` keeps that face's photo outside both faces.
-import { coefficientOfVariation, consecutiveDistances, cosineSimilarity, evenAlphas, lerp, slerp } from '@diffid/shared/diffusion';
+import { averageIdentity, coefficientOfVariation, consecutiveDistances, cosineSimilarity, evenAlphas, gaussianNoise, lerp, scaleIdentity, slerp } from '@diffid/shared/diffusion';
 import { faceMask } from '../vision/face-geometry.ts';
 import type { Pipeline } from './pipeline.ts';
 import { blendByMask, squarePortrait, type Rgb } from '../vision/pixels.ts';
-import { condition } from '../stages/condition.ts';
+import { condition, zeroIdentity } from '../stages/condition.ts';
 import { decodeLatents } from '../stages/decode.ts';
 import { denoise } from '../stages/denoise.ts';
 import { embedFaces } from '../stages/embed-face.ts';
@@ -20,6 +25,7 @@ import { encodePrompts } from '../stages/encode-prompt.ts';
 import { eyesOnFrame, findInputFaces, referenceImage } from '../stages/find-face.ts';
 import { invert } from '../stages/invert.ts';
 import { scoreIdentity } from '../stages/score-identity.ts';
+import { latentValueCount } from '../runtime/bundle-signature.ts';
 
 /** One inversion run of both faces, then one sampling run per batch of at most ctx.maxBatch alphas (plannedSteps counts them). */
 export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
@@ -31,19 +37,29 @@ export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
     ]),
   );
   const references = used.map((u) => referenceImage(ctx, u.image, u.face));
-  const [arcA, arcB] = (await clock.time('embed', () => embedFaces(ctx, used.map((u) => u.face.crop)))) as [Float32Array, Float32Array];
+  // Unit length, as generate's identities (averageIdentity): SLERP keeps it, LERP shortens it mid-way.
+  const [arcA, arcB] = (await clock.time('embed', () => embedFaces(ctx, used.map((u) => u.face.crop)))).map((e) => averageIdentity([e])) as [Float32Array, Float32Array];
   const [clipA, clipB] = (await clock.time('embed', () => embedImages(ctx, references))) as [Float32Array, Float32Array];
   const text = await clock.time('encode_prompt', () => encodePrompts(ctx, [params.prompt]));
   const prompt = text.hidden[0] as Float32Array;
-  const own = await clock.time('condition', () =>
-    condition(ctx, [
-      { face: arcA, image: clipA, text: prompt },
-      { face: arcB, image: clipB, text: prompt },
-    ]),
-  );
-  const latentsAB = await clock.time('encode_latent', () => encodeLatents(ctx, references));
-  const [zA, zB] = (await clock.time('invert', () => invert(ctx, { latents: latentsAB, conditioning: own, steps: params.steps }))) as [Float32Array, Float32Array];
-  const mixIdentity = params.interpolation === 'slerp' ? slerp : lerp;
+  const s = params.identity_scale;
+  const window = { start: params.identity_start, end: params.identity_end };
+  const [ownA, ownB, promptAlone] = (await clock.time('condition', () =>
+    condition(ctx, [{ face: arcA, image: clipA, text: prompt }, { face: arcB, image: clipB, text: prompt }, zeroIdentity(ctx, prompt)]),
+  )) as [Float32Array, Float32Array, Float32Array];
+  // z_T of each face by DDIM inversion under its own conditioning at the asked strength (so that
+  // α = 0 and 1 reconstruct the faces at it); embedding_only starts every frame from the seed's noise.
+  let zA: Float32Array;
+  let zB: Float32Array;
+  if (params.strategy === 'embedding_only') {
+    zA = zB = gaussianNoise(params.seed, latentValueCount(ctx.bundle.dims));
+  } else {
+    const latentsAB = await clock.time('encode_latent', () => encodeLatents(ctx, references));
+    const own = [scaleIdentity(promptAlone, ownA, s), scaleIdentity(promptAlone, ownB, s)];
+    [zA, zB] = (await clock.time('invert', () => invert(ctx, { latents: latentsAB, conditioning: own, steps: params.steps }))) as [Float32Array, Float32Array];
+  }
+  const mixIdentity = params.strategy === 'lerp' ? lerp : slerp;
+  const mixStructure = (alpha: number) => lerp(zA, zB, params.structure_alpha ?? alpha);
   const size = ctx.bundle.manifest.image.width;
   const from = params.background;
   const background = from === 'morph' ? null : squarePortrait(references[from === 'a' ? 0 : 1] as Rgb, size);
@@ -56,11 +72,12 @@ export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
     const out: Rgb[] = [];
     for (let start = 0; start < alphas.length; start += maxBatch) {
       const batch = alphas.slice(start, start + maxBatch);
-      const conditioning = await clock.time('condition', () =>
+      const mixed = await clock.time('condition', () =>
         condition(ctx, batch.map((alpha) => ({ face: mixIdentity(arcA, arcB, alpha), image: lerp(clipA, clipB, alpha), text: prompt }))),
       );
+      const conditioning = mixed.map((c) => scaleIdentity(promptAlone, c, s));
       const latents = await clock.time('denoise', () =>
-        denoise(ctx, { latents: batch.map((alpha) => lerp(zA, zB, alpha)), conditioning, guidanceScale: 1, steps: params.steps }),
+        denoise(ctx, { latents: batch.map(mixStructure), conditioning, window: { ...window, outside: batch.map(() => promptAlone) }, guidanceScale: 1, steps: params.steps }),
       );
       await clock.time('decode', () =>
         decodeLatents(ctx, latents, (j, decoded) => {
@@ -83,7 +100,7 @@ export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
   const scores = await clock.time('score', () => scoreIdentity(ctx, rendered, [arcA, arcB]));
   const frames = rendered.map((rgb, i) => ({
     rgb,
-    // Morphing is deterministic; the seed is recorded only.
+    // Inversion is deterministic: the seed matters to embedding_only only, and is recorded either way.
     facts: { seed: params.seed, alpha: alphas[i] as number, arcface_similarity_a: scores[i]?.[0] ?? null, arcface_similarity_b: scores[i]?.[1] ?? null },
   }));
   return {

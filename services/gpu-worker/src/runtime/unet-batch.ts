@@ -31,6 +31,11 @@ export interface BatchMember {
   step(t: number, alphaBarT: number, alphaBarPrev: number): Promise<void>;
   /** The job's latents now, copied out. */
   latents(): Float32Array[];
+  /**
+   * Replaces the job's conditioning rows (as many as it joined with) for its next steps: an
+   * identity that acts only in a window of the steps. Between its steps no call is reading them.
+   */
+  recondition(contexts: Float32Array[]): void;
   /** Gives the job's rows back; pending steps of other jobs may then run. Idempotent. */
   leave(): void;
 }
@@ -256,6 +261,11 @@ export function unetBatch(bundle: LoadedBundle, maxRows: number, onCall: (rows: 
       latents() {
         const a = arena as DdimArena;
         return Array.from({ length: m.images }, (_, i) => a.sample.slice((m.first + i) * latentSize, (m.first + i + 1) * latentSize));
+      },
+      recondition(contexts) {
+        if (contexts.length !== m.rows || contexts.some((c) => c.length !== contextSize)) throw new Error(`recondition needs ${m.rows} conditioning rows of ${contextSize}`);
+        const a = arena as DdimArena;
+        contexts.forEach((c, r) => a.context.set(c, (m.first + r) * contextSize));
       },
       leave: () => remove(m),
     };

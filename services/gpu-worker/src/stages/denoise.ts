@@ -10,6 +10,11 @@ export interface DenoiseRequest {
   /** z_T per image; not modified. */
   latents: Float32Array[];
   conditioning: Float32Array[];
+  /**
+   * The identity's window (identity_start, identity_end: fractions of the steps): steps outside it
+   * are conditioned on `outside` (per image: the prompt alone). Absent: every step on `conditioning`.
+   */
+  window?: { start: number; end: number; outside: Float32Array[] };
   /** Per image; needed when guidance > 1. */
   unconditional?: Float32Array[];
   guidanceScale: number;
@@ -21,17 +26,24 @@ export async function denoise(ctx: StageContext, req: DenoiseRequest): Promise<F
   const n = req.latents.length;
   const guided = groupRows(n, req.guidanceScale) > n;
   if (guided && req.unconditional?.length !== n) throw new Error('guidance > 1 needs one unconditional conditioning per image');
+  const rows = (conditioning: Float32Array[]) => (guided ? [...(req.unconditional as Float32Array[]), ...conditioning] : conditioning);
   // Rows [0, n) are the latents; with guidance rows [n, 2n) repeat them and the conditioning is
   // [unconditional; conditional] to match.
   const member = await ctx.batch.join({
     latents: req.latents,
-    contexts: guided ? [...(req.unconditional as Float32Array[]), ...req.conditioning] : req.conditioning,
+    contexts: rows(req.conditioning),
     guidanceScale: req.guidanceScale,
     prediction: schedule.config.prediction_type,
   });
+  const window = req.window && (req.window.start > 0 || req.window.end < 1) ? req.window : null;
+  let inside = true;
   try {
-    for (const t of samplingTimesteps(schedule.config, req.steps)) {
+    for (const [k, t] of samplingTimesteps(schedule.config, req.steps).entries()) {
       ctx.onStep();
+      // Step k of n is inside the window when k/n is in [start, end).
+      const now = !window || (k >= window.start * req.steps && k < window.end * req.steps);
+      if (window && now !== inside) member.recondition(rows(now ? req.conditioning : window.outside));
+      inside = now;
       const { alphaBarT, alphaBarPrev } = samplingStepAlphas(schedule, req.steps, t);
       await member.step(t, alphaBarT, alphaBarPrev);
     }
