@@ -79,6 +79,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/identities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The key's stored identities, soonest to expire first */
+        get: operations["listIdentities"];
+        put?: never;
+        /**
+         * Store a person's identity for later jobs
+         * @description One to four photos of one person are checked (a face found in each, the one
+         *     `face_index` names or the largest) and stored with the tenant's key, so that generate
+         *     (`identity=ID` in place of `image`), morph and compare (`identity_a` / `identity_b` in
+         *     place of `image_a` / `image_b`) can use them without another upload. The check runs on
+         *     a worker at the priority of compare; the answer comes when it is done (201), or after
+         *     60 seconds with the identity still `pending` (202; GET it). An identity lives for
+         *     DIFFID_IDENTITY_TTL_SECONDS from its creation, and a morph of stored identities reuses
+         *     their inverted latents for the same bundle, prompt, steps and strength.
+         */
+        post: operations["createIdentity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/identities/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The identity's id (a random UUID). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** One stored identity */
+        get: operations["getIdentity"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a stored identity and everything kept for it
+         * @description Its photos, faces and cached latents go with it; jobs queued with it then fail with INPUT_EXPIRED.
+         */
+        delete: operations["deleteIdentity"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/{id}": {
         parameters: {
             query?: never;
@@ -347,14 +399,14 @@ export interface components {
         /**
          * @description Stable error codes. Request errors: UNAUTHORIZED, RATE_LIMITED, TOO_MANY_JOBS, TOO_MANY_STREAMS, QUEUE_FULL, MALFORMED_REQUEST, HEADERS_TOO_LARGE, REQUEST_TIMEOUT, VALIDATION, NOT_MULTIPART, MISSING_FILE,
          *     UNEXPECTED_FIELD, UNSUPPORTED_IMAGE, FILE_TOO_LARGE, PROMPT_TOO_LONG, JOB_NOT_FOUND,
-         *     IMAGE_NOT_FOUND, JOB_FINISHED, ROUTE_NOT_FOUND, QUEUE_UNAVAILABLE, STORAGE_FULL, INTERNAL. Job errors
+         *     IMAGE_NOT_FOUND, JOB_FINISHED, IDENTITY_NOT_FOUND, IDENTITY_NOT_READY, TOO_MANY_IDENTITIES, ROUTE_NOT_FOUND, QUEUE_UNAVAILABLE, STORAGE_FULL, INTERNAL. Job errors
          *     (in a failed job's `error`): NO_FACE_DETECTED, FACE_INDEX_OUT_OF_RANGE, INPUT_EXPIRED, JOB_CANCELED, WORKER_LOST,
          *     INFERENCE_FAILED, and UNSUPPORTED_IMAGE / FILE_TOO_LARGE for images the worker cannot
          *     decode. Worker start-up errors (logged by workers, never sent to clients): the BUNDLE_…
          *     codes and EXECUTION_PROVIDER_UNAVAILABLE.
          * @enum {string}
          */
-        ErrorCode: "DIFFID_ERR_UNAUTHORIZED" | "DIFFID_ERR_RATE_LIMITED" | "DIFFID_ERR_TOO_MANY_JOBS" | "DIFFID_ERR_TOO_MANY_STREAMS" | "DIFFID_ERR_QUEUE_FULL" | "DIFFID_ERR_MALFORMED_REQUEST" | "DIFFID_ERR_HEADERS_TOO_LARGE" | "DIFFID_ERR_REQUEST_TIMEOUT" | "DIFFID_ERR_VALIDATION" | "DIFFID_ERR_NOT_MULTIPART" | "DIFFID_ERR_MISSING_FILE" | "DIFFID_ERR_UNEXPECTED_FIELD" | "DIFFID_ERR_WEBHOOK_REFUSED" | "DIFFID_ERR_UNSUPPORTED_IMAGE" | "DIFFID_ERR_FILE_TOO_LARGE" | "DIFFID_ERR_PROMPT_TOO_LONG" | "DIFFID_ERR_JOB_NOT_FOUND" | "DIFFID_ERR_IMAGE_NOT_FOUND" | "DIFFID_ERR_JOB_FINISHED" | "DIFFID_ERR_ROUTE_NOT_FOUND" | "DIFFID_ERR_QUEUE_UNAVAILABLE" | "DIFFID_ERR_STORAGE_FULL" | "DIFFID_ERR_INTERNAL" | "DIFFID_ERR_NO_FACE_DETECTED" | "DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE" | "DIFFID_ERR_INPUT_EXPIRED" | "DIFFID_ERR_WORKER_LOST" | "DIFFID_ERR_JOB_CANCELED" | "DIFFID_ERR_INFERENCE_FAILED" | "DIFFID_ERR_BUNDLE_MANIFEST_INVALID" | "DIFFID_ERR_BUNDLE_FILE_MISSING" | "DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_UNREADABLE" | "DIFFID_ERR_BUNDLE_TOKENIZER_INVALID" | "DIFFID_ERR_BUNDLE_TOO_LARGE" | "DIFFID_ERR_EXECUTION_PROVIDER_UNAVAILABLE";
+        ErrorCode: "DIFFID_ERR_UNAUTHORIZED" | "DIFFID_ERR_RATE_LIMITED" | "DIFFID_ERR_TOO_MANY_JOBS" | "DIFFID_ERR_TOO_MANY_STREAMS" | "DIFFID_ERR_QUEUE_FULL" | "DIFFID_ERR_MALFORMED_REQUEST" | "DIFFID_ERR_HEADERS_TOO_LARGE" | "DIFFID_ERR_REQUEST_TIMEOUT" | "DIFFID_ERR_VALIDATION" | "DIFFID_ERR_NOT_MULTIPART" | "DIFFID_ERR_MISSING_FILE" | "DIFFID_ERR_UNEXPECTED_FIELD" | "DIFFID_ERR_WEBHOOK_REFUSED" | "DIFFID_ERR_UNSUPPORTED_IMAGE" | "DIFFID_ERR_FILE_TOO_LARGE" | "DIFFID_ERR_PROMPT_TOO_LONG" | "DIFFID_ERR_JOB_NOT_FOUND" | "DIFFID_ERR_IMAGE_NOT_FOUND" | "DIFFID_ERR_JOB_FINISHED" | "DIFFID_ERR_IDENTITY_NOT_FOUND" | "DIFFID_ERR_IDENTITY_NOT_READY" | "DIFFID_ERR_TOO_MANY_IDENTITIES" | "DIFFID_ERR_ROUTE_NOT_FOUND" | "DIFFID_ERR_QUEUE_UNAVAILABLE" | "DIFFID_ERR_STORAGE_FULL" | "DIFFID_ERR_INTERNAL" | "DIFFID_ERR_NO_FACE_DETECTED" | "DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE" | "DIFFID_ERR_INPUT_EXPIRED" | "DIFFID_ERR_WORKER_LOST" | "DIFFID_ERR_JOB_CANCELED" | "DIFFID_ERR_INFERENCE_FAILED" | "DIFFID_ERR_BUNDLE_MANIFEST_INVALID" | "DIFFID_ERR_BUNDLE_FILE_MISSING" | "DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_UNREADABLE" | "DIFFID_ERR_BUNDLE_TOKENIZER_INVALID" | "DIFFID_ERR_BUNDLE_TOO_LARGE" | "DIFFID_ERR_EXECUTION_PROVIDER_UNAVAILABLE";
         ErrorBody: {
             code: components["schemas"]["ErrorCode"];
             message: string;
@@ -384,7 +436,14 @@ export interface components {
              *     several, the identity embeddings are normalised, averaged and normalised again, and
              *     the image embeddings averaged.
              */
-            image: string[];
+            image?: string[];
+            /**
+             * Stored identity
+             * Format: uuid
+             * @description A stored identity (POST /identities) in place of `image` (send one or the other): its photos and their faces,
+             *     as stored. The same seed gives the same pixels as sending the photos.
+             */
+            identity?: string;
             /**
              * Face in each photo
              * @description The face to use in each photo, counted left to right from 0 (see `result.inputs`), one
@@ -475,13 +534,27 @@ export interface components {
              * Format: binary
              * @description Face A (JPEG, PNG or WebP, ≤ 20 MB).
              */
-            image_a: string;
+            image_a?: string;
             /**
              * Face B
              * Format: binary
              * @description Face B.
              */
-            image_b: string;
+            image_b?: string;
+            /**
+             * Stored identity A
+             * Format: uuid
+             * @description A stored identity (POST /identities) in place of `image_a`: its photos and their faces,
+             *     as stored. The same seed gives the same pixels as sending the photos.
+             */
+            identity_a?: string;
+            /**
+             * Stored identity B
+             * Format: uuid
+             * @description A stored identity (POST /identities) in place of `image_b`: its photos and their faces,
+             *     as stored. The same seed gives the same pixels as sending the photos.
+             */
+            identity_b?: string;
             /**
              * Face in A
              * @description The face to use in image A, counted left to right from 0 (see `result.inputs`). Default — the largest face.
@@ -629,13 +702,27 @@ export interface components {
              * Format: binary
              * @description First image (JPEG, PNG or WebP, ≤ 20 MB).
              */
-            image_a: string;
+            image_a?: string;
             /**
              * Second photo
              * Format: binary
              * @description Second image.
              */
-            image_b: string;
+            image_b?: string;
+            /**
+             * Stored identity A
+             * Format: uuid
+             * @description A stored identity (POST /identities) in place of `image_a`: its photos and their faces,
+             *     as stored. The same seed gives the same pixels as sending the photos.
+             */
+            identity_a?: string;
+            /**
+             * Stored identity B
+             * Format: uuid
+             * @description A stored identity (POST /identities) in place of `image_b`: its photos and their faces,
+             *     as stored. The same seed gives the same pixels as sending the photos.
+             */
+            identity_b?: string;
             /**
              * Face in the first photo
              * @description The face to use in image A, counted left to right from 0 (see `result.inputs`). Default — the largest face.
@@ -650,6 +737,54 @@ export interface components {
         CompareParams: {
             face_index_a?: number;
             face_index_b?: number;
+            identity_a?: string;
+            identity_b?: string;
+        };
+        IdentityForm: {
+            /**
+             * Photos of one person
+             * @description Photos of one person (JPEG, PNG or WebP, ≤ 20 MB each), the field once or up to 4 times.
+             */
+            image: string[];
+            /**
+             * Face in each photo
+             * @description The face to use in each photo, left to right from 0, comma-separated. Default — the largest face.
+             */
+            face_index?: string;
+            /**
+             * Name
+             * @description A label of your own (a dataset's subject id, say); not unique.
+             */
+            name?: string;
+        };
+        IdentityParams: {
+            /** @description The identity being checked. */
+            identity: string;
+            photos: number;
+            face_index?: number[];
+            name?: string;
+        };
+        Identity: {
+            id: string;
+            name: string | null;
+            /**
+             * @description `pending` while a worker checks the photos; only a `ready` identity can be used.
+             * @enum {string}
+             */
+            status: "pending" | "ready";
+            photos: number;
+            /** @description Every face found in each photo and the one used (empty while pending). */
+            faces: components["schemas"]["InputFaces"][];
+            warnings: components["schemas"]["ResultWarning"][];
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+        };
+        IdentityList: {
+            identities: components["schemas"]["Identity"][];
+            /** @description Pass as `cursor` for the next page; null on the last. */
+            next_cursor: string | null;
         };
         SeenFace: {
             /** @description x1, y1, x2, y2 in the image's pixels (after EXIF orientation). */
@@ -706,8 +841,10 @@ export interface components {
             steps: number;
             guidance_scale: number;
             seed: number;
-            /** @description How many photos of the person were given. */
+            /** @description How many photos of the person were given (or the stored identity has). */
             photos: number;
+            /** @description The stored identity whose photos the job reads. */
+            identity?: string;
             face_index?: number[];
             /** @enum {string} */
             on_missing_face: "fail" | "skip";
@@ -728,6 +865,8 @@ export interface components {
             seed: number;
             face_index_a?: number;
             face_index_b?: number;
+            identity_a?: string;
+            identity_b?: string;
             /** @enum {string} */
             pacing: "linear" | "even";
             /** @enum {string} */
@@ -806,15 +945,18 @@ export interface components {
         };
         Job: {
             id: string;
-            /** @enum {string} */
-            kind: "generate" | "morph" | "compare";
+            /**
+             * @description `identity`: the check of a stored identity's photos (POST /identities), with `result.inputs` its faces.
+             * @enum {string}
+             */
+            kind: "generate" | "morph" | "compare" | "identity";
             /** @enum {string} */
             status: "queued" | "running" | "succeeded" | "failed" | "canceled";
             /**
              * @description `total` is the job's planned U-Net steps, the same from queued to finished: generate
              *     `steps`; morph `steps × (1 + passes × ⌈frames / DIFFID_MAX_BATCH⌉)` (one inversion
              *     run, then one sampling run per batch of frames, in 2 passes with `pacing=even`, else
-             *     1); compare 1.
+             *     1; no inversion run with `strategy=embedding_only`); compare and identity 1.
              */
             progress: {
                 step: number;
@@ -826,7 +968,7 @@ export interface components {
             started_at: string | null;
             /** Format: date-time */
             finished_at: string | null;
-            params: components["schemas"]["GenerateParams"] | components["schemas"]["MorphParams"] | components["schemas"]["CompareParams"];
+            params: components["schemas"]["GenerateParams"] | components["schemas"]["MorphParams"] | components["schemas"]["CompareParams"] | components["schemas"]["IdentityParams"];
             error?: components["schemas"]["ErrorBody"];
             result?: components["schemas"]["JobResult"];
             links: components["schemas"]["JobLinks"];
@@ -981,6 +1123,24 @@ export interface operations {
             202: components["responses"]["Accepted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description A stored identity the form names is not this key's, or has expired (`DIFFID_ERR_IDENTITY_NOT_FOUND`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A stored identity the form names is still being checked (`DIFFID_ERR_IDENTITY_NOT_READY`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMedia"];
             429: components["responses"]["TooMany"];
@@ -1011,6 +1171,24 @@ export interface operations {
             202: components["responses"]["Accepted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description A stored identity the form names is not this key's, or has expired (`DIFFID_ERR_IDENTITY_NOT_FOUND`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A stored identity the form names is still being checked (`DIFFID_ERR_IDENTITY_NOT_READY`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMedia"];
             429: components["responses"]["TooMany"];
@@ -1041,8 +1219,156 @@ export interface operations {
             202: components["responses"]["Accepted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description A stored identity the form names is not this key's, or has expired (`DIFFID_ERR_IDENTITY_NOT_FOUND`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A stored identity the form names is still being checked (`DIFFID_ERR_IDENTITY_NOT_READY`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMedia"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listIdentities: {
+        parameters: {
+            query?: {
+                /** @description `next_cursor` of the page before. */
+                cursor?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of identities. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createIdentity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["IdentityForm"];
+            };
+        };
+        responses: {
+            /** @description The identity, checked and stored. */
+            201: {
+                headers: {
+                    /** @description /identities/{id} */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Identity"];
+                };
+            };
+            /** @description The identity, stored, its check still queued (`status` pending). */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Identity"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            /** @description A photo has no usable face, or not the one `face_index` names. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getIdentity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The identity's id (a random UUID). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The identity. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Identity"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteIdentity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The identity's id (a random UUID). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooMany"];
             503: components["responses"]["Unavailable"];
         };

@@ -75,7 +75,9 @@ export interface LoadedForm {
  * Loads a job route's form. `forHelp`: the command line asks for help, which should work with no
  * service, so a contract that cannot be fetched falls back to the one the client was built from.
  */
-export type FormLoader = (g: Globals, route: JobRoute, forHelp: boolean) => Promise<LoadedForm>;
+export type FormLoader = (g: Globals, route: FormRoute, forHelp: boolean) => Promise<LoadedForm>;
+/** The routes whose multipart form gives a command its options: the jobs', and storing an identity. */
+export type FormRoute = JobRoute | '/identities';
 
 /** Why a request did not get through, in a word where there is one (ECONNREFUSED). */
 function reason(err: unknown): string {
@@ -184,8 +186,9 @@ function progressBar(): { update(status: string, step: number, total: number): v
   };
 }
 
-function report(g: Globals, job: Job, text: string): void {
-  if (g.json) process.stdout.write(`${JSON.stringify(job, null, 2)}\n`);
+/** Prints what the API answered: as JSON with --json, else the summary line(s). */
+function report(g: Globals, answer: unknown, text: string): void {
+  if (g.json) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
   else process.stdout.write(`${text}\n`);
 }
 
@@ -248,7 +251,7 @@ export function program(run: Runner, load: FormLoader): Command {
     .helpCommand(false);
 
   const forms = new Map<Command, FormOptions>();
-  const routes = new Map<Command, JobRoute>();
+  const routes = new Map<Command, FormRoute>();
   /** Gives a job command the options of its route's form (once); other commands have none. */
   const prepare = async (sub: Command, forHelp: boolean): Promise<void> => {
     const route = routes.get(sub);
@@ -322,6 +325,47 @@ export function program(run: Runner, load: FormLoader): Command {
       await prepare(sub, true);
       sub.outputHelp();
     });
+
+  const identities = cmd.command('identities').description('store photos of a person once, then use the id (--identity, --identity-a, --identity-b)');
+  const add = identities.command('add').description('store photos of one person as an identity');
+  routes.set(add, '/identities');
+  identities.hook('preSubcommand', async (_, sub) => {
+    await prepare(sub, helpAsked(identities.args));
+  });
+  add.action(() =>
+    run(async (client, g) => {
+      const identity = await client.createIdentity((await request(formOf(add).collect())) as never);
+      report(g, identity, `identity ${identity.id} ${identity.status}${identity.name ? ` (${identity.name})` : ''}, ${identity.photos} photo(s), expires ${identity.expires_at}`);
+      return EXIT.ok;
+    }),
+  );
+  identities
+    .command('list')
+    .description("this key's stored identities, soonest to expire first")
+    .action(() =>
+      run(async (client, g) => {
+        const all = [];
+        let cursor: string | null | undefined;
+        do {
+          const page = await client.identities({ limit: 100, ...(cursor ? { cursor } : {}) });
+          all.push(...page.identities);
+          cursor = page.next_cursor;
+        } while (cursor);
+        report(g, all, all.map((i) => `${i.id}  ${i.status}  ${i.photos} photo(s)  expires ${i.expires_at}${i.name ? `  ${i.name}` : ''}`).join('\n') || 'no stored identities');
+        return EXIT.ok;
+      }),
+    );
+  identities
+    .command('rm')
+    .description('delete a stored identity and everything kept for it')
+    .argument('<id>')
+    .action((id: string) =>
+      run(async (client, g) => {
+        await client.deleteIdentity(id);
+        report(g, { id, deleted: true }, `identity ${id} deleted`);
+        return EXIT.ok;
+      }),
+    );
 
   const jobs = cmd.command('jobs').description('look at, wait for, cancel or download a job');
   jobs

@@ -27,6 +27,8 @@ export interface FormField {
   help: string;
   /** The default in words (`1`, `"linear"`, `the model bundle's recommendation, else 30`). */
   defaultText?: string;
+  /** The file field this one stands in for when given (`x-stands-in-for`: a stored identity for its photos). */
+  standsInFor?: string;
 }
 
 /** A file property (format: binary, or an array of binaries): a positional argument. */
@@ -176,6 +178,7 @@ function formField(name: string, schema: Record<string, unknown>, required: bool
   else if (maximum !== undefined) field.maximum = maximum;
   const dflt = defaultText(schema);
   if (dflt !== undefined) field.defaultText = dflt;
+  if (typeof schema['x-stands-in-for'] === 'string') field.standsInFor = schema['x-stands-in-for'];
   return field;
 }
 
@@ -200,7 +203,7 @@ export function jobForm(document: unknown, route: string): JobForm {
     if (isBinary(property) || (property.type === 'array' && isBinary(items))) {
       const many = property.type === 'array';
       const minItems = many ? (numberOr(property.minItems) ?? 0) : 1;
-      const file: FileField = { name, many, minItems, required: required.has(name) || (many && minItems > 0), help: firstSentence(property.description) };
+      const file: FileField = { name, many, minItems, required: required.has(name), help: firstSentence(property.description) };
       const maxItems = numberOr(property.maxItems);
       if (many && maxItems !== undefined) file.maxItems = maxItems;
       form.files.push(file);
@@ -430,21 +433,21 @@ export function addFormOptions(cmd: Command, form: JobForm, config: FormOptionsC
         cmd.error(`error: required option '${option ? option.flags : `-i ${field.name}=…`}' not specified`, { exitCode: 2, code: 'commander.missingMandatoryOptionValue' });
       }
 
+      // The file arguments in order, each to the next file field that a given field (a stored
+      // identity) does not stand in for: `morph --identity-a ID b.jpg` gives b.jpg as image_b.
+      const replaced = new Set(form.fields.flatMap((f) => (f.standsInFor !== undefined && given.has(f.name) ? [f.standsInFor] : [])));
+      const open = form.files.filter((f) => !replaced.has(f.name));
+      const paths = (cmd.processedArgs as unknown[]).flatMap((a) => (Array.isArray(a) ? a.map(String) : typeof a === 'string' ? [a] : []));
       const files: Record<string, string | string[]> = {};
-      const args: unknown[] = cmd.processedArgs;
-      for (const [i, file] of form.files.entries()) {
-        const arg = args[i];
+      for (const [i, file] of open.entries()) {
         const name = config.argumentNames?.[file.name] ?? kebabCase(file.name);
-        if (Array.isArray(arg)) {
-          const paths = arg.map(String);
-          if (paths.length < file.minItems || (file.maxItems !== undefined && paths.length > file.maxItems)) {
-            cmd.error(`error: <${name}...> takes ${file.maxItems === undefined ? `at least ${file.minItems}` : `${file.minItems} to ${file.maxItems}`} files (got ${paths.length})`, { exitCode: 2, code: 'diffid.fileCount' });
-          }
-          if (paths.length > 0) files[file.name] = paths;
-        } else if (typeof arg === 'string') {
-          files[file.name] = file.many ? [arg] : arg;
+        const mine = file.many && i === open.length - 1 ? paths.splice(0) : paths.splice(0, 1);
+        if (file.many && mine.length > 0 && (mine.length < file.minItems || (file.maxItems !== undefined && mine.length > file.maxItems))) {
+          cmd.error(`error: <${name}...> takes ${file.maxItems === undefined ? `at least ${file.minItems}` : `${file.minItems} to ${file.maxItems}`} files (got ${mine.length})`, { exitCode: 2, code: 'diffid.fileCount' });
         }
+        if (mine.length > 0) files[file.name] = file.many ? mine : (mine[0] as string);
       }
+      if (paths.length > 0) cmd.error(`error: ${paths.length} file(s) more than the form takes (${paths.join(', ')})`, { exitCode: 2, code: 'diffid.fileCount' });
       return { fields: Object.fromEntries([...given].map(([name, { value }]) => [name, value])), files };
     },
   };

@@ -13,6 +13,8 @@ export type JobResult = components['schemas']['JobResult'];
 export type Accepted = components['schemas']['Accepted'];
 export type ErrorCode = components['schemas']['ErrorCode'];
 export type AnimationFormat = components['schemas']['Animation']['format'];
+export type Identity = components['schemas']['Identity'];
+export type IdentityList = components['schemas']['IdentityList'];
 
 /** A file to upload: bytes with an optional name and type (the server decides the type by the bytes). */
 export type Upload = Blob | Uint8Array | { bytes: Uint8Array; name?: string; type?: string };
@@ -29,10 +31,15 @@ export function isUpload(value: unknown): value is Upload {
 }
 
 type FormFields<S> = { [K in keyof S]?: S[K] extends string ? (K extends ImageFields ? never : S[K] | number | boolean) : S[K] };
-type ImageFields = 'image' | 'image_a' | 'image_b';
-export type GenerateRequest = Omit<FormFields<components['schemas']['GenerateForm']>, ImageFields> & { image: Upload | Upload[] };
-export type MorphRequest = Omit<FormFields<components['schemas']['MorphForm']>, ImageFields> & { image_a: Upload; image_b: Upload };
-export type CompareRequest = Omit<FormFields<components['schemas']['CompareForm']>, ImageFields> & { image_a: Upload; image_b: Upload };
+type ImageFields = 'image' | 'image_a' | 'image_b' | 'identity' | 'identity_a' | 'identity_b';
+/** Each input: its photos, or a stored identity's id in their place. */
+type Photos = { image: Upload | Upload[]; identity?: never } | { identity: string; image?: never };
+type SideA = { image_a: Upload; identity_a?: never } | { identity_a: string; image_a?: never };
+type SideB = { image_b: Upload; identity_b?: never } | { identity_b: string; image_b?: never };
+export type GenerateRequest = Omit<FormFields<components['schemas']['GenerateForm']>, ImageFields> & Photos;
+export type MorphRequest = Omit<FormFields<components['schemas']['MorphForm']>, ImageFields> & SideA & SideB;
+export type CompareRequest = Omit<FormFields<components['schemas']['CompareForm']>, ImageFields> & SideA & SideB;
+export type IdentityRequest = Omit<FormFields<components['schemas']['IdentityForm']>, 'image'> & { image: Upload | Upload[] };
 
 export interface ClientOptions {
   /** The service, e.g. http://localhost:8080. */
@@ -105,6 +112,12 @@ export interface DiffIdClient {
   openapi(): Promise<string>;
   job(id: string): Promise<Job>;
   cancel(id: string): Promise<Job>;
+  /** Stores photos of one person as an identity; pending when its check outlasted the API's wait. */
+  createIdentity(request: IdentityRequest): Promise<Identity>;
+  /** One page of the key's stored identities; pass `next_cursor` back for the next. */
+  identities(page?: { cursor?: string; limit?: number }): Promise<IdentityList>;
+  identity(id: string): Promise<Identity>;
+  deleteIdentity(id: string): Promise<void>;
   image(id: string, index: number): Promise<Uint8Array>;
   animation(id: string, format: AnimationFormat): Promise<Uint8Array>;
   /** The job's event stream: the job each time its status or progress changes, until it finishes. */
@@ -167,6 +180,25 @@ export function createDiffIdClient(options: ClientOptions): DiffIdClient {
       const { data, error, response } = await raw.DELETE('/jobs/{id}', { params: { path: { id } } });
       if (error !== undefined || data === undefined) return fail(response, error);
       return data;
+    },
+    async createIdentity(request) {
+      const { data, error, response } = await raw.POST('/identities', { body: request as never, ...multipart });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async identities(page = {}) {
+      const { data, error, response } = await raw.GET('/identities', { params: { query: page } });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async identity(id) {
+      const { data, error, response } = await raw.GET('/identities/{id}', { params: { path: { id } } });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async deleteIdentity(id) {
+      const { error, response } = await raw.DELETE('/identities/{id}', { params: { path: { id } } });
+      if (error !== undefined || !response.ok) return fail(response, error);
     },
     image: (id, index) => bytes('/jobs/{id}/images/{n}.png', { id, n: index }),
     animation: (id, format) => bytes('/jobs/{id}/animation.{format}', { id, format }),

@@ -51,6 +51,30 @@ t.test('generate, morph, compare and jobs from the command line', async (t) => {
   t.match(got.stdout, new RegExp(`job ${id}: generate succeeded, step 4/4`));
 });
 
+t.test('identities add, list and rm, and a generate by --identity', async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const dir = await tempDir(t, 'diffid-cli-identities-');
+  const env = { DIFFID_URL: s.base };
+  await writeFile(join(dir, 'a.jpg'), await faceFile(3));
+  const add = await diffid(['identities', 'add', join(dir, 'a.jpg'), '--name', 'subject 3', '--json'], env);
+  t.equal(add.code, 0, add.stderr);
+  const identity = JSON.parse(add.stdout) as { id: string; status: string; name: string };
+  t.match(identity, { status: 'ready', name: 'subject 3' }, '--name drawn from the contract\'s form');
+  const gen = await diffid(['generate', '--identity', identity.id, '--prompt', 'a portrait', '--steps', '3'], env);
+  t.equal(gen.code, 0, gen.stderr);
+  t.match(gen.stdout, /image 0, seed \d+, similarity 0\.\d{3}/);
+  await writeFile(join(dir, 'b.jpg'), await faceFile(4));
+  const morph = await diffid(['morph', '--identity-a', identity.id, join(dir, 'b.jpg'), '--alpha', '0.5', '--steps', '3', '--json'], env);
+  t.equal(morph.code, 0, morph.stderr);
+  t.match(JSON.parse(morph.stdout), { status: 'succeeded', params: { identity_a: identity.id } }, 'the one file given is face B: the identity stands in for A');
+  const list = await diffid(['identities', 'list'], env);
+  t.match(list.stdout, new RegExp(`^${identity.id}  ready  1 photo\\(s\\)  expires .*  subject 3$`, 'm'));
+  t.equal((await diffid(['identities', 'rm', identity.id], env)).code, 0);
+  const again = await diffid(['identities', 'rm', identity.id], env);
+  t.equal(again.code, 2, 'a second rm: the API says 404, a usage error');
+  t.match(again.stderr, /DIFFID_ERR_IDENTITY_NOT_FOUND/);
+});
+
 t.test('exit codes say what went wrong', async (t) => {
   const s = await startStack(t);
   const dir = await tempDir(t, 'diffid-cli-');

@@ -20,6 +20,23 @@ t.test('the generated types are what openapi-typescript makes of openapi.yaml no
   t.equal(committed.slice(committed.indexOf('export interface paths')), fresh.slice(fresh.indexOf('export interface paths')), 'run `npm run contract:types` after changing openapi.yaml');
 });
 
+t.test('stored identities through the typed client: store, use, list, delete', async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const client = createDiffIdClient({ baseUrl: s.base });
+  const identity = await client.createIdentity({ image: [await faceFile(5), await faceFile(6)], name: 'subject 5' });
+  t.match(identity, { name: 'subject 5', status: 'ready', photos: 2 });
+  const job = await client.wait((await client.generate({ identity: identity.id, prompt: 'a portrait', steps: 3 })).id);
+  t.equal(job.status, 'succeeded');
+  t.equal((job.params as { photos?: number }).photos, 2, 'both stored photos were used');
+  const morph = await client.wait((await client.morph({ identity_a: identity.id, image_b: await faceFile(7), alpha: 0.5, steps: 3 })).id);
+  t.equal(morph.status, 'succeeded');
+  t.same((await client.identities({ limit: 10 })).identities.map((i) => i.id), [identity.id]);
+  t.equal((await client.identity(identity.id)).id, identity.id);
+  await client.deleteIdentity(identity.id);
+  const gone = await client.identity(identity.id).catch((err: unknown) => err);
+  t.ok(gone instanceof DiffIdApiError && gone.status === 404 && gone.code === 'DIFFID_ERR_IDENTITY_NOT_FOUND', 'deleted: 404 with its code');
+});
+
 t.test('generate, morph and compare through the typed client', async (t) => {
   const s = await startStack(t, { build: buildDemoBundle });
   const client = createDiffIdClient({ baseUrl: s.base });

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, assertEveryKind, imageSeeds, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload, type PayloadOf } from '@diffid/shared/contract';
-import { FORM_SCHEMAS, formSchema } from '@diffid/shared/openapi';
+import { IDENTITY_FIELDS, JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, SUBMITTED_JOB_KINDS, assertEveryKind, imageSeeds, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload, type PayloadOf } from '@diffid/shared/contract';
+import { FORM_SCHEMAS, componentSchema, formSchema } from '@diffid/shared/openapi';
 
 const generate: PayloadOf<'generate'> = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip', identity_scale: 1, identity_start: 0, identity_end: 1 } };
 const morph = (frames: number, steps: number): JobPayload => ({
@@ -60,8 +60,18 @@ t.test("a job's input keys are its uploads, under its own prefix and id", async 
   t.same(keys.inputs(four), ['p:job:id1:input:image', 'p:job:id1:input:image:1', 'p:job:id1:input:image:2', 'p:job:id1:input:image:3'], 'every photo generate may take');
   t.same(keys.inputs(morph(3, 10)), [keys.input('image_a'), keys.input('image_b')]);
   t.same(keys.inputs(compare), [keys.input('image_a'), keys.input('image_b')]);
-  t.throws(() => assertEveryKind({ generate: () => 0, morph: () => 0 }, 'the table'), /^the table has no handler for job kind\(s\): compare$/);
-  t.doesNotThrow(() => assertEveryKind({ generate: () => 0, morph: () => 0, compare: () => 0 }, 'the table'));
+  const id = '3f1c2a4e-8b7d-4c1e-9a2b-0d1e2f3a4b5c';
+  const half: JobPayload = { ...compare, params: { identity_a: id } } as JobPayload;
+  t.same(keys.inputs(half), [keys.input('image_b')], 'a side read from a stored identity has no upload of the job');
+  t.same(keys.inputs({ kind: 'identity', params: { identity: id, photos: 3 } }), [], "an identity check's photos are the identity's");
+  t.throws(() => assertEveryKind({ generate: () => 0, morph: () => 0, identity: () => 0 }, 'the table'), /^the table has no handler for job kind\(s\): compare$/);
+  t.doesNotThrow(() => assertEveryKind({ generate: () => 0, morph: () => 0, compare: () => 0, identity: () => 0 }, 'the table'));
+  // The contract says which field stands in for which file; IDENTITY_FIELDS, which types it, agrees.
+  for (const kind of SUBMITTED_JOB_KINDS) {
+    const form = componentSchema(FORM_SCHEMAS[kind]) as { properties: Record<string, { 'x-stands-in-for'?: string }> };
+    const standIns = Object.entries(form.properties).flatMap(([name, p]) => (p['x-stands-in-for'] ? [[p['x-stands-in-for'], name]] : []));
+    t.same(Object.fromEntries(standIns), Object.fromEntries(inputNames(kind).map((input) => [input, IDENTITY_FIELDS[input]])), `${kind}: x-stands-in-for is IDENTITY_FIELDS`);
+  }
 });
 
 t.test('even pacing samples the frames twice: planned steps and cost count both passes', async (t) => {

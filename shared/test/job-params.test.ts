@@ -55,7 +55,7 @@ t.test('compare takes only the choice of face in each image', async (t) => {
 t.test("a field whose form and job shapes agree is copied as it is: no code names it", async (t) => {
   // Every property of a job kind's params that its form has too, given a value of its own type,
   // comes out unchanged; derived fields aside.
-  const derived = new Set(['photos', 'face_index', 'alphas', 'animation', 'seed']);
+  const derived = new Set(['photos', 'face_index', 'alphas', 'animation', 'seed', 'identity', 'identity_a', 'identity_b']);
   const samples: Record<string, unknown> = { integer: 3, number: 0.75, string: 'x', boolean: true };
   for (const kind of ['generate', 'morph', 'compare'] as const) {
     const form = componentSchema(FORM_SCHEMAS[kind]) as { properties: Record<string, { type?: string; enum?: unknown[] }> };
@@ -70,6 +70,22 @@ t.test("a field whose form and job shapes agree is copied as it is: no code name
       t.same(got[name], value, `${kind}.${name}`);
     }
   }
+});
+
+t.test('a stored identity stands in for photos: its photo count and faces, one or the other, per side', async (t) => {
+  const id = '3f1c2a4e-8b7d-4c1e-9a2b-0d1e2f3a4b5c';
+  const stored = { id, photos: 2, face_index: [1, 0] };
+  const gen = settleJob('generate', { prompt: 'a', identity: id }, { files: {}, bundle: null, identities: { image: stored } }).params;
+  t.match(gen, { identity: id, photos: 2, face_index: [1, 0] }, 'generate reads the identity\'s photos and faces');
+  t.throws(() => settleJob('generate', { prompt: 'a', identity: id }, { files: { image: photo }, bundle: null, identities: { image: stored } }), /give "image" or "identity", not both/);
+  t.throws(() => settleJob('generate', { prompt: 'a', identity: id, face_index: '0,1' }, { files: {}, bundle: null, identities: { image: stored } }), /"face_index" cannot go with "identity"/);
+  t.throws(() => settleJob('generate', { prompt: 'a' }, { files: {}, bundle: null }), /the image file "image" is missing; .* or give "identity"/);
+  t.throws(() => settleJob('generate', { prompt: 'a', identity: 'x' }, { files: {}, bundle: null }), /"identity" must match format "uuid"/, 'the form checks the id before anything looks it up');
+  const mixed = settleJob('morph', { frames: '3', identity_b: id }, { files: { image_a: [null] }, bundle: null, identities: { image_b: stored } }).params;
+  t.match(mixed, { identity_b: id, face_index_b: 1 }, 'a morph side takes the identity\'s first photo and its face');
+  t.notOk('identity_a' in mixed, 'the other side is a photo');
+  const check = settleJob('identity', { face_index: '2', name: 'subject 4' }, { files: { image: [null] }, bundle: null, identities: { image: { id, photos: 1 } } }).params;
+  t.same(check, { identity: id, photos: 1, face_index: [2], name: 'subject 4' }, 'an identity check');
 });
 
 t.test('identity controls: strength, window, strategy, structure factor, the deprecated interpolation', async (t) => {

@@ -5,7 +5,9 @@
 //   step     one U-Net call at B = 2 (one guided image) in onnxruntime, as the worker opens it, and
 //            in torch eager under no_grad (diffid_reference.full_reference, the same seeded
 //            weights, the same threads); the largest difference between their outputs
-//   jobs     one generate and one morph end to end, the worker's time over onnxruntime's
+//   jobs     one generate and one morph end to end, the worker's time over onnxruntime's; the
+//            same morph of the two faces stored as identities, twice: the second reuses the
+//            latents the first inverted
 //   batching four one-image generates submitted at once, DIFFID_BATCH_JOBS 1 and then 4: images
 //            per second, and whether each seed gave the same PNG both ways
 // The torch parts need the export's diffid/build.json (a bundle built here) and a torch Python.
@@ -18,7 +20,7 @@ import { encodeImage } from '@diffid/shared/image';
 import { SHARED_PHOTOS, facePattern } from '@diffid/shared/testing';
 import { defaultIntraOpThreads, openGraph, torchPython, torchReference, type Tensor } from '@diffid/gpu-worker/internals';
 import { freePort } from '../src/free-port.ts';
-import { openStack, type Fields } from '../test/harness.ts';
+import { openStack, postForm, type Fields } from '../test/harness.ts';
 import { runJob, type Finished } from './run-job.ts';
 import { workerProcess, type WorkerProcess } from './worker-process.ts';
 
@@ -36,6 +38,8 @@ export interface FullFigures {
   parity_max_abs: number | { skipped: string };
   generate: JobFigure;
   morph: JobFigure;
+  /** The same morph of the two faces stored as identities: the first run keeps their latents, the second uses them. */
+  stored_morph: { first: JobFigure; cached: JobFigure };
   images_per_s: { batch_jobs_1: number; batch_jobs_4: number; same_pngs: boolean; rows_per_call_4: number };
 }
 
@@ -98,7 +102,12 @@ export async function fullSize(dirArg: string, o: { steps: number; intraOpThread
     const afterGenerate = worker.peakRssMb();
     log(`  ${(generate.end_to_end_ms / 1000).toFixed(1)} s; morph, 3 frames × ${o.steps} steps`);
     const morph = jobFigure(`morph, 3 frames × ${o.steps} steps`, await runJob(stack.base, '/morph', { image_a: face, image_b: faceB, frames: 3, steps: o.steps }, true, POLL_MS));
-    log(`  ${(morph.end_to_end_ms / 1000).toFixed(1)} s; four generates at once, DIFFID_BATCH_JOBS=1`);
+    log(`  ${(morph.end_to_end_ms / 1000).toFixed(1)} s; the faces stored as identities, the morph by them twice`);
+    const store = async (image: Fields[string]) => ((await (await postForm(stack.base, '/identities', { image }, { prefer: 'wait=60' })).json()) as { id: string }).id;
+    const storedFields = { identity_a: await store(face), identity_b: await store(faceB), frames: 3, steps: o.steps };
+    const storedFirst = jobFigure(`morph of the stored identities, first (latents kept)`, await runJob(stack.base, '/morph', storedFields, true, POLL_MS));
+    const storedCached = jobFigure(`the same again (latents stored)`, await runJob(stack.base, '/morph', storedFields, true, POLL_MS));
+    log(`  ${(storedFirst.end_to_end_ms / 1000).toFixed(1)} s, then ${(storedCached.end_to_end_ms / 1000).toFixed(1)} s; four generates at once, DIFFID_BATCH_JOBS=1`);
     const seeds = [101, 102, 103, 104];
     let t0 = performance.now();
     const alone = await Promise.all(seeds.map((s) => runJob(stack.base, '/generate', generateFields(s), true, POLL_MS)));
@@ -170,6 +179,7 @@ export async function fullSize(dirArg: string, o: { steps: number; intraOpThread
       parity_max_abs: parity,
       generate,
       morph,
+      stored_morph: { first: storedFirst, cached: storedCached },
       images_per_s: { batch_jobs_1: ips1, batch_jobs_4: ips4, same_pngs: alonePngs.every((p, i) => p.equals(batchedPngs[i] as Buffer)), rows_per_call_4: (after.rows - before.rows) / (after.calls - before.calls) },
     };
   } finally {
@@ -205,6 +215,7 @@ export function fullMarkdown(r: FullFigures, machine: string): string {
     `| one U-Net call, B = 2: onnxruntime | ${f(r.onnxruntime_step_ms)} ms |`,
     `| the same call in torch eager (no_grad) | ${orSkip(r.torch_step_ms, (n) => `${f(n)} ms`)} (torch ÷ onnxruntime ${typeof r.torch_step_ms === 'number' ? f(r.torch_step_ms / r.onnxruntime_step_ms, 2) : '–'}) |`,
     `| max abs difference, served U-Net (cached graph) vs torch | ${orSkip(r.parity_max_abs, (n) => n.toExponential(2))} |`,
+    `| ${r.morph.job} of two stored identities, their latents stored by an earlier morph: worker time | ${f(r.stored_morph.cached.worker_ms / 1000, 1)} s, against ${f(r.stored_morph.first.worker_ms / 1000, 1)} s the first time and ${f(r.morph.worker_ms / 1000, 1)} s by photos: **× ${f(r.morph.worker_ms / r.stored_morph.cached.worker_ms, 2)}** faster (no encode_latent, no invert) |`,
     ...[r.generate, r.morph].map((j) => `| ${j.job}: end to end / worker / onnxruntime | ${f(j.end_to_end_ms / 1000, 1)} s / ${f(j.worker_ms / 1000, 1)} s / ${f(j.onnxruntime_ms / 1000, 1)} s: worker ÷ onnxruntime **${f(j.worker_over_onnxruntime, 3)}** |`),
     `| 4 one-image generates at once: images/s, DIFFID_BATCH_JOBS 1 → 4 | ${f(r.images_per_s.batch_jobs_1, 4)} → ${f(r.images_per_s.batch_jobs_4, 4)} (× ${f(r.images_per_s.batch_jobs_4 / r.images_per_s.batch_jobs_1, 2)}; ${f(r.images_per_s.rows_per_call_4, 1)} rows per U-Net call); same PNG per seed both ways: ${r.images_per_s.same_pngs ? 'yes' : '**no**'} |`,
   ].join('\n');

@@ -56,6 +56,19 @@ async function follow(id, onJob) {
   return (await api(`/jobs/${id}`)).json();
 }
 
+/** The key's stored identities, offered in every field that takes one (their names shown beside the ids). */
+async function listIdentities() {
+  const list = $('#stored-identities');
+  try {
+    const { identities } = await (await api('/identities?limit=100')).json();
+    list.replaceChildren(...identities.filter((i) => i.status === 'ready').map((i) => Object.assign(document.createElement('option'), { value: i.id, label: i.name ?? `${i.photos} photo(s)` })));
+  } catch {
+    list.replaceChildren();
+  }
+}
+listIdentities();
+keyField.addEventListener('change', listIdentities);
+
 const blobUrl = async (path) => URL.createObjectURL(await (await api(path)).blob());
 
 // What the last finished job found on each photo, by the File chosen: previews drawn again (another

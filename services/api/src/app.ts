@@ -12,10 +12,14 @@ import { accessPlugin, type AccessOptions } from './access-plugin.ts';
 import { keyRing } from './auth.ts';
 import { dashboardRoutes } from './dashboard-plugin.ts';
 import { jobsPlugin } from './jobs-plugin.ts';
+import { identitiesPlugin } from './identities-plugin.ts';
+import type { IdentityLimits } from './identity-service.ts';
+import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
 import { webhooksPlugin, type WebhookOptions } from './webhooks-plugin.ts';
 import { createApiMetrics } from './metrics.ts';
 import { openapiDocument } from '@diffid/shared/openapi';
 import { jobRoutes } from './routes/job-routes.ts';
+import { identityRoutes } from './routes/identity-routes.ts';
 import { serviceRoutes } from './routes/service-routes.ts';
 import { playgroundRoutes } from './playground-plugin.ts';
 
@@ -24,6 +28,8 @@ export interface AppOptions extends JobServiceOptions {
   access?: AccessOptions & { maxStreamsPerKey: number; adminTenant?: string };
   /** Webhook signing and the addresses they may go to; without it requests asking for one get 400. */
   webhooks?: WebhookOptions;
+  /** Stored identities' lifetime and per-key limits; without it, the settings' defaults. */
+  identities?: { ttlSeconds: number; limits: IdentityLimits };
 }
 
 function errorBody(key: ErrorKey, message: string) {
@@ -94,10 +100,19 @@ export const diffIdApi = fp<AppOptions>(
     await app.register(swaggerUi, { routePrefix: '/docs' });
     await app.register(accessPlugin, { keys: options.access?.keys ?? keyRing([]), rateLimitPerMinute: options.access?.rateLimitPerMinute ?? 0, redis: options.redis, prefix: options.prefix });
     await app.register(jobsPlugin, options);
+    await app.register(identitiesPlugin, {
+      redis: options.redis,
+      prefix: options.prefix,
+      ...(options.identities ?? {
+        ttlSeconds: DEFAULT_SETTINGS.identityTtlSeconds,
+        limits: { maxPerKey: DEFAULT_SETTINGS.maxIdentitiesPerKey, maxBytesPerKey: DEFAULT_SETTINGS.maxIdentityMbPerKey * 2 ** 20 },
+      }),
+    });
     await app.register(webhooksPlugin, options);
     await app.register(serviceRoutes);
     await app.register(playgroundRoutes);
     await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity });
+    await app.register(identityRoutes);
     await app.register(dashboardRoutes, {
       redis: options.redis,
       redisPrefix: options.prefix,

@@ -12,6 +12,8 @@
 // - enum → <select>; boolean with a default → checkbox; integer/number → number input with
 //   min/max/step, or a slider showing its value when `x-playground-input: slider` (it needs a
 //   minimum, a maximum and a constant default); anything else → text input with maxlength.
+// - A field that stands in for a file (`x-stands-in-for`: a stored identity) offers the key's
+//   stored identities to pick, from the page's one <datalist id="stored-identities">.
 // - A constant `default` is the input's starting value. A property without one — or whose default
 //   the API settles per job (`x-diffid-default`: the bundle's recommendation, a random seed) —
 //   starts empty, so the server applies its own, and says what will happen in a placeholder.
@@ -33,6 +35,7 @@ export interface PropertySchema {
   description?: string;
   'x-playground'?: string;
   'x-playground-input'?: string;
+  'x-stands-in-for'?: string;
   'x-diffid-default'?: string;
 }
 
@@ -162,7 +165,7 @@ function renderField(name: string, p: PropertySchema, options: RenderOptions, re
   // Long text (a prompt, a list) gets a line of its own.
   const wide = p.maxLength === undefined || p.maxLength > 64;
   const input = attrs({
-    id, name, type: 'text', maxlength: p.maxLength,
+    id, name, type: 'text', maxlength: p.maxLength, list: p['x-stands-in-for'] === undefined ? undefined : 'stored-identities',
     value: start === undefined || start === '' ? undefined : String(start), placeholder: start === undefined ? placeholder(p) : undefined, required, title,
   });
   return wrap(`<input${input}>`, wide ? 'wide' : undefined);

@@ -63,6 +63,7 @@ const app = await buildApp(
       maxInputBytes: settings.maxInputMb * MB,
     },
     webhooks: { policy, ...(webhookSigningKey ? { key: webhookSigningKey } : {}) },
+    identities: { ttlSeconds: settings.identityTtlSeconds, limits: { maxPerKey: settings.maxIdentitiesPerKey, maxBytesPerKey: settings.maxIdentityMbPerKey * MB } },
     access: { keys, rateLimitPerMinute: settings.rateLimitPerMinute, maxStreamsPerKey: settings.maxStreamsPerKey, ...(settings.adminTenant ? { adminTenant: settings.adminTenant } : {}) },
   },
   { logger: { level: settings.logLevel } },

@@ -42,6 +42,7 @@ export interface StackOptions {
   access?: AppOptions['access'];
   limits?: AppOptions['limits'];
   webhooks?: AppOptions['webhooks'];
+  identities?: AppOptions['identities'];
 }
 
 /** Compiled (`npm run bench` runs built code, from services/dist/api/test) rather than run from source under tsx (the tests). */
@@ -77,7 +78,7 @@ export async function openStack(options: StackOptions = {}): Promise<Stack & { c
   const redis = apiRedis(TEST_REDIS_URL);
   await redis.connect();
   const app = await buildApp(
-    { redis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits, webhooks: options.webhooks },
+    { redis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits, webhooks: options.webhooks, identities: options.identities },
     { logger: false },
   );
   await app.listen({ port: 0, host: '127.0.0.1' });

@@ -10,6 +10,7 @@ const PAYLOADS: Record<JobPayload['kind'], JobPayload> = {
   generate: { kind: 'generate', params: { prompt: 'a photo', negative_prompt: '', num_images: 2, steps: 30, guidance_scale: 5, seed: 7, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } },
   morph: { kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps: 20, seed: 7, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } },
   compare: { kind: 'compare', params: {} },
+  identity: { kind: 'identity', params: { identity: ID, photos: 2, face_index: [0, 1], name: 'subject 7' } },
 };
 const RESULTS: Record<JobPayload['kind'], JobResult> = {
   generate: {
@@ -32,6 +33,15 @@ const RESULTS: Record<JobPayload['kind'], JobResult> = {
     ],
     warnings: [{ code: 'AMBIGUOUS_FACE', input: 'image_a', message: 'two faces of one size' }],
     timings_ms: { total: 3, inference: 1, onnxruntime: 1, stages: { find_faces: 1, embed: 1 } },
+  },
+  identity: {
+    images: [],
+    inputs: [
+      { input: 'image[0]', faces: [{ box: [1, 2, 3, 4], score: 0.9, landmarks: { left_eye: [1.5, 2.5], right_eye: [2.5, 2.5] } }], face_index: 0 },
+      { input: 'image[1]', faces: [{ box: [1, 2, 3, 4], score: 0.9, landmarks: {} }, { box: [5, 2, 7, 4], score: 0.8, landmarks: {} }], face_index: 1 },
+    ],
+    warnings: [],
+    timings_ms: { total: 3, inference: 1, onnxruntime: 1, stages: { find_faces: 1 } },
   },
 };
 const T0 = Date.parse('2026-11-28T10:00:00Z');

@@ -108,7 +108,7 @@ t.test('the served page holds every field of the three forms, and the contract d
       else t.ok(html.includes(` id="${form}-${field}" name="${field}"`), `${name}: ${field} is on the page`);
     }
   }
-  t.match(page, /<input id="generate-image" name="image" type="file" accept="image\/jpeg,image\/png,image\/webp" multiple required/, 'accept from the multipart encoding; the array of photos takes several');
+  t.match(page, /<input id="generate-image" name="image" type="file" accept="image\/jpeg,image\/png,image\/webp" multiple title=/, 'accept from the multipart encoding; the array of photos takes several (or a stored identity instead)');
   t.match(page, /<input id="morph-frames" name="frames" type="number" min="2" max="64" step="1" value="12"/, 'frames, the one value the page starts itself');
 });
 

@@ -18,7 +18,7 @@ import { tempDir } from '../../gpu-worker/test/helpers.ts';
 import { keyRing, parseApiKeys } from '../src/auth.ts';
 import { componentSchema } from '@diffid/shared/openapi';
 import type { PropertySchema } from '../src/playground-form.ts';
-import { startStack } from './harness.ts';
+import { postForm, startStack } from './harness.ts';
 import { faceFile } from './images.ts';
 
 const CHROMIUM = process.env.DIFFID_CHROMIUM ?? '/usr/bin/chromium';
@@ -175,6 +175,25 @@ t.test('the same with real photos on the embedded default (its detector finds th
   const s = await startStack(t, { build: buildDefaultBundle });
   // No screenshots of this run: the photos of ../shared/faces stay out of the repository.
   await tour(t, s.base, { a: join(PHOTOS, 'max_Luciano.png'), b: join(PHOTOS, 'max_Bryan.png') });
+});
+
+t.test("a stored identity is offered to pick, and a generate by it needs no photo", { skip }, async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const stored = (await (await postForm(s.base, '/identities', { image: { bytes: await faceFile(34) }, name: 'subject 34' })).json()) as { id: string };
+  const browser = await launch(t);
+  const page = await browser.newPage();
+  await page.goto(`${s.base}/playground`);
+  const option = page.locator('#stored-identities option');
+  await option.first().waitFor({ state: 'attached' });
+  t.same(await option.evaluateAll((os) => os.map((o) => [(o as any).value, (o as any).label])), [[stored.id, 'subject 34']], 'the key\'s identity, by its name');
+  t.equal(await page.getAttribute('#generate-identity', 'list'), 'stored-identities', 'the identity field offers them');
+  await page.click('#generate-form details.more > summary');
+  await page.fill('#generate-identity', stored.id);
+  await page.fill('#generate-prompt', 'a portrait');
+  await page.fill('#generate-num_images', '1');
+  await page.click('#generate-submit');
+  await page.locator('#generate-status', { hasText: 'done in' }).waitFor({ timeout: 60_000 });
+  t.match(await page.locator('#generate-results figcaption').allTextContents(), [/^seed \d+ · similarity 0\.\d{3}$/]);
 });
 
 t.test('with API keys the page loads without one and sends the key it is given', { skip }, async (t) => {

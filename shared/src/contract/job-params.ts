@@ -20,10 +20,23 @@ type Schemas = components['schemas'];
 /** The text fields of a job kind's form (its files aside), typed from openapi.yaml. */
 export type FormFields<K extends JobKind> = Omit<Schemas[(typeof FORM_SCHEMAS)[K]], InputName>;
 
+/** A stored identity as a job's input: its id, how many photos it has, the faces chosen in them. */
+export interface StoredIdentity {
+  id: string;
+  photos: number;
+  face_index?: number[];
+}
+
 /** What settling a job's parameters needs besides its fields. */
 export interface ParamsContext {
   /** The files given, per file field (generate's photos: how many). */
   files: Partial<Record<InputName, readonly unknown[]>>;
+  /**
+   * The stored identities the form names, per input they stand in for, as the API found them for
+   * the caller's key (generate's `identity` stands in for `image`, `identity_a` for `image_a`);
+   * for an identity check, the identity being made, under `image`.
+   */
+  identities?: Partial<Record<InputName, StoredIdentity>>;
   /** What the workers published of their bundle (its default steps and guidance, the animations they can make); null before any worker started. */
   bundle: Pick<BundleInfo, 'defaults' | 'animations'> | null;
 }
@@ -39,7 +52,7 @@ addFormats.default(ajv);
 // The job parameters are built, not typed in: no coercion, no defaults.
 const strictAjv = new Ajv({ allErrors: false, strict: false, verbose: true });
 
-const PARAMS_SCHEMAS = { generate: 'GenerateParams', morph: 'MorphParams', compare: 'CompareParams' } as const satisfies Record<JobKind, keyof Schemas>;
+const PARAMS_SCHEMAS = { generate: 'GenerateParams', morph: 'MorphParams', compare: 'CompareParams', identity: 'IdentityParams' } as const satisfies Record<JobKind, keyof Schemas>;
 
 interface FieldSchema {
   type?: string;
@@ -52,12 +65,15 @@ interface FieldSchema {
 const DERIVED: { [K in JobKind]: (form: FormFields<K>, context: ParamsContext, sent: Record<string, unknown>) => Partial<ParamsOf[K]> } = {
   generate: (form, context) => {
     identityWindow(form);
+    const stored = storedSide(context, 'image', 'identity', form.identity, 'face_index', form.face_index);
+    if (stored) return { photos: stored.photos, identity: stored.id, ...(stored.face_index ? { face_index: stored.face_index } : {}) };
     const photos = context.files.image?.length ?? 0;
     const faceIndex = faceIndexes(form, photos);
     return { photos, ...(faceIndex === undefined ? {} : { face_index: faceIndex }) };
   },
   morph: (form, context, sent) => {
     identityWindow(form);
+    const sides = pairSides(form, context);
     if (form.pacing === 'even' && !(form.frames !== undefined && form.frames >= 3)) {
       throw new DiffIdError('VALIDATION', '"pacing=even" chooses the factors itself: give "frames" (at least 3) instead of "alpha" or "alphas"');
     }
@@ -69,10 +85,44 @@ const DERIVED: { [K in JobKind]: (form: FormFields<K>, context: ParamsContext, s
     if (strategy === 'embedding_only' && form.structure_alpha !== undefined) {
       throw new DiffIdError('VALIDATION', '"structure_alpha" mixes the inverted latents, and "strategy=embedding_only" inverts nothing: use strategy slerp or lerp, or leave structure_alpha out');
     }
-    return { strategy, alphas: morphAlphas(form), animation: animationFormats(form.animation, context.bundle?.animations) };
+    return { ...sides, strategy, alphas: morphAlphas(form), animation: animationFormats(form.animation, context.bundle?.animations) };
   },
-  compare: () => ({}),
+  compare: (form, context) => pairSides(form, context),
+  identity: (form, context) => {
+    const photos = context.files.image?.length ?? 0;
+    const faceIndex = faceIndexes(form, photos);
+    return { identity: context.identities?.image?.id as string, photos, ...(faceIndex === undefined ? {} : { face_index: faceIndex }) };
+  },
 };
+
+/**
+ * One input given as a stored identity in place of its photos: exactly one of the two, and the
+ * identity's own choice of face (a face index beside it is refused). Null when photos are given.
+ */
+function storedSide(context: ParamsContext, input: InputName, field: string, id: string | undefined, faceField: string, face: unknown): StoredIdentity | null {
+  const photos = context.files[input]?.length ?? 0;
+  if (id === undefined) {
+    if (photos === 0) throw new DiffIdError('MISSING_FILE', `the image file "${input}" is missing; attach it as a multipart file field, or give "${field}", a stored identity's id`);
+    return null;
+  }
+  if (photos > 0) throw new DiffIdError('VALIDATION', `give "${input}" or "${field}", not both`);
+  if (face !== undefined) throw new DiffIdError('VALIDATION', `"${faceField}" cannot go with "${field}": the identity's faces were chosen when it was stored`);
+  const stored = context.identities?.[input];
+  // The API looks the identity up before settling; a context without it is a caller's mistake.
+  if (stored?.id !== id) throw new Error(`settleJob: the identity ${id} for ${input} was not looked up`);
+  return stored;
+}
+
+/** Morph's and compare's two sides: each a photo or a stored identity (whose first photo it uses). */
+function pairSides(form: { identity_a?: string; identity_b?: string; face_index_a?: number; face_index_b?: number }, context: ParamsContext) {
+  const a = storedSide(context, 'image_a', 'identity_a', form.identity_a, 'face_index_a', form.face_index_a);
+  const b = storedSide(context, 'image_b', 'identity_b', form.identity_b, 'face_index_b', form.face_index_b);
+  const face = (s: StoredIdentity) => s.face_index?.[0];
+  return {
+    ...(a ? { identity_a: a.id, ...(face(a) === undefined ? {} : { face_index_a: face(a) }) } : {}),
+    ...(b ? { identity_b: b.id, ...(face(b) === undefined ? {} : { face_index_b: face(b) }) } : {}),
+  };
+}
 
 /** The identity acts over [identity_start, identity_end) of the sampling steps: a window that is not empty. */
 function identityWindow(form: { identity_start?: number; identity_end?: number }): void {
@@ -126,6 +176,7 @@ const SETTLERS: { [K in JobKind]: (fields: Record<string, unknown>, context: Par
   generate: settler('generate'),
   morph: settler('morph'),
   compare: settler('compare'),
+  identity: settler('identity'),
 };
 
 /**

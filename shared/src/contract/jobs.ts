@@ -12,6 +12,8 @@ export const JOB_KINDS = {
   generate: 'generate',
   morph: 'morph',
   compare: 'compare',
+  /** Checks the photos of a stored identity (POST /identities): its faces, no images. */
+  identity: 'identity',
 } as const;
 export type JobKind = (typeof JOB_KINDS)[keyof typeof JOB_KINDS];
 
@@ -24,12 +26,15 @@ export type GenerateParams = Schemas['GenerateParams'];
 export type MorphParams = Schemas['MorphParams'];
 /** compare takes only the choice of face in each image (no steps: `params.steps` does not compile). */
 export type CompareParams = Schemas['CompareParams'];
+/** An identity check's parameters: the identity whose photos it reads, how many, which faces. */
+export type IdentityParams = Schemas['IdentityParams'];
 
 /** The parameters of each job kind. */
 export interface ParamsOf {
   generate: GenerateParams;
   morph: MorphParams;
   compare: CompareParams;
+  identity: IdentityParams;
 }
 
 /** What /generate does with a photo in which no usable face is found. */
@@ -70,6 +75,7 @@ export const JOB_INPUTS = {
   generate: { image: 'many' },
   morph: { image_a: 'one', image_b: 'one' },
   compare: { image_a: 'one', image_b: 'one' },
+  identity: { image: 'many' },
 } as const satisfies Record<JobKind, Partial<Record<InputName, 'one' | 'many'>>>;
 
 /** The input fields of a job kind, in order. */
@@ -94,6 +100,7 @@ export type JobPayload = (
   | { kind: 'generate'; params: GenerateParams }
   | { kind: 'morph'; params: MorphParams }
   | { kind: 'compare'; params: CompareParams }
+  | { kind: 'identity'; params: IdentityParams }
 ) & { owner?: string; webhook?: WebhookTarget };
 
 /** Refuses a per-kind table (handlers, pipelines) that misses a job kind of the contract. */
@@ -103,7 +110,7 @@ export function assertEveryKind(table: Partial<Record<string, unknown>>, what: s
 }
 
 /** BullMQ priorities (1 is served first): compare is quick and interactive. */
-export const JOB_PRIORITY: Record<JobKind, number> = { compare: 1, generate: 10, morph: 10 };
+export const JOB_PRIORITY: Record<JobKind, number> = { compare: 1, identity: 1, generate: 10, morph: 10 };
 
 function unknownKind(payload: never): never {
   throw new Error(`unknown job kind ${JSON.stringify((payload as { kind?: unknown }).kind)}`);
@@ -129,6 +136,7 @@ export function plannedSteps(payload: JobPayload, maxBatch: number): number {
     case 'morph':
       return payload.params.steps * ((inverts(payload.params) ? 1 : 0) + morphPasses(payload.params) * Math.ceil(payload.params.alphas.length / maxBatch));
     case 'compare':
+    case 'identity':
       return 1;
     default:
       return unknownKind(payload);
@@ -147,16 +155,36 @@ export function plannedCost(payload: JobPayload): number {
     case 'morph':
       return payload.params.steps * ((inverts(payload.params) ? 2 : 0) + morphPasses(payload.params) * payload.params.alphas.length);
     case 'compare':
+    case 'identity':
       return 1;
     default:
       return unknownKind(payload);
   }
 }
 
-/** How many files a job has under an input name: generate's photos, one image otherwise. */
+/** How many files a job has under an input name: generate's (or an identity's) photos, one image otherwise. */
 export function uploadCount(payload: JobPayload, name: InputName): number {
-  return payload.kind === 'generate' && name === 'image' ? payload.params.photos : 1;
+  return (payload.kind === 'generate' || payload.kind === 'identity') && name === 'image' ? payload.params.photos : 1;
 }
+
+/**
+ * The field that names a stored identity in place of each input's photos: generate's `identity`
+ * for its photos, morph's and compare's `identity_a` / `identity_b` for each side (and an identity
+ * check's own id, under `identity`). Forms and job parameters use the same names.
+ */
+export const IDENTITY_FIELDS = { image: 'identity', image_a: 'identity_a', image_b: 'identity_b' } as const satisfies Record<InputName, string>;
+
+/**
+ * The stored identity whose photos a job reads under an input name, if any. Those photos stay
+ * under the identity's keys (identityKeys); the job's own uploads are the inputs that name none.
+ */
+export function inputIdentity(payload: JobPayload, name: InputName): string | undefined {
+  const id = (payload.params as Record<string, unknown>)[IDENTITY_FIELDS[name]];
+  return typeof id === 'string' ? id : undefined;
+}
+
+/** The job kinds a client submits at POST /{kind}; identity checks come from POST /identities. */
+export const SUBMITTED_JOB_KINDS = [JOB_KINDS.generate, JOB_KINDS.morph, JOB_KINDS.compare] as const;
 
 /** How an input image is named in results and messages: its field, and its place when repeated. */
 export function inputLabel(name: InputName, index: number, count: number): string {
@@ -171,6 +199,7 @@ export function plannedImages(payload: JobPayload): number {
     case 'morph':
       return payload.params.alphas.length;
     case 'compare':
+    case 'identity':
       return 0;
     default:
       return unknownKind(payload);

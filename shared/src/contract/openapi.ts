@@ -45,7 +45,7 @@ export function componentSchema(name: string): Record<string, unknown> {
 type PropertySchema = { format?: string; type?: string; maxItems?: number; items?: { format?: string } };
 
 /** The openapi.yaml schema of each job kind's form. */
-export const FORM_SCHEMAS = { generate: 'GenerateForm', morph: 'MorphForm', compare: 'CompareForm' } as const;
+export const FORM_SCHEMAS = { generate: 'GenerateForm', morph: 'MorphForm', compare: 'CompareForm', identity: 'IdentityForm' } as const;
 
 /**
  * A multipart form schema split into its file fields — with how many files each takes (an array
@@ -65,5 +65,21 @@ export function formSchema(name: string): { files: string[]; maxFiles: Record<st
     maxFiles,
     requiredFiles: (schema.required ?? []).filter((k) => files.includes(k)),
     fields: { ...schema, properties, required: (schema.required ?? []).filter((k) => !files.includes(k)) },
+  };
+}
+
+/**
+ * The query parameters of an operation as one object schema (what Fastify checks a querystring
+ * against): each parameter `in: query` with its schema, required as the document says, no others.
+ */
+export function querySchema(path: string, method: string): Record<string, unknown> {
+  const operation = openapiDocument.paths[path]?.[method] as { parameters?: Array<{ name: string; in: string; required?: boolean; schema?: unknown }> } | undefined;
+  if (!operation) throw new Error(`openapi.yaml has no ${method.toUpperCase()} ${path}`);
+  const query = (operation.parameters ?? []).filter((p) => p.in === 'query');
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: Object.fromEntries(query.map((p) => [p.name, resolveRefs(p.schema ?? {})])),
+    required: query.filter((p) => p.required).map((p) => p.name),
   };
 }

@@ -1,7 +1,7 @@
 // Every Redis key and channel name the services use, under a deployment's key prefix
 // (DIFFID_REDIS_PREFIX), in one place: BullMQ's own keys live under `${prefix}:${queueName}:…`.
 
-import { ANIMATION_FORMATS, inputNames, uploadCount, type AnimationFormat, type InputName, type JobPayload } from './jobs.ts';
+import { ANIMATION_FORMATS, inputIdentity, inputNames, uploadCount, type AnimationFormat, type InputName, type JobPayload } from './jobs.ts';
 
 /** Redis keys of one job. */
 export const jobKeys = (prefix: string, id: string) => {
@@ -10,9 +10,12 @@ export const jobKeys = (prefix: string, id: string) => {
   const animation = (format: AnimationFormat) => `${prefix}:job:${id}:animation:${format}`;
   return {
     input,
-    /** The keys of the job's uploads, in form order (its payload says how many each field has). */
+    /**
+     * The keys of the job's own uploads, in form order (its payload says how many each field has);
+     * an input read from a stored identity has none here (identityKeys holds its photos).
+     */
     inputs: (payload: JobPayload) =>
-      inputNames(payload.kind).flatMap((name) => Array.from({ length: uploadCount(payload, name) }, (_, i) => input(name, i))),
+      inputNames(payload.kind).flatMap((name) => (inputIdentity(payload, name) === undefined ? Array.from({ length: uploadCount(payload, name) }, (_, i) => input(name, i)) : [])),
     result,
     animation,
     /** Every result key a job of `count` images may have: the images and any animation. */
@@ -28,6 +31,30 @@ export const jobKeys = (prefix: string, id: string) => {
     canceled: `${prefix}:job:${id}:canceled`,
   };
 };
+
+/**
+ * Redis keys of one stored identity (POST /identities). Every key of an identity starts with
+ * `record`, so that deleting it can be checked by a scan; they all expire when the record does.
+ */
+export const identityKeys = (prefix: string, id: string) => {
+  const record = `${prefix}:identity:${id}`;
+  return {
+    /** The identity as JSON (owner, name, photos, faces, when it expires). */
+    record,
+    /** Photo i, as uploaded. */
+    photo: (index: number) => `${record}:photo:${index}`,
+    /** Inverted latents of its first photo's face under one conditioning (a hash of what sets them). */
+    inverted: (condition: string) => `${record}:inverted:${condition}`,
+    /** The conditions that have inverted latents stored (a set), so that delete finds them all. */
+    invertedSet: `${record}:inverted`,
+  };
+};
+
+/**
+ * A tenant's identities (a sorted set: id → when it expires, ms), for listing and the per-key
+ * limit; without API keys (owner null) there is one list.
+ */
+export const ownerIdentitiesKey = (prefix: string, owner: string | null) => (owner === null ? `${prefix}:identities` : `${prefix}:identities:${owner}`);
 
 /** The bundle info the workers publish (BundleInfo, JSON), for the API's defaults and plans. */
 export const bundleInfoKey = (prefix: string) => `${prefix}:bundle`;

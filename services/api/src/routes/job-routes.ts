@@ -1,8 +1,8 @@
 // POST /generate, /morph and /compare (one route per job kind, each its form read, settled into
 // the job's parameters and queued), GET and DELETE /jobs/{id}, result images and the event stream.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ANIMATION_FORMATS, ANIMATION_TYPES, DiffIdError, JOB_KINDS } from '@diffid/shared/contract';
-import { settleJob } from '@diffid/shared/job-params';
+import { ANIMATION_FORMATS, ANIMATION_TYPES, DiffIdError, IDENTITY_FIELDS, JOB_INPUTS, SUBMITTED_JOB_KINDS, type InputName } from '@diffid/shared/contract';
+import { settleJob, type StoredIdentity } from '@diffid/shared/job-params';
 import { FORM_SCHEMAS, componentSchema } from '@diffid/shared/openapi';
 import { isTerminal, jobLinks } from '../job-view.ts';
 import { formReader } from '../forms.ts';
@@ -55,11 +55,18 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
     '5xx': errorSchema,
   };
 
-  for (const kind of Object.values(JOB_KINDS)) {
+  for (const kind of SUBMITTED_JOB_KINDS) {
     const read = formReader(FORM_SCHEMAS[kind]);
+    const inputs = Object.keys(JOB_INPUTS[kind]) as InputName[];
     app.post(`/${kind}`, { schema: { response: acceptedResponses } }, async (request, reply) => {
       const { fields, files } = await read(request);
-      const { form, params } = settleJob(kind, fields, { files, bundle: await app.jobs.bundleInfo() });
+      // Stored identities named in place of photos, looked up for this key (another key's is none).
+      const identities: Partial<Record<InputName, StoredIdentity>> = {};
+      for (const input of inputs) {
+        const id = fields[IDENTITY_FIELDS[input]];
+        if (id !== undefined) identities[input] = await app.identities.forJob(id, request.owner);
+      }
+      const { form, params } = settleJob(kind, fields, { files, bundle: await app.jobs.bundleInfo(), identities });
       const webhook = await app.webhooks.target(form.webhook, form.webhook_events);
       const id = await app.jobs.submit(kind, params, files, request.owner, webhook);
       return accepted(app, request, reply, id);

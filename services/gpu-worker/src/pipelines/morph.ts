@@ -6,6 +6,8 @@
 // identity follows α. The CLIP image embeddings are mixed linearly whatever the strategy: they
 // carry appearance — on the demo bundle they are the pixels themselves — and SLERP's
 // coefficients sum to 1/cos(ω/2) > 1 mid-way, which scales that appearance (a colour cast).
+// A side given as a stored identity may come with its z_T from an earlier morph under the same
+// conditioning (worker/identity-cache.ts): it is not inverted again.
 // identity_scale mixes each frame's conditioning against the prompt alone, and steps outside
 // [identity_start, identity_end) see the prompt alone (generate.ts does the same).
 // `even` pacing renders the frames twice: once at the factors asked for, to measure how much the
@@ -13,7 +15,7 @@
 // (shared/src/diffusion/pacing.ts). A background of `a` or `b` keeps that face's photo outside both faces.
 import { averageIdentity, coefficientOfVariation, consecutiveDistances, cosineSimilarity, evenAlphas, gaussianNoise, lerp, scaleIdentity, slerp } from '@diffid/shared/diffusion';
 import { faceMask } from '../vision/face-geometry.ts';
-import type { Pipeline } from './pipeline.ts';
+import type { InvertedLatents, Pipeline } from './pipeline.ts';
 import { blendByMask, squarePortrait, type Rgb } from '../vision/pixels.ts';
 import { condition, zeroIdentity } from '../stages/condition.ts';
 import { decodeLatents } from '../stages/decode.ts';
@@ -28,7 +30,7 @@ import { scoreIdentity } from '../stages/score-identity.ts';
 import { latentValueCount } from '../runtime/bundle-signature.ts';
 
 /** One inversion run of both faces, then one sampling run per batch of at most ctx.maxBatch alphas (plannedSteps counts them). */
-export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
+export const morph: Pipeline<'morph'> = async (ctx, { images, params, inverted: cached = {} }) => {
   const { clock, maxBatch } = ctx;
   const { used, inputs, warnings } = await clock.time('find_faces', () =>
     findInputFaces(ctx, [
@@ -49,14 +51,25 @@ export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
   )) as [Float32Array, Float32Array, Float32Array];
   // z_T of each face by DDIM inversion under its own conditioning at the asked strength (so that
   // α = 0 and 1 reconstruct the faces at it); embedding_only starts every frame from the seed's noise.
+  // A side whose stored identity has its z_T for this conditioning (the runner's cache) is not
+  // inverted again; the run of `steps` the plan counts is then counted through.
   let zA: Float32Array;
   let zB: Float32Array;
+  const inverted: InvertedLatents = {};
   if (params.strategy === 'embedding_only') {
     zA = zB = gaussianNoise(params.seed, latentValueCount(ctx.bundle.dims));
   } else {
-    const latentsAB = await clock.time('encode_latent', () => encodeLatents(ctx, references));
-    const own = [scaleIdentity(promptAlone, ownA, s), scaleIdentity(promptAlone, ownB, s)];
-    [zA, zB] = (await clock.time('invert', () => invert(ctx, { latents: latentsAB, conditioning: own, steps: params.steps }))) as [Float32Array, Float32Array];
+    const sides = (['image_a', 'image_b'] as const).map((side, i) => ({ side, reference: references[i] as Rgb, own: scaleIdentity(promptAlone, i === 0 ? ownA : ownB, s) }));
+    const todo = sides.filter((x) => !cached[x.side]);
+    if (todo.length > 0) {
+      const latents = await clock.time('encode_latent', () => encodeLatents(ctx, todo.map((x) => x.reference)));
+      const z = await clock.time('invert', () => invert(ctx, { latents, conditioning: todo.map((x) => x.own), steps: params.steps }));
+      todo.forEach((x, i) => (inverted[x.side] = z[i] as Float32Array));
+    } else {
+      for (let k = 0; k < params.steps; k++) ctx.onStep();
+    }
+    zA = (cached.image_a ?? inverted.image_a) as Float32Array;
+    zB = (cached.image_b ?? inverted.image_b) as Float32Array;
   }
   const mixIdentity = params.strategy === 'lerp' ? lerp : slerp;
   const mixStructure = (alpha: number) => lerp(zA, zB, params.structure_alpha ?? alpha);
@@ -105,6 +118,7 @@ export const morph: Pipeline<'morph'> = async (ctx, { images, params }) => {
   }));
   return {
     images: frames,
+    inverted,
     facts: {
       arcface_similarity_ab: cosineSimilarity(arcA, arcB),
       pacing_evenness: coefficientOfVariation(consecutiveDistances(rendered.map((f) => f.data))),

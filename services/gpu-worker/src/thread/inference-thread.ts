@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { DiffIdError, assertEveryKind, canceled, plannedSteps, type JobKind } from '@diffid/shared/contract';
 import { compare } from '../pipelines/compare.ts';
 import { generate } from '../pipelines/generate.ts';
+import { identity } from '../pipelines/identity.ts';
 import { morph } from '../pipelines/morph.ts';
 import type { InferenceJob, Pipeline } from '../pipelines/pipeline.ts';
 import { loadBundle, type LoadedBundle } from '../runtime/bundle-loader.ts';
@@ -33,7 +34,7 @@ new PerformanceObserver((list) => {
 }).observe({ entryTypes: ['gc'] });
 
 /** The pipeline of each job kind; the compiler and the check below both refuse a missing one. */
-const PIPELINES: { [K in JobKind]: Pipeline<K> } = { generate, morph, compare };
+const PIPELINES: { [K in JobKind]: Pipeline<K> } = { generate, morph, compare, identity };
 assertEveryKind(PIPELINES, 'the inference thread');
 
 const post = (message: ThreadMessage, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
@@ -54,7 +55,7 @@ async function run(bundle: LoadedBundle, batch: UnetBatch, requestId: number, jo
   const started = performance.now();
   const onnxBefore = onnxruntimeBusyMs();
   const pipeline = PIPELINES[job.payload.kind] as Pipeline<JobKind>;
-  const output = await pipeline(ctx, { images: job.images, params: job.payload.params });
+  const output = await pipeline(ctx, { images: job.images, params: job.payload.params, ...(job.inverted ? { inverted: job.inverted } : {}) });
   return { ...output, inferenceMs: performance.now() - started, onnxruntimeMs: onnxruntimeBusyMs() - onnxBefore, stages: ctx.clock.totals(), total };
 }
 

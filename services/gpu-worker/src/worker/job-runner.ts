@@ -5,7 +5,7 @@
 
 import type { Redis } from 'ioredis';
 import type { Admission } from '@diffid/shared/admission';
-import { DiffIdError, JOB_INPUTS, canceled, inputLabel, inputNames, jobKeys, uploadCount, type AnimationInfo, type InputName, type JobPayload, type JobProgress, type JobResult, type MorphParams } from '@diffid/shared/contract';
+import { DiffIdError, JOB_INPUTS, canceled, identityKeys, inputIdentity, inputLabel, inputNames, jobKeys, uploadCount, type AnimationInfo, type InputName, type JobPayload, type JobProgress, type JobResult, type MorphParams } from '@diffid/shared/contract';
 import { WORKING_MAX_SIDE, decodeRgb, encodeAnimation, encodePng, playOrder } from '@diffid/shared/image';
 import type { ImageProvenance } from '../stages/context.ts';
 import type { InferenceClient } from '../thread/client.ts';
@@ -13,6 +13,7 @@ import type { InferenceJob } from '../pipelines/pipeline.ts';
 import type { Rgb } from '../vision/pixels.ts';
 import { provenanceXmp } from './provenance.ts';
 import { encodeMp4 } from './video.ts';
+import { readInverted, storeInverted } from './identity-cache.ts';
 
 /** What the runner may know of the job it runs. */
 export interface JobContext {
@@ -36,11 +37,19 @@ export interface JobRunnerDeps {
   admission: Pick<Admission, 'releaseInputs'>;
 }
 
-/** Each upload of a job: its field, its label in messages and its Redis key, in form order. */
-function uploadsOf(payload: JobPayload, keys: ReturnType<typeof jobKeys>): Array<{ name: InputName; label: string; key: string }> {
+/**
+ * Each input image of a job: its field, its label in messages, its Redis key (the job's upload, or
+ * the stored identity's photo it names) and, for a stored one, the identity, in form order.
+ */
+function uploadsOf(payload: JobPayload, keys: ReturnType<typeof jobKeys>, prefix: string): Array<{ name: InputName; label: string; key: string; identity?: string }> {
   return inputNames(payload.kind).flatMap((name) => {
     const count = uploadCount(payload, name);
-    return Array.from({ length: count }, (_, i) => ({ name, label: inputLabel(name, i, count), key: keys.input(name, i) }));
+    const identity = inputIdentity(payload, name);
+    return Array.from({ length: count }, (_, i) => ({
+      name,
+      label: inputLabel(name, i, count),
+      ...(identity === undefined ? { key: keys.input(name, i) } : { key: identityKeys(prefix, identity).photo(i), identity }),
+    }));
   });
 }
 
@@ -51,6 +60,7 @@ function uploadsOf(payload: JobPayload, keys: ReturnType<typeof jobKeys>): Array
  */
 async function decodeInputs(payload: JobPayload, uploads: ReturnType<typeof uploadsOf>, bytes: Array<Buffer | null>): Promise<Record<string, Rgb | Rgb[]>> {
   const missing = uploads.find((_, i) => !bytes[i]);
+  if (missing?.identity) throw new DiffIdError('INPUT_EXPIRED', `${missing.label}: the identity ${missing.identity} was deleted or has expired; store it again`);
   if (missing) throw new DiffIdError('INPUT_EXPIRED', `${missing.label}: the uploaded image is no longer stored; submit the job again`);
   const decoded = await Promise.allSettled(uploads.map((u, i) => decodeRgb(bytes[i] as Buffer, u.label, WORKING_MAX_SIDE)));
   const failed = decoded.find((d): d is PromiseRejectedResult => d.status === 'rejected');
@@ -79,12 +89,24 @@ async function animate(frames: Rgb[], { animation, fps, boomerang }: Pick<MorphP
   );
 }
 
+/** Merges the check's faces into an identity's record (JSON) and marks it ready, if it still exists, keeping its expiry. */
+const IDENTITY_READY = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local record = cjson.decode(raw)
+local found = cjson.decode(ARGV[1])
+record.faces = found.faces
+record.warnings = found.warnings
+record.status = 'ready'
+redis.call('SET', KEYS[1], cjson.encode(record), 'KEEPTTL')
+return 1`;
+
 /** The job runner over its dependencies. */
 export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   return async (payload, ctx) => {
     const started = performance.now();
     const keys = jobKeys(deps.prefix, ctx.id);
-    const uploads = uploadsOf(payload, keys);
+    const uploads = uploadsOf(payload, keys, deps.prefix);
     // One round trip: a cancel that came before this worker held the job (only its tombstone is
     // left), an earlier run that finished but could not mark the job done (it lost its lock; its
     // result stands), and the uploads, which are decoded only when there is neither.
@@ -92,6 +114,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     if (wasCanceled) throw canceled('the job was canceled before it started');
     if (earlier) return JSON.parse(earlier) as JobResult;
     const images = await decodeInputs(payload, uploads, bytes);
+    const cached = payload.kind === 'morph' ? await readInverted(deps.redis, deps.prefix, payload, deps.inference.bundle.digest) : {};
     // Each PNG says it is AI-generated, what made it and how (docs/operations.md).
     const bundle = deps.inference.bundle;
     const png = (rgb: Rgb, { seed, alpha }: ImageProvenance) =>
@@ -99,7 +122,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     // Images come as soon as their pixels are final: their PNGs are encoded (in sharp's threads)
     // while the inference thread scores them or renders the next frames.
     const early = new Map<number, Promise<Buffer>>();
-    const output = await deps.inference.run({ payload, images } as InferenceJob, {
+    const output = await deps.inference.run({ payload, images, inverted: cached } as InferenceJob, {
       signal: ctx.signal,
       onProgress: (step, total) => ctx.progress({ step, total }),
       onImage: (index, rgb, provenance) => {
@@ -130,8 +153,13 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     pngs.forEach((png, index) => tx.set(keys.result(index), png, 'EX', deps.resultTtlSeconds));
     for (const a of animations) tx.set(keys.animation(a.info.format), a.bytes, 'EX', deps.resultTtlSeconds);
     tx.set(keys.done, JSON.stringify(result), 'EX', deps.resultTtlSeconds);
-    tx.del(...keys.inputs(payload));
+    const inputs = keys.inputs(payload);
+    if (inputs.length > 0) tx.del(...inputs);
+    // An identity check marks its identity ready with the faces it found; a deleted one stays deleted.
+    if (payload.kind === 'identity') tx.eval(IDENTITY_READY, 1, identityKeys(deps.prefix, payload.params.identity).record, JSON.stringify({ faces: result.inputs ?? [], warnings: result.warnings ?? [] }));
     await tx.exec();
+    // A cache: the job has its result whether or not the latents could be kept.
+    if (payload.kind === 'morph' && output.inverted) await storeInverted(deps.redis, deps.prefix, payload, bundle.digest, output.inverted).catch(() => undefined);
     await deps.admission.releaseInputs(ctx.id);
     return result;
   };
