@@ -1,9 +1,10 @@
 // A morph's inverted latents kept with its stored identities: z_T of a side depends on that
 // side's photo and face (the identity's), the conditioning it is inverted under (prompt, strength)
 // and the steps, and on the bundle; stored under a hash of those, a morph of the same identity
-// under the same conditioning skips that side's inversion, half of its U-Net work when both sides
-// are stored. The latents expire with their identity and are written only while it exists, so a
-// deleted identity leaves none behind (identity-service.ts deletes those already written).
+// under the same conditioning skips that side's inversion: with both sides stored, one of its two
+// runs of `steps` U-Net calls (plannedSteps). The latents expire with their identity and are
+// written only while it exists, so a deleted identity leaves none behind (identity-service.ts
+// deletes those already written).
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { identityKeys, inputIdentity, type MorphParams, type PayloadOf } from '@diffid/shared/contract';
