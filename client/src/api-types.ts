@@ -131,6 +131,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The key's jobs, newest first
+         * @description The caller's jobs (another key's never show), newest first, a page at a time: pass
+         *     `next_cursor` as `cursor` for the next. `status` and `kind` filter them. The list holds a
+         *     key's jobs until they expire (DIFFID_INPUT_TTL_SECONDS queued, DIFFID_RESULT_TTL_SECONDS
+         *     finished), its newest 100,000 at most.
+         */
+        get: operations["listJobs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/{id}": {
         parameters: {
             query?: never;
@@ -830,6 +853,11 @@ export interface components {
             status: "queued";
             links: components["schemas"]["JobLinks"];
         };
+        JobList: {
+            jobs: components["schemas"]["Job"][];
+            /** @description Pass as `cursor` for the next page; null on the last. */
+            next_cursor: string | null;
+        };
         JobLinks: {
             self: string;
             events: string;
@@ -1369,6 +1397,36 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listJobs: {
+        parameters: {
+            query?: {
+                status?: "queued" | "running" | "succeeded" | "failed" | "canceled";
+                kind?: "generate" | "morph" | "compare" | "identity";
+                limit?: number;
+                /** @description `next_cursor` of the page before. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of jobs. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
             429: components["responses"]["TooMany"];
             503: components["responses"]["Unavailable"];
         };

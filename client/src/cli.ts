@@ -369,6 +369,26 @@ export function program(run: Runner, load: FormLoader): Command {
 
   const jobs = cmd.command('jobs').description('look at, wait for, cancel or download a job');
   jobs
+    .command('list')
+    .description("this key's jobs, newest first")
+    .option('--status <status>', 'only jobs in this status (queued, running, succeeded, failed, canceled)')
+    .option('--kind <kind>', 'only jobs of this kind (generate, morph, compare, identity)')
+    .option('--limit <n>', 'at most this many', (v) => Number(v), 20)
+    .action((o: { status?: string; kind?: string; limit: number }) =>
+      run(async (client, g) => {
+        const listed: Job[] = [];
+        let cursor: string | null | undefined;
+        // The API checks the filters; a page holds at most 100.
+        do {
+          const page = await client.jobs({ limit: Math.min(100, o.limit - listed.length), ...(o.status ? { status: o.status as never } : {}), ...(o.kind ? { kind: o.kind as never } : {}), ...(cursor ? { cursor } : {}) });
+          listed.push(...page.jobs);
+          cursor = page.next_cursor;
+        } while (cursor && listed.length < o.limit);
+        report(g, listed, listed.map((j) => `${j.id}  ${j.kind}  ${j.status}  ${j.created_at}`).join('\n') || 'no jobs');
+        return EXIT.ok;
+      }),
+    );
+  jobs
     .command('get')
     .argument('<id>')
     .action((id: string) =>

@@ -15,6 +15,9 @@ export type ErrorCode = components['schemas']['ErrorCode'];
 export type AnimationFormat = components['schemas']['Animation']['format'];
 export type Identity = components['schemas']['Identity'];
 export type IdentityList = components['schemas']['IdentityList'];
+export type JobList = components['schemas']['JobList'];
+/** GET /jobs's filters and page. */
+export type JobListQuery = NonNullable<paths['/jobs']['get']['parameters']['query']>;
 
 /** A file to upload: bytes with an optional name and type (the server decides the type by the bytes). */
 export type Upload = Blob | Uint8Array | { bytes: Uint8Array; name?: string; type?: string };
@@ -111,6 +114,8 @@ export interface DiffIdClient {
   /** The served contract, the service's openapi.yaml, as YAML text. */
   openapi(): Promise<string>;
   job(id: string): Promise<Job>;
+  /** One page of the key's jobs, newest first; pass `next_cursor` back as `cursor` for the next. */
+  jobs(query?: JobListQuery): Promise<JobList>;
   cancel(id: string): Promise<Job>;
   /** Stores photos of one person as an identity; pending when its check outlasted the API's wait. */
   createIdentity(request: IdentityRequest): Promise<Identity>;
@@ -173,6 +178,11 @@ export function createDiffIdClient(options: ClientOptions): DiffIdClient {
     },
     async job(id) {
       const { data, error, response } = await raw.GET('/jobs/{id}', { params: { path: { id } } });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async jobs(query = {}) {
+      const { data, error, response } = await raw.GET('/jobs', { params: { query } });
       if (error !== undefined || data === undefined) return fail(response, error);
       return data;
     },

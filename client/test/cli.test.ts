@@ -49,6 +49,12 @@ t.test('generate, morph, compare and jobs from the command line', async (t) => {
   const id = /job ([0-9a-f-]{36})/.exec(gen.stderr)?.[1] as string;
   const got = await diffid(['jobs', 'get', id], env);
   t.match(got.stdout, new RegExp(`job ${id}: generate succeeded, step 4/4`));
+  const listed = await diffid(['jobs', 'list', '--kind', 'generate'], env);
+  t.match(listed.stdout, new RegExp(`^${id}  generate  succeeded  `, 'm'), 'jobs list shows it');
+  t.equal(listed.stdout.trim().split('\n').length, 1, 'and only the generate');
+  const bad = await diffid(['jobs', 'list', '--status', 'lost'], env);
+  t.equal(bad.code, 2, 'a status the API does not know: a usage error');
+  t.match(bad.stderr, /DIFFID_ERR_VALIDATION/);
 });
 
 t.test('identities add, list and rm, and a generate by --identity', async (t) => {

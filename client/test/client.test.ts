@@ -32,6 +32,8 @@ t.test('stored identities through the typed client: store, use, list, delete', a
   t.equal(morph.status, 'succeeded');
   t.same((await client.identities({ limit: 10 })).identities.map((i) => i.id), [identity.id]);
   t.equal((await client.identity(identity.id)).id, identity.id);
+  const listed = await client.jobs({ kind: 'morph' });
+  t.same(listed.jobs.map((j) => j.id), [morph.id], 'the job list, filtered by kind');
   await client.deleteIdentity(identity.id);
   const gone = await client.identity(identity.id).catch((err: unknown) => err);
   t.ok(gone instanceof DiffIdApiError && gone.status === 404 && gone.code === 'DIFFID_ERR_IDENTITY_NOT_FOUND', 'deleted: 404 with its code');

@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import { DiffIdError, identityKeys, ownerIdentitiesKey, type InputFaces, type ResultWarning } from '@diffid/shared/contract';
 import type { StoredIdentity } from '@diffid/shared/job-params';
 import type { Owner } from './job-service.ts';
+import { cursorAt, parseCursor, sortedPage } from './sorted-pages.ts';
 
 export interface IdentityLimits {
   /** Identities one key may have at once. */
@@ -60,8 +61,6 @@ export interface IdentityService {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** `${expiry ms}.${id}`: the last identity of a page, so that the next starts after it. */
-const CURSOR = /^([0-9]{1,15})\.([0-9a-f-]{36})$/;
 
 /** The public view of a record. */
 export function identityView(r: IdentityRecord): IdentityView {
@@ -168,24 +167,13 @@ export function createIdentityService(options: IdentityServiceOptions): Identity
     },
 
     async list(owner, cursor, limit) {
-      let after: { score: number; id: string } | null = null;
-      if (cursor !== undefined) {
-        const m = CURSOR.exec(cursor);
-        if (!m) throw new DiffIdError('VALIDATION', '"cursor" is not one this API gave; pass next_cursor from the page before, or leave it out');
-        after = { score: Number(m[1]), id: m[2] as string };
-      }
-      // Expired ones are left out; ties (one expiry, several ids) sort by id, so a page ends
-      // inside a tie at most 64 deep and the next one starts after its last id.
-      const from = Math.max(Date.now(), after?.score ?? 0);
-      const raw = await redis.zrangebyscore(ownerIdentitiesKey(prefix, owner), from, '+inf', 'WITHSCORES', 'LIMIT', 0, limit + 64);
-      const entries: Array<{ id: string; score: number }> = [];
-      for (let i = 0; i + 1 < raw.length; i += 2) entries.push({ id: raw[i] as string, score: Number(raw[i + 1]) });
-      const later = entries.filter((e) => !after || e.score > after.score || (e.score === after.score && e.id > after.id));
-      const page = later.slice(0, limit);
+      // Expired ones are left out (the floor); one more than a page says whether another follows.
+      const entries = await sortedPage(redis, ownerIdentitiesKey(prefix, owner), { cursor: parseCursor(cursor), count: limit + 1, descending: false, floor: Date.now() });
+      const page = entries.slice(0, limit);
       const records = page.length ? await redis.mget(...page.map((e) => identityKeys(prefix, e.id).record)) : [];
       const identities = records.map(parse).filter((r): r is IdentityRecord => r !== null && (r.owner ?? null) === owner);
       const last = page.at(-1);
-      return { identities, next_cursor: later.length > limit && last ? `${last.score}.${last.id}` : null };
+      return { identities, next_cursor: entries.length > limit && last ? cursorAt(last) : null };
     },
 
     async remove(id, owner) {

@@ -13,6 +13,7 @@ import {
   bundleInfoKey,
   cancelChannel,
   jobKeys,
+  ownerJobsKey,
   plannedCost,
   plannedImages,
   announce,
@@ -30,6 +31,7 @@ import {
 } from '@diffid/shared/contract';
 import { canceledView, isTerminal, jobView, type JobView } from './job-view.ts';
 import { createJobWatcher, type JobWatcher } from './job-watch.ts';
+import { cursorAt, parseCursor, sortedPage, type Entry } from './sorted-pages.ts';
 
 export interface JobServiceOptions {
   redis: Redis;
@@ -57,6 +59,8 @@ export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
   /** Queues a job; `webhook`, when given, was checked by the caller (webhook-policy.ts). */
   submit<K extends JobKind>(kind: K, params: ParamsOf[K], files: InputFiles, owner: Owner, webhook?: WebhookTarget): Promise<string>;
   view(id: string, owner: Owner): Promise<JobView | null>;
+  /** A page of the owner's jobs, newest first, of one status and kind when asked. */
+  list(owner: Owner, query: JobListQuery): Promise<{ jobs: JobView[]; next_cursor: string | null }>;
   cancel(id: string, owner: Owner): Promise<JobView>;
   image(id: string, index: number, owner: Owner): Promise<Buffer | null>;
   /** A succeeded morph's animation in one format (null when it has none). */
@@ -68,6 +72,19 @@ export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** What GET /jobs filters and pages by. */
+export interface JobListQuery {
+  status?: JobView['status'];
+  kind?: JobKind;
+  limit: number;
+  cursor?: string;
+}
+
+/** The most jobs a key's list keeps: its newest. */
+export const MAX_LISTED_JOBS = 100_000;
+/** The most entries one GET /jobs looks through for its filters before it answers with a cursor. */
+const MAX_SCANNED = 1000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -182,8 +199,48 @@ export function createJobService(options: JobServiceOptions): JobService {
           throw err;
         }
         await admitted.confirm(id);
+        // The key's list: this job, and none older than a job can be kept.
+        const listed = ownerJobsKey(prefix, owner);
+        const now = Date.now();
+        await redis
+          .multi()
+          .zadd(listed, now, id)
+          .zremrangebyscore(listed, '-inf', now - (options.inputTtlSeconds + options.resultTtlSeconds) * 1000)
+          .zremrangebyrank(listed, 0, -(MAX_LISTED_JOBS + 1))
+          .exec();
       });
       return id;
+    },
+
+    async list(owner, query) {
+      const key = ownerJobsKey(prefix, owner);
+      let cursor = parseCursor(query.cursor);
+      const jobs: JobView[] = [];
+      let last: Entry | undefined;
+      let scanned = 0;
+      let more = true;
+      while (jobs.length < query.limit && scanned < MAX_SCANNED) {
+        const entries = await redisCall(() => sortedPage(redis, key, { ...(cursor ? { cursor } : {}), count: 100, descending: true }));
+        if (entries.length === 0) {
+          more = false;
+          break;
+        }
+        for (const e of entries) {
+          scanned++;
+          last = cursor = e;
+          const v = await view(e.id, owner);
+          if (!v) {
+            // Expired or removed by BullMQ: no longer listed.
+            await redis.zrem(key, e.id).catch(() => 0);
+            continue;
+          }
+          if ((query.status && v.status !== query.status) || (query.kind && v.kind !== query.kind)) continue;
+          jobs.push(v);
+          if (jobs.length === query.limit) break;
+        }
+      }
+      if (more && last) more = (await redisCall(() => sortedPage(redis, key, { cursor: last, count: 1, descending: true }))).length > 0;
+      return { jobs, next_cursor: more && last ? cursorAt(last) : null };
     },
 
     view,

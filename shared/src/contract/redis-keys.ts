@@ -68,6 +68,12 @@ export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
  */
 export const ownerOpenJobsKey = (prefix: string, owner: string) => `${prefix}:owner:${owner}:admitted`;
 
+/**
+ * A tenant's jobs (a sorted set: job id → when it was made, ms), for GET /jobs; without API keys
+ * (owner null) there is one list.
+ */
+export const ownerJobsKey = (prefix: string, owner: string | null) => (owner === null ? `${prefix}:jobs` : `${prefix}:owner:${owner}:jobs`);
+
 /** Admission's own keys (shared/src/node/admission.ts). */
 export const admissionKeys = (prefix: string) => ({
   /** Jobs admitted but not yet in BullMQ (a sorted set: id → when the reservation lapses, ms). */

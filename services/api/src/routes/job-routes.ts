@@ -3,7 +3,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ANIMATION_FORMATS, ANIMATION_TYPES, DiffIdError, IDENTITY_FIELDS, JOB_INPUTS, SUBMITTED_JOB_KINDS, type InputName } from '@diffid/shared/contract';
 import { settleJob, type StoredIdentity } from '@diffid/shared/job-params';
-import { FORM_SCHEMAS, componentSchema } from '@diffid/shared/openapi';
+import { FORM_SCHEMAS, componentSchema, querySchema } from '@diffid/shared/openapi';
+import type { JobListQuery } from '../job-service.ts';
 import { isTerminal, jobLinks } from '../job-view.ts';
 import { formReader } from '../forms.ts';
 
@@ -72,6 +73,12 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
       return accepted(app, request, reply, id);
     });
   }
+
+  app.get<{ Querystring: JobListQuery }>(
+    '/jobs',
+    { schema: { querystring: querySchema('/jobs', 'get'), response: { 200: componentSchema('JobList'), '4xx': errorSchema, '5xx': errorSchema } } },
+    async (request) => app.jobs.list(request.owner, request.query),
+  );
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { schema: { params: idParams, response: { 200: jobSchema, '4xx': errorSchema, '5xx': errorSchema } } }, async (request) => {
     const view = await app.jobs.view(request.params.id, request.owner);
