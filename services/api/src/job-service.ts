@@ -14,6 +14,7 @@ import {
   cancelChannel,
   jobKeys,
   ownerJobsKey,
+  queueKeys,
   plannedCost,
   plannedImages,
   announce,
@@ -29,7 +30,7 @@ import {
   type JobResult,
   type ParamsOf,
 } from '@diffid/shared/contract';
-import { canceledView, isTerminal, jobView, type JobView } from './job-view.ts';
+import { canceledView, isTerminal, jobView, type JobView, type QueuePlace } from './job-view.ts';
 import { createJobWatcher, type JobWatcher } from './job-watch.ts';
 import { cursorAt, parseCursor, sortedPage, type Entry } from './sorted-pages.ts';
 
@@ -132,6 +133,30 @@ export function createJobService(options: JobServiceOptions): JobService {
     return info;
   };
 
+  // The pace of late: the mean time of the last 20 finished jobs over the workers serving the
+  // queue, read at most every 5 s (it reads 20 job hashes and the client list).
+  let paceCache: { at: number; secondsPerJob: number | undefined } | null = null;
+  const pace = async (): Promise<number | undefined> => {
+    const now = Date.now();
+    if (paceCache && now - paceCache.at < 5000) return paceCache.secondsPerJob;
+    const recent = await queue.getJobs(['completed'], 0, 19, false);
+    const seconds = recent.flatMap((j) => (j.finishedOn && j.processedOn ? [(j.finishedOn - j.processedOn) / 1000] : []));
+    const workers = Math.max(1, await queue.getWorkersCount());
+    const secondsPerJob = seconds.length > 0 ? seconds.reduce((a, b) => a + b, 0) / seconds.length / workers : undefined;
+    paceCache = { at: now, secondsPerJob };
+    return secondsPerJob;
+  };
+  const lines = queueKeys(prefix, queueName);
+  /** Where a job waiting in line stands: workers take the wait list first, then by priority and age. */
+  const placeOf = async (id: string, state: string): Promise<QueuePlace | undefined> => {
+    if (state !== 'prioritized' && state !== 'waiting') return undefined;
+    const waiting = await redis.llen(lines.wait);
+    // The wait list is pushed on the left and taken from the right.
+    const ahead = state === 'prioritized' ? waiting + ((await redis.zrank(lines.prioritized, id)) ?? 0) : waiting - 1 - ((await redis.lpos(lines.wait, id)) ?? 0);
+    const secondsPerJob = await pace();
+    return { ahead: Math.max(0, ahead), ...(secondsPerJob === undefined ? {} : { secondsPerJob }) };
+  };
+
   /** The job's view, payload and owner; null when there is no such job. */
   const read = async (id: string): Promise<{ view: JobView; payload: JobPayload | null; owner: Owner } | null> => {
     if (!UUID.test(id)) return null;
@@ -157,6 +182,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         finishedOn: job.finishedOn,
         failedReason: job.failedReason,
         returnvalue: job.returnvalue,
+        place: await placeOf(id, state),
       };
       const view = jobView(snapshot, maxBatch);
       return view ? { view, payload: job.data, owner: job.data.owner ?? null } : null;

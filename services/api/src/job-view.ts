@@ -21,6 +21,16 @@ export interface JobView {
     animations?: Array<NonNullable<JobResult['animations']>[number] & { url: string }>;
   };
   links: { self: string; events: string };
+  /** Queued jobs only: how many jobs are ahead of it, and an estimate of the seconds until it finishes. */
+  queue_position?: number;
+  eta_s?: number;
+}
+
+/** Where a queued job stands: the jobs ahead of it, and the seconds one job takes of late over the workers there are. */
+export interface QueuePlace {
+  ahead: number;
+  /** Mean seconds a recent job took on a worker ÷ the workers; absent before any job finished. */
+  secondsPerJob?: number;
 }
 
 /** What the queue holds of a job: BullMQ's fields that the view reads, and its state. */
@@ -36,6 +46,8 @@ export interface JobSnapshot {
   finishedOn?: number;
   failedReason?: string;
   returnvalue?: JobResult | null;
+  /** Where it stands, when it waits in line (BullMQ's waiting or prioritized). */
+  place?: QueuePlace;
 }
 
 const TERMINAL: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'canceled']);
@@ -112,6 +124,11 @@ export function jobView(snapshot: JobSnapshot, maxBatch: number): JobView | null
     params: snapshot.data.params,
     links: jobLinks(id),
   };
+  if (status === 'queued' && snapshot.place) {
+    view.queue_position = snapshot.place.ahead;
+    // It finishes after the jobs ahead and itself, at the pace of late.
+    if (snapshot.place.secondsPerJob !== undefined) view.eta_s = Math.round((snapshot.place.ahead + 1) * snapshot.place.secondsPerJob);
+  }
   if (status === 'failed') view.error = publicError(snapshot.failedReason);
   if (status === 'succeeded' && snapshot.returnvalue) {
     const result = snapshot.returnvalue;

@@ -82,6 +82,17 @@ t.test('queued jobs show 0 of their planned steps, the same total the worker wil
   t.same(progressOf({ data: PAYLOADS.morph, progress: { step: 3 } }, 8), { step: 3, total: 40 }, 'a partial report keeps the planned total');
 });
 
+t.test('a job waiting in line shows its place, and an estimate once the pace is known', async (t) => {
+  const placed = jobView(snapshot('generate', 'prioritized', { place: { ahead: 3, secondsPerJob: 2.5 } }), 8);
+  t.match(placed, { status: 'queued', queue_position: 3, eta_s: 10 }, 'three ahead and itself at 2.5 s a job');
+  const unknown = jobView(snapshot('generate', 'waiting', { place: { ahead: 0 } }), 8);
+  t.equal(unknown?.queue_position, 0);
+  t.notOk(unknown && 'eta_s' in unknown, 'no estimate before any job finished');
+  const running = jobView(snapshot('generate', 'active', { place: { ahead: 0, secondsPerJob: 1 } }), 8);
+  t.notOk(running && 'queue_position' in running, 'only a queued job has a place');
+  assertContract(t, 'GET', '/jobs/{id}', 200, placed);
+});
+
 t.test('failed jobs: 4xx catalogue codes pass through, a lost worker is WORKER_LOST, anything else INFERENCE_FAILED with its title', async (t) => {
   const table: Array<[string | undefined, string, RegExp]> = [
     [failureReason(new DiffIdError('NO_FACE_DETECTED', 'image_a: no face found')), 'DIFFID_ERR_NO_FACE_DETECTED', /^image_a: no face found$/],

@@ -1000,6 +1000,14 @@ export interface components {
             error?: components["schemas"]["ErrorBody"];
             result?: components["schemas"]["JobResult"];
             links: components["schemas"]["JobLinks"];
+            /** @description While queued, the jobs ahead of this one (0 — it is next), by priority and then age. */
+            queue_position?: number;
+            /**
+             * @description While queued, an estimate of the seconds until it finishes: the jobs ahead and itself,
+             *     at the mean time of the last 20 finished jobs over the workers serving the queue.
+             *     Absent before any job has finished.
+             */
+            eta_s?: number;
         };
         Health: {
             /** @enum {string} */

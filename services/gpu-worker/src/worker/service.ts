@@ -156,16 +156,21 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   subscriber.on('message', (_channel: string, jobId: string) => worker.cancelJob(jobId, 'canceled'));
   await worker.waitUntilReady();
 
+  let closing: Promise<void> | undefined;
   return {
     inference,
     metrics,
     worker,
-    async close() {
-      stopReaper();
-      await worker.close();
-      await webhooks.close();
-      await subscriber.quit();
-      await inference.close();
+    // Once, however often it is asked (a second SIGTERM, a test that stops the worker early).
+    close() {
+      closing ??= (async () => {
+        stopReaper();
+        await worker.close();
+        await webhooks.close();
+        await subscriber.quit();
+        await inference.close();
+      })();
+      return closing;
     },
   };
 }
