@@ -34,9 +34,9 @@ const bundle = await loadBundle(dir);
 const luciano = await decodeRgb(await readFile(join(PHOTOS, 'max_Luciano.png')));
 const bryan = await decodeRgb(await readFile(join(PHOTOS, 'max_Bryan.png')));
 
-const gen = await generate(stageContext(bundle), { images: { image: [luciano] }, params: { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } });
+const gen = await generate(stageContext(bundle), { images: { image: [luciano] }, params: { prompt: 'a portrait photo', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } });
 // A morph's parameters as the API settles a form that gives only the factors (openapi.yaml's MorphForm).
-const morphParams: Omit<MorphParams, 'alphas'> = { strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps: 50, seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false };
+const morphParams: Omit<MorphParams, 'alphas'> = { strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal', prompt: '', steps: 50, seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false };
 const m = await morph(stageContext(bundle, { maxBatch: 8 }), { images: { image_a: luciano, image_b: bryan }, params: { ...morphParams, alphas: [0, 0.25, 0.5, 0.75, 1] } });
 await writeFile(join(import.meta.dirname, 'images/generate.png'), await encodePng(row(gen.images.map((g) => g.rgb))));
 await writeFile(join(import.meta.dirname, 'images/morph-strip.png'), await encodePng(row(m.images.map((f) => f.rgb))));

@@ -422,14 +422,14 @@ export interface components {
         /**
          * @description Stable error codes. Request errors: UNAUTHORIZED, RATE_LIMITED, TOO_MANY_JOBS, TOO_MANY_STREAMS, QUEUE_FULL, MALFORMED_REQUEST, HEADERS_TOO_LARGE, REQUEST_TIMEOUT, VALIDATION, NOT_MULTIPART, MISSING_FILE,
          *     UNEXPECTED_FIELD, UNSUPPORTED_IMAGE, FILE_TOO_LARGE, PROMPT_TOO_LONG, JOB_NOT_FOUND,
-         *     IMAGE_NOT_FOUND, JOB_FINISHED, IDENTITY_NOT_FOUND, IDENTITY_NOT_READY, TOO_MANY_IDENTITIES, ROUTE_NOT_FOUND, QUEUE_UNAVAILABLE, STORAGE_FULL, INTERNAL. Job errors
+         *     IMAGE_NOT_FOUND, JOB_FINISHED, PRIORITY_NOT_ALLOWED, IDENTITY_NOT_FOUND, IDENTITY_NOT_READY, TOO_MANY_IDENTITIES, ROUTE_NOT_FOUND, QUEUE_UNAVAILABLE, STORAGE_FULL, INTERNAL. Job errors
          *     (in a failed job's `error`): NO_FACE_DETECTED, FACE_INDEX_OUT_OF_RANGE, INPUT_EXPIRED, JOB_CANCELED, WORKER_LOST,
          *     INFERENCE_FAILED, and UNSUPPORTED_IMAGE / FILE_TOO_LARGE for images the worker cannot
          *     decode. Worker start-up errors (logged by workers, never sent to clients): the BUNDLE_…
          *     codes and EXECUTION_PROVIDER_UNAVAILABLE.
          * @enum {string}
          */
-        ErrorCode: "DIFFID_ERR_UNAUTHORIZED" | "DIFFID_ERR_RATE_LIMITED" | "DIFFID_ERR_TOO_MANY_JOBS" | "DIFFID_ERR_TOO_MANY_STREAMS" | "DIFFID_ERR_QUEUE_FULL" | "DIFFID_ERR_MALFORMED_REQUEST" | "DIFFID_ERR_HEADERS_TOO_LARGE" | "DIFFID_ERR_REQUEST_TIMEOUT" | "DIFFID_ERR_VALIDATION" | "DIFFID_ERR_NOT_MULTIPART" | "DIFFID_ERR_MISSING_FILE" | "DIFFID_ERR_UNEXPECTED_FIELD" | "DIFFID_ERR_WEBHOOK_REFUSED" | "DIFFID_ERR_UNSUPPORTED_IMAGE" | "DIFFID_ERR_FILE_TOO_LARGE" | "DIFFID_ERR_PROMPT_TOO_LONG" | "DIFFID_ERR_JOB_NOT_FOUND" | "DIFFID_ERR_IMAGE_NOT_FOUND" | "DIFFID_ERR_JOB_FINISHED" | "DIFFID_ERR_IDENTITY_NOT_FOUND" | "DIFFID_ERR_IDENTITY_NOT_READY" | "DIFFID_ERR_TOO_MANY_IDENTITIES" | "DIFFID_ERR_ROUTE_NOT_FOUND" | "DIFFID_ERR_QUEUE_UNAVAILABLE" | "DIFFID_ERR_STORAGE_FULL" | "DIFFID_ERR_INTERNAL" | "DIFFID_ERR_NO_FACE_DETECTED" | "DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE" | "DIFFID_ERR_INPUT_EXPIRED" | "DIFFID_ERR_WORKER_LOST" | "DIFFID_ERR_JOB_CANCELED" | "DIFFID_ERR_INFERENCE_FAILED" | "DIFFID_ERR_BUNDLE_MANIFEST_INVALID" | "DIFFID_ERR_BUNDLE_FILE_MISSING" | "DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_UNREADABLE" | "DIFFID_ERR_BUNDLE_TOKENIZER_INVALID" | "DIFFID_ERR_BUNDLE_TOO_LARGE" | "DIFFID_ERR_EXECUTION_PROVIDER_UNAVAILABLE";
+        ErrorCode: "DIFFID_ERR_UNAUTHORIZED" | "DIFFID_ERR_RATE_LIMITED" | "DIFFID_ERR_TOO_MANY_JOBS" | "DIFFID_ERR_TOO_MANY_STREAMS" | "DIFFID_ERR_QUEUE_FULL" | "DIFFID_ERR_MALFORMED_REQUEST" | "DIFFID_ERR_HEADERS_TOO_LARGE" | "DIFFID_ERR_REQUEST_TIMEOUT" | "DIFFID_ERR_VALIDATION" | "DIFFID_ERR_NOT_MULTIPART" | "DIFFID_ERR_MISSING_FILE" | "DIFFID_ERR_UNEXPECTED_FIELD" | "DIFFID_ERR_WEBHOOK_REFUSED" | "DIFFID_ERR_UNSUPPORTED_IMAGE" | "DIFFID_ERR_FILE_TOO_LARGE" | "DIFFID_ERR_PROMPT_TOO_LONG" | "DIFFID_ERR_JOB_NOT_FOUND" | "DIFFID_ERR_IMAGE_NOT_FOUND" | "DIFFID_ERR_JOB_FINISHED" | "DIFFID_ERR_PRIORITY_NOT_ALLOWED" | "DIFFID_ERR_IDENTITY_NOT_FOUND" | "DIFFID_ERR_IDENTITY_NOT_READY" | "DIFFID_ERR_TOO_MANY_IDENTITIES" | "DIFFID_ERR_ROUTE_NOT_FOUND" | "DIFFID_ERR_QUEUE_UNAVAILABLE" | "DIFFID_ERR_STORAGE_FULL" | "DIFFID_ERR_INTERNAL" | "DIFFID_ERR_NO_FACE_DETECTED" | "DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE" | "DIFFID_ERR_INPUT_EXPIRED" | "DIFFID_ERR_WORKER_LOST" | "DIFFID_ERR_JOB_CANCELED" | "DIFFID_ERR_INFERENCE_FAILED" | "DIFFID_ERR_BUNDLE_MANIFEST_INVALID" | "DIFFID_ERR_BUNDLE_FILE_MISSING" | "DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_UNREADABLE" | "DIFFID_ERR_BUNDLE_TOKENIZER_INVALID" | "DIFFID_ERR_BUNDLE_TOO_LARGE" | "DIFFID_ERR_EXECUTION_PROVIDER_UNAVAILABLE";
         ErrorBody: {
             code: components["schemas"]["ErrorCode"];
             message: string;
@@ -438,6 +438,16 @@ export interface components {
             error: components["schemas"]["ErrorBody"];
         };
         GenerateForm: {
+            /**
+             * Priority
+             * @description Where the job waits among the key's others: `low` behind every normal job (a large
+             *     batch that should not hold up interactive requests), `high` ahead of normal ones, for
+             *     the tenants DIFFID_HIGH_PRIORITY_TENANTS lists (403 otherwise). Compare jobs are
+             *     served first at normal priority.
+             * @default normal
+             * @enum {string}
+             */
+            priority: "low" | "normal" | "high";
             /**
              * Webhook
              * @description An http(s) URL to POST the job to on the events of `webhook_events`, signed as the
@@ -538,6 +548,16 @@ export interface components {
             seed?: number;
         };
         MorphForm: {
+            /**
+             * Priority
+             * @description Where the job waits among the key's others: `low` behind every normal job (a large
+             *     batch that should not hold up interactive requests), `high` ahead of normal ones, for
+             *     the tenants DIFFID_HIGH_PRIORITY_TENANTS lists (403 otherwise). Compare jobs are
+             *     served first at normal priority.
+             * @default normal
+             * @enum {string}
+             */
+            priority: "low" | "normal" | "high";
             /**
              * Webhook
              * @description An http(s) URL to POST the job to on the events of `webhook_events`, signed as the
@@ -707,6 +727,16 @@ export interface components {
         };
         CompareForm: {
             /**
+             * Priority
+             * @description Where the job waits among the key's others: `low` behind every normal job (a large
+             *     batch that should not hold up interactive requests), `high` ahead of normal ones, for
+             *     the tenants DIFFID_HIGH_PRIORITY_TENANTS lists (403 otherwise). Compare jobs are
+             *     served first at normal priority.
+             * @default normal
+             * @enum {string}
+             */
+            priority: "low" | "normal" | "high";
+            /**
              * Webhook
              * @description An http(s) URL to POST the job to on the events of `webhook_events`, signed as the
              *     Standard Webhooks specification says (headers `webhook-id`, `webhook-timestamp`,
@@ -762,6 +792,8 @@ export interface components {
             face_index_b?: number;
             identity_a?: string;
             identity_b?: string;
+            /** @enum {string} */
+            priority: "low" | "normal" | "high";
         };
         IdentityForm: {
             /**
@@ -873,6 +905,8 @@ export interface components {
             photos: number;
             /** @description The stored identity whose photos the job reads. */
             identity?: string;
+            /** @enum {string} */
+            priority: "low" | "normal" | "high";
             face_index?: number[];
             /** @enum {string} */
             on_missing_face: "fail" | "skip";
@@ -895,6 +929,8 @@ export interface components {
             face_index_b?: number;
             identity_a?: string;
             identity_b?: string;
+            /** @enum {string} */
+            priority: "low" | "normal" | "high";
             /** @enum {string} */
             pacing: "linear" | "even";
             /** @enum {string} */
@@ -1159,6 +1195,15 @@ export interface operations {
             202: components["responses"]["Accepted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description The key may not ask for `priority=high` (`DIFFID_ERR_PRIORITY_NOT_ALLOWED`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description A stored identity the form names is not this key's, or has expired (`DIFFID_ERR_IDENTITY_NOT_FOUND`). */
             404: {
                 headers: {
@@ -1207,6 +1252,15 @@ export interface operations {
             202: components["responses"]["Accepted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description The key may not ask for `priority=high` (`DIFFID_ERR_PRIORITY_NOT_ALLOWED`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description A stored identity the form names is not this key's, or has expired (`DIFFID_ERR_IDENTITY_NOT_FOUND`). */
             404: {
                 headers: {
@@ -1255,6 +1309,15 @@ export interface operations {
             202: components["responses"]["Accepted"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            /** @description The key may not ask for `priority=high` (`DIFFID_ERR_PRIORITY_NOT_ALLOWED`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description A stored identity the form names is not this key's, or has expired (`DIFFID_ERR_IDENTITY_NOT_FOUND`). */
             404: {
                 headers: {

@@ -2,12 +2,12 @@ import t from 'tap';
 import { IDENTITY_FIELDS, JOB_INPUTS, JOB_KINDS, JOB_PRIORITY, SUBMITTED_JOB_KINDS, assertEveryKind, imageSeeds, inputLabel, inputNames, jobKeys, plannedCost, plannedImages, plannedSteps, uploadCount, type JobPayload, type PayloadOf } from '@diffid/shared/contract';
 import { FORM_SCHEMAS, componentSchema, formSchema } from '@diffid/shared/openapi';
 
-const generate: PayloadOf<'generate'> = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip', identity_scale: 1, identity_start: 0, identity_end: 1 } };
+const generate: PayloadOf<'generate'> = { kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 3, steps: 25, guidance_scale: 5, seed: 1, photos: 2, on_missing_face: 'skip', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } };
 const morph = (frames: number, steps: number): JobPayload => ({
   kind: 'morph',
-  params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps, seed: 1, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false },
+  params: { alphas: Array.from({ length: frames }, (_, i) => i / Math.max(1, frames - 1)), strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal', prompt: '', steps, seed: 1, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false },
 });
-const compare: JobPayload = { kind: 'compare', params: {} };
+const compare: JobPayload = { kind: 'compare', params: { priority: 'normal' } };
 
 t.test('planned steps: generate = steps, compare = 1, morph = steps × (1 inversion + ⌈frames / max batch⌉)', async (t) => {
   t.equal(plannedSteps(generate, 8), 25);

@@ -47,9 +47,9 @@ t.test('morph: defaults, alphas from alpha, alphas or frames, animations the wor
   t.match((err as Error).message, /"fps" must be ≤ 50 \(got 51\)/);
 });
 
-t.test('compare takes only the choice of face in each image', async (t) => {
-  t.same(settleJob('compare', { face_index_b: '2' }, { files: pair, bundle: null }).params, { face_index_b: 2 });
-  t.same(settleJob('compare', {}, { files: pair, bundle: null }).params, {});
+t.test('compare takes only the choice of face in each image, and its priority', async (t) => {
+  t.same(settleJob('compare', { face_index_b: '2' }, { files: pair, bundle: null }).params, { face_index_b: 2, priority: 'normal' });
+  t.same(settleJob('compare', { priority: 'low' }, { files: pair, bundle: null }).params, { priority: 'low' });
 });
 
 t.test("a field whose form and job shapes agree is copied as it is: no code names it", async (t) => {

@@ -25,7 +25,7 @@ import { playgroundRoutes } from './playground-plugin.ts';
 
 export interface AppOptions extends JobServiceOptions {
   /** API keys and per-key limits; without it the API is open and unlimited per key. */
-  access?: AccessOptions & { maxStreamsPerKey: number; adminTenant?: string };
+  access?: AccessOptions & { maxStreamsPerKey: number; adminTenant?: string; highPriorityTenants?: string[] };
   /** Webhook signing and the addresses they may go to; without it requests asking for one get 400. */
   webhooks?: WebhookOptions;
   /** Stored identities' lifetime and per-key limits; without it, the settings' defaults. */
@@ -111,7 +111,8 @@ export const diffIdApi = fp<AppOptions>(
     await app.register(webhooksPlugin, options);
     await app.register(serviceRoutes);
     await app.register(playgroundRoutes);
-    await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity });
+    const highPriority = new Set(options.access?.highPriorityTenants ?? []);
+    await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity, mayAskHigh: (owner) => owner === null || highPriority.has(owner) });
     await app.register(identityRoutes);
     await app.register(dashboardRoutes, {
       redis: options.redis,

@@ -8,7 +8,7 @@ import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
 import { admission, type AdmissionLimits } from '@diffid/shared/admission';
 import {
   DiffIdError,
-  JOB_PRIORITY,
+  jobPriority,
   inputNames,
   bundleInfoKey,
   cancelChannel,
@@ -213,7 +213,7 @@ export function createJobService(options: JobServiceOptions): JobService {
           await execOrThrow(tx);
           await queue.add(kind, payload, {
             jobId: id,
-            priority: JOB_PRIORITY[kind],
+            priority: jobPriority(kind, 'priority' in params ? params.priority : undefined),
             attempts: options.attempts,
             backoff: { type: 'exponential', delay: 2000 },
             removeOnComplete: { age: options.resultTtlSeconds },

@@ -64,7 +64,13 @@ const app = await buildApp(
     },
     webhooks: { policy, ...(webhookSigningKey ? { key: webhookSigningKey } : {}) },
     identities: { ttlSeconds: settings.identityTtlSeconds, limits: { maxPerKey: settings.maxIdentitiesPerKey, maxBytesPerKey: settings.maxIdentityMbPerKey * MB } },
-    access: { keys, rateLimitPerMinute: settings.rateLimitPerMinute, maxStreamsPerKey: settings.maxStreamsPerKey, ...(settings.adminTenant ? { adminTenant: settings.adminTenant } : {}) },
+    access: {
+      keys,
+      rateLimitPerMinute: settings.rateLimitPerMinute,
+      maxStreamsPerKey: settings.maxStreamsPerKey,
+      ...(settings.adminTenant ? { adminTenant: settings.adminTenant } : {}),
+      highPriorityTenants: (settings.highPriorityTenants ?? '').split(',').map((t) => t.trim()).filter(Boolean),
+    },
   },
   { logger: { level: settings.logLevel } },
 );

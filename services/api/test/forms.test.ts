@@ -103,8 +103,8 @@ t.test('the generate form: numbers coerced from text, files by name, every probl
   const good = await post({ prompt: 'a photo', num_images: '3', steps: '12', guidance_scale: '4.5', seed: '9' });
   t.equal(good.status, 200);
   // The form's defaults are filled in (steps and guidance_scale would be the bundle's, with one).
-  t.same(good.body.fields, { prompt: 'a photo', num_images: 3, steps: 12, guidance_scale: 4.5, seed: 9, negative_prompt: '', on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 });
-  t.same(good.body.params, { prompt: 'a photo', negative_prompt: '', num_images: 3, steps: 12, guidance_scale: 4.5, seed: 9, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 });
+  t.same(good.body.fields, { prompt: 'a photo', num_images: 3, steps: 12, guidance_scale: 4.5, seed: 9, negative_prompt: '', on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' });
+  t.same(good.body.params, { prompt: 'a photo', negative_prompt: '', num_images: 3, steps: 12, guidance_scale: 4.5, seed: 9, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' });
   t.same(good.body.files, { image: [jpeg.length] });
   const other = await faceFile(2);
   const several = await post({ prompt: 'a photo', face_index: '0,1', on_missing_face: 'skip' }, { image: [jpeg, other] });

@@ -20,7 +20,7 @@ t.test('generate: 202, progress to succeeded, PNGs at the bundle size with finit
   t.equal(view.status, 'succeeded', JSON.stringify(view.error ?? ''));
   const checked = await call(t, s.base, 'GET', `/jobs/${accepted.id}`, '/jobs/{id}');
   t.same(checked.body.progress, { step: 8, total: 8 });
-  t.same(checked.body.params, { prompt: 'a photo of a person smiling', negative_prompt: '', num_images: 3, steps: 8, guidance_scale: 5, seed: 11, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 });
+  t.same(checked.body.params, { prompt: 'a photo of a person smiling', negative_prompt: '', num_images: 3, steps: 8, guidance_scale: 5, seed: 11, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' });
   t.ok(Date.parse(checked.body.finished_at) >= Date.parse(checked.body.started_at));
   const images = checked.body.result.images as Array<Record<string, number | string>>;
   t.same(images.map((i) => i.seed), [11, 12, 13], 'image i has seed + i');

@@ -7,9 +7,9 @@ import { assertContract } from './contract.ts';
 
 const ID = '3f1c2a4e-8b7d-4c1e-9a2b-0d1e2f3a4b5c';
 const PAYLOADS: Record<JobPayload['kind'], JobPayload> = {
-  generate: { kind: 'generate', params: { prompt: 'a photo', negative_prompt: '', num_images: 2, steps: 30, guidance_scale: 5, seed: 7, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } },
-  morph: { kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps: 20, seed: 7, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } },
-  compare: { kind: 'compare', params: {} },
+  generate: { kind: 'generate', params: { prompt: 'a photo', negative_prompt: '', num_images: 2, steps: 30, guidance_scale: 5, seed: 7, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } },
+  morph: { kind: 'morph', params: { alphas: [0, 0.25, 0.5, 0.75, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal', prompt: '', steps: 20, seed: 7, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } },
+  compare: { kind: 'compare', params: { priority: 'normal' } },
   identity: { kind: 'identity', params: { identity: ID, photos: 2, face_index: [0, 1], name: 'subject 7' } },
 };
 const RESULTS: Record<JobPayload['kind'], JobResult> = {

@@ -116,7 +116,7 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   t.match(await page.textContent('#generate-status'), /^done in \d+\.\d s$/);
   t.equal(await page.locator('#generate-previews canvas').getAttribute('data-faces'), '1', 'the face found is drawn on the photo');
   t.equal(await page.getAttribute('#generate-progress', 'value'), await page.getAttribute('#generate-progress', 'max'), 'the progress bar reached the end');
-  t.same((await sent())['/generate'], { prompt: 'a portrait photo', num_images: '2', seed: '3', identity_scale: '1.5', identity_start: '0', identity_end: '1', on_missing_face: 'skip' }, 'what was filled in is sent, and the defaults shown; empty fields are not (the server applies its defaults)');
+  t.same((await sent())['/generate'], { prompt: 'a portrait photo', num_images: '2', seed: '3', identity_scale: '1.5', identity_start: '0', identity_end: '1', on_missing_face: 'skip', priority: 'normal' }, 'what was filled in is sent, and the defaults shown; empty fields are not (the server applies its defaults)');
   if (shots) await page.screenshot({ path: join(shots, 'playground-generate.png'), fullPage: true });
 
   // Morph: two photos, even pacing, there and back; the animation plays and can be downloaded.
@@ -136,7 +136,7 @@ async function tour(t: Test, base: string, photos: { a: string; b: string }, sho
   t.same(animation, { width: 256, riff: 'RIFF', anim: true }, 'an animated WebP is playing');
   t.equal(await page.locator('#morph-results figure').count(), 6);
   t.match(await page.textContent('#morph-pacing-result'), /pacing evenness \d\.\d{3} · 10 frames at 12 a second/, 'six frames there and four back, at the contract\'s default rate');
-  t.same((await sent())['/morph'], { frames: '6', pacing: 'even', background: 'morph', fps: '12', strategy: 'slerp', identity_scale: '1', identity_start: '0', identity_end: '1', steps: '50', animation: 'webp,gif', boomerang: 'true' }, 'the defaults shown are sent, and the animations the player needs');
+  t.same((await sent())['/morph'], { frames: '6', pacing: 'even', background: 'morph', fps: '12', strategy: 'slerp', identity_scale: '1', identity_start: '0', identity_end: '1', steps: '50', animation: 'webp,gif', boomerang: 'true', priority: 'normal' }, 'the defaults shown are sent, and the animations the player needs');
   const download = page.waitForEvent('download');
   await page.click('#morph-download-gif');
   t.equal((await download).suggestedFilename(), 'morph.gif');
@@ -291,7 +291,7 @@ t.test('a face drawn on a group photo is a button: a click or a key chooses it f
   t.equal(await page.inputValue('#compare-face_index_b'), String(pick), 'Enter on a face chooses it');
   t.equal(await page.inputValue('#compare-face_index_a'), '', "the other photo's field is left alone");
   const chosen = await jobView(s.base, await submit(page, 'compare'));
-  t.same((await sent())['/compare'], { face_index_b: String(pick) });
+  t.same((await sent())['/compare'], { face_index_b: String(pick), priority: 'normal' });
   t.equal(chosen.params.face_index_b, pick);
   t.equal(chosen.result.inputs[1].face_index, pick, 'the compared face is the one chosen');
 

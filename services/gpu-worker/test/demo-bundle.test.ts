@@ -17,7 +17,7 @@ import { morphParams, tempDir } from './helpers.ts';
 import { writeBundle } from '../src/bundles/write-bundle.ts';
 
 const meanAbs = (a: Rgb, b: Rgb) => a.data.reduce((s, v, i) => s + Math.abs(v - (b.data[i] as number)), 0) / a.data.length;
-const params = { prompt: 'a portrait', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+const params = { prompt: 'a portrait', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 1, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
 
 async function demo(t: Test) {
   const dir = await tempDir(t, 'diffid-demo-');

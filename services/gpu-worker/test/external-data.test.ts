@@ -14,7 +14,7 @@ import { generate } from '../src/pipelines/generate.ts';
 import { stageContext } from '../src/stages/context.ts';
 import { readManifestJson, tempDir, writeManifestJson } from './helpers.ts';
 
-const params = { prompt: 'x', negative_prompt: '', num_images: 1, steps: 4, guidance_scale: 3, seed: 2, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+const params = { prompt: 'x', negative_prompt: '', num_images: 1, steps: 4, guidance_scale: 3, seed: 2, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
 
 t.test('a U-Net with external data loads, checks its weight file, and gives the same images', async (t) => {
   const plain = await tempDir(t);

@@ -54,7 +54,7 @@ async function load(t: Test, bundle: GeneratedBundle) {
   return loaded;
 }
 
-const params = { prompt: 'a portrait', negative_prompt: '', num_images: 2, steps: 20, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+const params = { prompt: 'a portrait', negative_prompt: '', num_images: 2, steps: 20, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
 const diff = (a: Uint8Array, b: Uint8Array) => {
   let sum = 0;
   let max = 0;

@@ -31,7 +31,7 @@ const SIZE = 64;
 const TOLERANCE = { fp32: 1e-3, fp16: 2e-2 } as const;
 
 const bundleCli = (args: string[]) => run(process.execPath, ['--conditions=diffid-source', '--import', 'tsx', 'services/gpu-worker/src/bundles/cli.ts', ...args], { cwd: ROOT, maxBuffer: 16 << 20 });
-const params = { prompt: 'a photo of a person', negative_prompt: '', num_images: 1, steps: 3, guidance_scale: 3, seed: 4, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+const params = { prompt: 'a photo of a person', negative_prompt: '', num_images: 1, steps: 3, guidance_scale: 3, seed: 4, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
 
 function worst(a: Float32Array, b: Float32Array): { diff: number; scale: number; finite: boolean } {
   let diff = 0;

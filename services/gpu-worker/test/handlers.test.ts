@@ -54,7 +54,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
     total: 40,
   });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', steps: 20, seed: 9, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } };
+  const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal', prompt: '', steps: 20, seed: 9, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } };
   const ctx = context();
   const result = await runJob(payload, ctx);
 
@@ -116,7 +116,7 @@ t.test('an image the thread sends early is encoded then and stored as sent; one 
     return run(job, options);
   };
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const params = { prompt: 'x', negative_prompt: '', num_images: 2, steps: 1, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+  const params = { prompt: 'x', negative_prompt: '', num_images: 2, steps: 1, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
   await runJob({ kind: 'generate', params }, context());
   const first = (await scope.redis.getBuffer(keys.result(0))) as Buffer;
   t.same((await decodeRgb(first, 'result')).data, rgb(7).data, 'image 0: the early pixels');
@@ -144,7 +144,7 @@ t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t
   await scope.redis.set(jobKeys(scope.prefix, ID).input('image_a'), await encodeImage(facePattern(1), 'png'));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const err = await runJob({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  const err = await runJob({ kind: 'compare', params: { priority: 'normal' } }, context()).catch((e: unknown) => e);
   t.ok(err instanceof DiffIdError);
   t.equal((err as DiffIdError).code, 'DIFFID_ERR_INPUT_EXPIRED');
   t.match((err as Error).message, /^image_b: the uploaded image is no longer stored/);
@@ -161,11 +161,11 @@ t.test('uploads that do not decode fail the job naming the first in form order, 
   await scope.redis.set(keys.input('image_b'), png.subarray(0, 60));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const err = await runJob({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  const err = await runJob({ kind: 'compare', params: { priority: 'normal' } }, context()).catch((e: unknown) => e);
   t.equal((err as DiffIdError).code, 'DIFFID_ERR_UNSUPPORTED_IMAGE');
   t.match((err as Error).message, /^image_a: /);
   await scope.redis.set(keys.input('image_a'), png);
-  const second = await runJob({ kind: 'compare', params: {} }, context()).catch((e: unknown) => e);
+  const second = await runJob({ kind: 'compare', params: { priority: 'normal' } }, context()).catch((e: unknown) => e);
   t.match((second as Error).message, /^image_b: /, 'then the second');
   t.equal(calls.length, 0);
 });
@@ -176,7 +176,7 @@ t.test('a job canceled before it started stops before reading anything', async (
   await scope.redis.set(jobKeys(scope.prefix, ID).canceled, '{}');
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const err = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } }, context()).catch((e: unknown) => e);
+  const err = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } }, context()).catch((e: unknown) => e);
   t.ok(isCanceled(err), 'a cancel: DIFFID_ERR_JOB_CANCELED');
   t.equal(calls.length, 0);
 });
@@ -189,7 +189,7 @@ t.test('a job run again after an earlier run finished returns that run\'s result
   await scope.redis.set(keys.done, JSON.stringify(earlier));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
   const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
-  const result = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } }, context());
+  const result = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } }, context());
   t.same(result, earlier, 'the stored result, as it was');
   t.equal(calls.length, 0, 'no inference, and no uploads needed (the first run deleted them with the result)');
 });

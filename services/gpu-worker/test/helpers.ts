@@ -11,7 +11,7 @@ import { sha256Hex, type ResolvedPort, type Tensor } from '@diffid/gpu-worker/in
 
 /** A morph's parameters: those given, the rest at the defaults the API settles (openapi.yaml's MorphForm). */
 export function morphParams(params: Pick<MorphParams, 'alphas' | 'steps'> & Partial<MorphParams>): MorphParams {
-  return { strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, prompt: '', seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false, ...params };
+  return { strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal', prompt: '', seed: 0, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false, ...params };
 }
 
 /** A fresh directory removed when the test ends. */

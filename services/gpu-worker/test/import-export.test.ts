@@ -15,7 +15,7 @@ import { generate } from '../src/pipelines/generate.ts';
 import { stageContext } from '../src/stages/context.ts';
 import { tempDir } from './helpers.ts';
 
-const params = { prompt: 'x', negative_prompt: '', num_images: 1, steps: 3, guidance_scale: 3, seed: 4, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+const params = { prompt: 'x', negative_prompt: '', num_images: 1, steps: 3, guidance_scale: 3, seed: 4, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
 
 t.test('an export folder imports to a bundle that loads and runs: both flavours, fp16, external data', async (t) => {
   const cases = [

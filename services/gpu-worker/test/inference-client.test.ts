@@ -49,7 +49,7 @@ t.test('each output image comes out once its pixels are final, before the job en
     return { out, early };
   };
 
-  const generate = await collect({ kind: 'generate', params: { prompt: 'x', negative_prompt: '', num_images: 3, steps: 3, guidance_scale: 2, seed: 40, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } }, { image: [facePattern(1, 64, 64)] });
+  const generate = await collect({ kind: 'generate', params: { prompt: 'x', negative_prompt: '', num_images: 3, steps: 3, guidance_scale: 2, seed: 40, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } }, { image: [facePattern(1, 64, 64)] });
   t.same(generate.early.map((e) => e.index), [0, 1, 2], 'generate: every image once, in order');
   t.same(generate.early.map((e) => e.seed), [40, 41, 42], 'with its seed');
   t.ok(generate.early.every((e, i) => Buffer.from(e.data).equals(Buffer.from(generate.out.images[i]?.rgb.data as Uint8Array))), 'the same pixels as the result');
@@ -87,7 +87,7 @@ t.test('a morph\'s frames come out batch by batch, and a generate\'s images one 
   t.teardown(() => void (vae.run = run));
   arrivals.length = 0;
   const gen = stageContext(bundle, { onImage: (index) => arrivals.push({ index, steps: vaeCalls, scored: 'score' in gen.clock.totals() }) });
-  const out = await generate(gen, { images: { image: [facePattern(1, 64, 64)] }, params: { prompt: 'x', negative_prompt: '', num_images: 3, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } });
+  const out = await generate(gen, { images: { image: [facePattern(1, 64, 64)] }, params: { prompt: 'x', negative_prompt: '', num_images: 3, steps: 2, guidance_scale: 2, seed: 1, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } });
   t.same(arrivals.map((a) => [a.index, a.steps, a.scored]), [[0, 1, false], [1, 2, false], [2, 3, false]], 'generate: each image once, after its own VAE call, before the score stage ran');
   t.ok('score' in gen.clock.totals() && out.images.every((i) => typeof i.facts.arcface_similarity === 'number'), 'which then ran');
 });
@@ -99,7 +99,7 @@ t.test('a generate job through the thread makes the images the pipeline makes he
   const bundle = await loadBundle(dir);
   t.teardown(() => bundle.release());
   const photo = { image: [facePattern(1, 64, 64)] };
-  const params = (seed: number) => ({ prompt: 'x', negative_prompt: '', num_images: 2, steps: 3, guidance_scale: 2, seed, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 }) as const;
+  const params = (seed: number) => ({ prompt: 'x', negative_prompt: '', num_images: 2, steps: 3, guidance_scale: 2, seed, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' }) as const;
   const pixels = (o: { images: Array<{ rgb: { data: Uint8Array } }> }) => o.images.map((i) => Buffer.from(i.rgb.data).toString('base64'));
   const inProcess = (seed: number) => generate(stageContext(bundle), { images: photo, params: params(seed) });
 
@@ -133,7 +133,7 @@ t.test('an aborted signal cancels: before the run at once, during it at the next
   t.ok(isCanceled(stopped), 'a cancel: DIFFID_ERR_JOB_CANCELED');
   t.equal(finalFailure(stopped)?.message, 'DIFFID_ERR_JOB_CANCELED: the job was canceled', 'which ends the job for good');
   t.ok(last >= 3 && last < plannedSteps(morphPayload(20), 8), `stopped at step ${last}, before the end`);
-  const again = await client.run({ payload: { kind: 'compare', params: {} }, images });
+  const again = await client.run({ payload: { kind: 'compare', params: { priority: 'normal' } }, images });
   t.equal(typeof again.facts.similarity, 'number', 'the thread takes the next job');
 });
 
@@ -146,7 +146,7 @@ t.test('a restart stops the job in flight as retryable, and the new thread runs 
   await running;
   await client.restart();
   await t.rejects(run, InferenceThreadLost);
-  const out = await client.run({ payload: { kind: 'compare', params: {} }, images });
+  const out = await client.run({ payload: { kind: 'compare', params: { priority: 'normal' } }, images });
   t.equal(out.total, 1);
 });
 
@@ -167,7 +167,7 @@ t.test("onnxruntime's output copies do not set off a full garbage collection in 
   await writeBundle(dir, buildDemoBundle());
   const client = await startInference({ modelDir: dir, executionProvider: 'cpu', intraOpThreads: 1, maxBatch: 4 });
   t.teardown(() => client.close());
-  const job = { payload: { kind: 'generate' as const, params: { prompt: 'a photo of a person', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 5, seed: 1, photos: 1, on_missing_face: 'fail' as const, identity_scale: 1, identity_start: 0, identity_end: 1 } }, images: { image: [facePattern(1, 256, 256)] } };
+  const job = { payload: { kind: 'generate' as const, params: { prompt: 'a photo of a person', negative_prompt: '', num_images: 4, steps: 30, guidance_scale: 5, seed: 1, photos: 1, on_missing_face: 'fail' as const, identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' as const } }, images: { image: [facePattern(1, 256, 256)] } };
   await client.run(job);
   const before = client.gcStats();
   const JOBS = 12;

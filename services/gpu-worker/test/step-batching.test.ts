@@ -12,7 +12,7 @@ import { denoise } from '../src/stages/denoise.ts';
 import { unetBatch, type UnetBatch } from '../src/runtime/unet-batch.ts';
 import { tinyBundleDir } from './helpers.ts';
 
-const base = { prompt: 'a portrait', negative_prompt: '', photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+const base = { prompt: 'a portrait', negative_prompt: '', photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
 const JOBS: GenerateParams[] = [
   { ...base, num_images: 1, steps: 6, guidance_scale: 5, seed: 1 },
   { ...base, num_images: 2, steps: 4, guidance_scale: 3, seed: 7 },

@@ -46,7 +46,7 @@ async function torchJson<T>(code: string, input: unknown): Promise<T> {
   return JSON.parse(stdout) as T;
 }
 
-const params = { prompt: 'a portrait', negative_prompt: '', num_images: 1, steps: 4, guidance_scale: 3, seed: 9, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1 } as const;
+const params = { prompt: 'a portrait', negative_prompt: '', num_images: 1, steps: 4, guidance_scale: 3, seed: 9, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
 
 /** The three adapter feeds for a batch, every row drawn from its own seed. */
 function adapterFeeds(D: number, E: number, L: number, W: number, rows: number, zeroFaceRow?: number): Record<string, Tensor> {

@@ -109,8 +109,20 @@ export function assertEveryKind(table: Partial<Record<string, unknown>>, what: s
   if (missing.length > 0) throw new Error(`${what} has no handler for job kind(s): ${missing.join(', ')}`);
 }
 
-/** BullMQ priorities (1 is served first): compare is quick and interactive. */
+/** BullMQ priorities at normal priority (1 is served first): compare is quick and interactive. */
 export const JOB_PRIORITY: Record<JobKind, number> = { compare: 1, identity: 1, generate: 10, morph: 10 };
+
+/** The priority a job asks for (`priority`; identity checks have none: normal). */
+export type Priority = GenerateParams['priority'];
+
+/**
+ * A job's BullMQ priority: its kind's, moved by what it asked for. `high` goes ahead of every
+ * normal generate and morph (not of compare), `low` behind every normal job.
+ */
+export function jobPriority(kind: JobKind, priority: Priority = 'normal'): number {
+  const base = JOB_PRIORITY[kind];
+  return priority === 'high' ? Math.max(1, base - 5) : priority === 'low' ? base + 20 : base;
+}
 
 function unknownKind(payload: never): never {
   throw new Error(`unknown job kind ${JSON.stringify((payload as { kind?: unknown }).kind)}`);

@@ -52,6 +52,7 @@ export const SETTINGS = {
   host: { env: 'HOST', default: undefined, parse: optionalText, doc: 'API listen address; unset: 0.0.0.0 when API keys are configured, else 127.0.0.1 (loopback only)' },
   apiKeys: { env: 'DIFFID_API_KEYS', default: undefined, parse: optionalText, doc: 'API keys as tenant:key[:requests-per-minute], comma-separated; when any are set, every route but health, readiness and metrics needs Authorization: Bearer KEY' },
   apiKeysFile: { env: 'DIFFID_API_KEYS_FILE', default: undefined, parse: optionalText, doc: 'a file of API keys, one tenant:key[:requests-per-minute] per line (# comments); joined with DIFFID_API_KEYS' },
+  highPriorityTenants: { env: 'DIFFID_HIGH_PRIORITY_TENANTS', default: undefined, parse: optionalText, doc: 'tenants, comma-separated, whose keys may ask for priority=high (ahead of normal jobs); every key may ask for low. Without API keys anyone may' },
   adminTenant: { env: 'DIFFID_ADMIN_TENANT', default: undefined, parse: optionalText, doc: 'the tenant whose key opens the read-only queue dashboard at /admin/queues (with keys configured, no one else can)' },
   rateLimitPerMinute: { env: 'DIFFID_RATE_LIMIT_PER_MINUTE', default: 300, parse: int(1, 1_000_000), doc: 'requests per minute per API key, unless its entry says otherwise (Redis-backed: holds across API replicas)' },
   maxJobsPerKey: { env: 'DIFFID_MAX_JOBS_PER_KEY', default: 50, parse: int(1, 1_000_000), doc: 'jobs one key may have queued or running at once' },

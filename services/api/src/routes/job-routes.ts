@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ANIMATION_FORMATS, ANIMATION_TYPES, DiffIdError, IDENTITY_FIELDS, JOB_INPUTS, SUBMITTED_JOB_KINDS, type InputName } from '@diffid/shared/contract';
 import { settleJob, type StoredIdentity } from '@diffid/shared/job-params';
 import { FORM_SCHEMAS, componentSchema, querySchema } from '@diffid/shared/openapi';
-import type { JobListQuery } from '../job-service.ts';
+import type { JobListQuery, Owner } from '../job-service.ts';
 import { isTerminal, jobLinks } from '../job-view.ts';
 import { formReader } from '../forms.ts';
 
@@ -47,7 +47,13 @@ function bump(map: Map<string, number>, key: string, by: number): void {
 /** Event streams one job may have open on one API process. */
 export const MAX_STREAMS_PER_JOB = 10;
 
-export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKey: number }): Promise<void> {
+export interface JobRouteOptions {
+  maxStreamsPerKey: number;
+  /** Whether the key's tenant may ask for priority=high (owner null: the API has no keys). */
+  mayAskHigh: (owner: Owner) => boolean;
+}
+
+export async function jobRoutes(app: FastifyInstance, options: JobRouteOptions): Promise<void> {
   const streams = { perJob: new Map<string, number>(), perOwner: new Map<string, number>() };
   const acceptedResponses = {
     200: jobSchema,
@@ -68,6 +74,9 @@ export async function jobRoutes(app: FastifyInstance, options: { maxStreamsPerKe
         if (id !== undefined) identities[input] = await app.identities.forJob(id, request.owner);
       }
       const { form, params } = settleJob(kind, fields, { files, bundle: await app.jobs.bundleInfo(), identities });
+      if (params.priority === 'high' && !options.mayAskHigh(request.owner)) {
+        throw new DiffIdError('PRIORITY_NOT_ALLOWED', 'this key may not ask for priority=high (DIFFID_HIGH_PRIORITY_TENANTS lists the tenants that may); send normal or low');
+      }
       const webhook = await app.webhooks.target(form.webhook, form.webhook_events);
       const id = await app.jobs.submit(kind, params, files, request.owner, webhook);
       return accepted(app, request, reply, id);
