@@ -131,6 +131,87 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Queue many morphs or generates of stored identities at once
+         * @description A morph batch makes one morph job per pair of stored identities (`pairs`), each with the
+         *     factors `alphas`; a generate batch one generate job per identity and prompt
+         *     (`identities` × `prompts`). Every other field is a field of the kind's form (MorphForm,
+         *     GenerateForm) and applies to every job; photos and single-job identity fields are not
+         *     taken. Every job is checked before anything is queued. A batch is admitted whole against
+         *     the key's `DIFFID_MAX_BATCHED_JOBS_PER_KEY` (429 `DIFFID_ERR_TOO_MANY_JOBS` when its
+         *     open batches would hold more); its jobs then enter the queue in waves, as many as the
+         *     key's job limits (`DIFFID_MAX_JOBS_PER_KEY`, its queued steps and the queue's depth)
+         *     leave room for, so that a batch of thousands never meets a 429 midway. Batches run at
+         *     `priority=low` unless they ask otherwise. `webhook` gets one `batch.ended` event.
+         */
+        post: operations["createBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/batches/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The batch id returned when it was created (a random UUID). */
+                id: components["parameters"]["BatchId"];
+            };
+            cookie?: never;
+        };
+        /** A batch's jobs counted by status, its progress and an estimate of the time left */
+        get: operations["getBatch"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel what of a batch has not started
+         * @description Jobs not yet queued are dropped and queued ones canceled (both counted as `canceled`);
+         *     running jobs finish, and the batch ends when they have. Its results stay.
+         */
+        delete: operations["cancelBatch"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/batches/{id}/results.zip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The batch id returned when it was created (a random UUID). */
+                id: components["parameters"]["BatchId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * Every output of a batch so far, with a manifest.csv
+         * @description A zip, streamed (the service holds one image at a time, never the archive): each
+         *     succeeded job's PNGs under `images/`, and `manifest.csv` with one row per output (or per
+         *     job without one): job, index, status, identity ids and names, prompt, alpha, strategy,
+         *     seed, ArcFace similarities, file. Jobs still open are listed with their status and no
+         *     file; fetch it again once the batch has ended for everything.
+         */
+        get: operations["getBatchResults"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs": {
         parameters: {
             query?: never;
@@ -422,14 +503,14 @@ export interface components {
         /**
          * @description Stable error codes. Request errors: UNAUTHORIZED, RATE_LIMITED, TOO_MANY_JOBS, TOO_MANY_STREAMS, QUEUE_FULL, MALFORMED_REQUEST, HEADERS_TOO_LARGE, REQUEST_TIMEOUT, VALIDATION, NOT_MULTIPART, MISSING_FILE,
          *     UNEXPECTED_FIELD, UNSUPPORTED_IMAGE, FILE_TOO_LARGE, PROMPT_TOO_LONG, JOB_NOT_FOUND,
-         *     IMAGE_NOT_FOUND, JOB_FINISHED, PRIORITY_NOT_ALLOWED, IDENTITY_NOT_FOUND, IDENTITY_NOT_READY, TOO_MANY_IDENTITIES, ROUTE_NOT_FOUND, QUEUE_UNAVAILABLE, STORAGE_FULL, INTERNAL. Job errors
+         *     IMAGE_NOT_FOUND, JOB_FINISHED, PRIORITY_NOT_ALLOWED, IDENTITY_NOT_FOUND, BATCH_NOT_FOUND, IDENTITY_NOT_READY, TOO_MANY_IDENTITIES, ROUTE_NOT_FOUND, QUEUE_UNAVAILABLE, STORAGE_FULL, INTERNAL. Job errors
          *     (in a failed job's `error`): NO_FACE_DETECTED, FACE_INDEX_OUT_OF_RANGE, INPUT_EXPIRED, JOB_CANCELED, WORKER_LOST,
          *     INFERENCE_FAILED, and UNSUPPORTED_IMAGE / FILE_TOO_LARGE for images the worker cannot
          *     decode. Worker start-up errors (logged by workers, never sent to clients): the BUNDLE_…
          *     codes and EXECUTION_PROVIDER_UNAVAILABLE.
          * @enum {string}
          */
-        ErrorCode: "DIFFID_ERR_UNAUTHORIZED" | "DIFFID_ERR_RATE_LIMITED" | "DIFFID_ERR_TOO_MANY_JOBS" | "DIFFID_ERR_TOO_MANY_STREAMS" | "DIFFID_ERR_QUEUE_FULL" | "DIFFID_ERR_MALFORMED_REQUEST" | "DIFFID_ERR_HEADERS_TOO_LARGE" | "DIFFID_ERR_REQUEST_TIMEOUT" | "DIFFID_ERR_VALIDATION" | "DIFFID_ERR_NOT_MULTIPART" | "DIFFID_ERR_MISSING_FILE" | "DIFFID_ERR_UNEXPECTED_FIELD" | "DIFFID_ERR_WEBHOOK_REFUSED" | "DIFFID_ERR_UNSUPPORTED_IMAGE" | "DIFFID_ERR_FILE_TOO_LARGE" | "DIFFID_ERR_PROMPT_TOO_LONG" | "DIFFID_ERR_JOB_NOT_FOUND" | "DIFFID_ERR_IMAGE_NOT_FOUND" | "DIFFID_ERR_JOB_FINISHED" | "DIFFID_ERR_PRIORITY_NOT_ALLOWED" | "DIFFID_ERR_IDENTITY_NOT_FOUND" | "DIFFID_ERR_IDENTITY_NOT_READY" | "DIFFID_ERR_TOO_MANY_IDENTITIES" | "DIFFID_ERR_ROUTE_NOT_FOUND" | "DIFFID_ERR_QUEUE_UNAVAILABLE" | "DIFFID_ERR_STORAGE_FULL" | "DIFFID_ERR_INTERNAL" | "DIFFID_ERR_NO_FACE_DETECTED" | "DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE" | "DIFFID_ERR_INPUT_EXPIRED" | "DIFFID_ERR_WORKER_LOST" | "DIFFID_ERR_JOB_CANCELED" | "DIFFID_ERR_INFERENCE_FAILED" | "DIFFID_ERR_BUNDLE_MANIFEST_INVALID" | "DIFFID_ERR_BUNDLE_FILE_MISSING" | "DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_UNREADABLE" | "DIFFID_ERR_BUNDLE_TOKENIZER_INVALID" | "DIFFID_ERR_BUNDLE_TOO_LARGE" | "DIFFID_ERR_EXECUTION_PROVIDER_UNAVAILABLE";
+        ErrorCode: "DIFFID_ERR_UNAUTHORIZED" | "DIFFID_ERR_RATE_LIMITED" | "DIFFID_ERR_TOO_MANY_JOBS" | "DIFFID_ERR_TOO_MANY_STREAMS" | "DIFFID_ERR_QUEUE_FULL" | "DIFFID_ERR_MALFORMED_REQUEST" | "DIFFID_ERR_HEADERS_TOO_LARGE" | "DIFFID_ERR_REQUEST_TIMEOUT" | "DIFFID_ERR_VALIDATION" | "DIFFID_ERR_NOT_MULTIPART" | "DIFFID_ERR_MISSING_FILE" | "DIFFID_ERR_UNEXPECTED_FIELD" | "DIFFID_ERR_WEBHOOK_REFUSED" | "DIFFID_ERR_UNSUPPORTED_IMAGE" | "DIFFID_ERR_FILE_TOO_LARGE" | "DIFFID_ERR_PROMPT_TOO_LONG" | "DIFFID_ERR_JOB_NOT_FOUND" | "DIFFID_ERR_IMAGE_NOT_FOUND" | "DIFFID_ERR_JOB_FINISHED" | "DIFFID_ERR_PRIORITY_NOT_ALLOWED" | "DIFFID_ERR_IDENTITY_NOT_FOUND" | "DIFFID_ERR_BATCH_NOT_FOUND" | "DIFFID_ERR_IDENTITY_NOT_READY" | "DIFFID_ERR_TOO_MANY_IDENTITIES" | "DIFFID_ERR_ROUTE_NOT_FOUND" | "DIFFID_ERR_QUEUE_UNAVAILABLE" | "DIFFID_ERR_STORAGE_FULL" | "DIFFID_ERR_INTERNAL" | "DIFFID_ERR_NO_FACE_DETECTED" | "DIFFID_ERR_FACE_INDEX_OUT_OF_RANGE" | "DIFFID_ERR_INPUT_EXPIRED" | "DIFFID_ERR_WORKER_LOST" | "DIFFID_ERR_JOB_CANCELED" | "DIFFID_ERR_INFERENCE_FAILED" | "DIFFID_ERR_BUNDLE_MANIFEST_INVALID" | "DIFFID_ERR_BUNDLE_FILE_MISSING" | "DIFFID_ERR_BUNDLE_CHECKSUM_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_MISMATCH" | "DIFFID_ERR_BUNDLE_GRAPH_UNREADABLE" | "DIFFID_ERR_BUNDLE_TOKENIZER_INVALID" | "DIFFID_ERR_BUNDLE_TOO_LARGE" | "DIFFID_ERR_EXECUTION_PROVIDER_UNAVAILABLE";
         ErrorBody: {
             code: components["schemas"]["ErrorCode"];
             message: string;
@@ -885,6 +966,74 @@ export interface components {
             status: "queued";
             links: components["schemas"]["JobLinks"];
         };
+        /**
+         * @description `kind` and what it multiplies: morph — `pairs` and optionally `alphas` (else the form's
+         *     `frames` or `alpha`); generate — `identities` and `prompts`. Any other property is a field
+         *     of the kind's form (MorphForm, GenerateForm) given to every job, as a JSON value.
+         */
+        BatchRequest: {
+            /** @enum {string} */
+            kind: "morph" | "generate";
+            /** @description Morph pairs of stored identity ids, `[A, B]` each. */
+            pairs?: string[][];
+            /** @description The morph factors of every pair, in [0, 1]. */
+            alphas?: number[];
+            /** @description Generate's stored identity ids. */
+            identities?: string[];
+            /** @description Generate's prompts; every identity gets every prompt. */
+            prompts?: string[];
+            /**
+             * @description The priority of every job of the batch (see the forms' `priority`); low unless asked.
+             * @default low
+             * @enum {string}
+             */
+            priority: "low" | "normal" | "high";
+            /** @description An http(s) URL to POST the batch to once, when it ends (`batch.ended`), signed as job webhooks are. */
+            webhook?: string;
+        };
+        Batch: {
+            id: string;
+            /** @enum {string} */
+            kind: "morph" | "generate";
+            /**
+             * @description `completed` once every job has ended (some may have failed); `canceling` after a
+             *     DELETE while started jobs finish, then `canceled`.
+             * @enum {string}
+             */
+            status: "running" | "canceling" | "completed" | "canceled";
+            /** @description The batch's jobs in all. */
+            jobs: number;
+            /** @description The jobs by status; `pending` ones wait for room under the key's limits and are not jobs yet. */
+            counts: {
+                pending: number;
+                queued: number;
+                running: number;
+                succeeded: number;
+                failed: number;
+                canceled: number;
+            };
+            /** @description The fraction of jobs that have ended. */
+            progress: number;
+            /** @description While running, the seconds left at the pace the batch has kept since it was made; absent before a job has ended. */
+            eta_s?: number;
+            /**
+             * @description How the batch enters the queue — in waves, as the key's job limits leave room.
+             * @enum {string}
+             */
+            admission: "waves";
+            /** @enum {string} */
+            priority: "low" | "normal" | "high";
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            ended_at: string | null;
+            links: {
+                self: string;
+                /** @description GET /jobs?batch={id}: its jobs, page by page. */
+                jobs: string;
+                results: string;
+            };
+        };
         JobList: {
             jobs: components["schemas"]["Job"][];
             /** @description Pass as `cursor` for the next page; null on the last. */
@@ -1036,6 +1185,8 @@ export interface components {
             error?: components["schemas"]["ErrorBody"];
             result?: components["schemas"]["JobResult"];
             links: components["schemas"]["JobLinks"];
+            /** @description The batch the job belongs to (POST /batches). */
+            batch?: string;
             /** @description While queued, the jobs ahead of this one (0 — it is next), by priority and then age. */
             queue_position?: number;
             /**
@@ -1162,6 +1313,8 @@ export interface components {
          *     compare is then one request.
          */
         PreferWait: string;
+        /** @description The batch id returned when it was created (a random UUID). */
+        BatchId: string;
         /** @description The job id returned when it was created (a random UUID). */
         JobId: string;
     };
@@ -1472,11 +1625,153 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    createBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchRequest"];
+            };
+        };
+        responses: {
+            /** @description The batch is admitted; its first wave is queued. */
+            202: {
+                headers: {
+                    /** @description /batches/{id} */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            /** @description The key may not ask for `priority=high` (`DIFFID_ERR_PRIORITY_NOT_ALLOWED`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An identity the batch names is not this key's, or has expired (`DIFFID_ERR_IDENTITY_NOT_FOUND`). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description An identity the batch names is still being checked (`DIFFID_ERR_IDENTITY_NOT_READY`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The batch id returned when it was created (a random UUID). */
+                id: components["parameters"]["BatchId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The batch. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    cancelBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The batch id returned when it was created (a random UUID). */
+                id: components["parameters"]["BatchId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The batch, canceling or canceled. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Batch"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getBatchResults: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The batch id returned when it was created (a random UUID). */
+                id: components["parameters"]["BatchId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The archive. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     listJobs: {
         parameters: {
             query?: {
                 status?: "queued" | "running" | "succeeded" | "failed" | "canceled";
                 kind?: "generate" | "morph" | "compare" | "identity";
+                /** @description Only the jobs of this batch (those queued so far), newest first. */
+                batch?: string;
                 limit?: number;
                 /** @description `next_cursor` of the page before. */
                 cursor?: string;

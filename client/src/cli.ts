@@ -11,12 +11,15 @@
 // Exit codes: 0 the job succeeded; 1 it failed or was canceled; 2 a usage error or a request the
 // API refused (4xx); 3 the service could not be reached or answered 5xx; 130 interrupted (Ctrl-C),
 // the job canceled.
+import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
-import { DiffIdApiError, createDiffIdClient, type AnimationFormat, type DiffIdClient, type FormValue, type Job, type JobRoute, type Upload } from './index.ts';
+import { DiffIdApiError, createDiffIdClient, type AnimationFormat, type Batch, type BatchRequest, type DiffIdClient, type FormValue, type Job, type JobRoute, type Upload } from './index.ts';
 import { ContractError, addFormOptions, jobForm, parseContract, type FieldAlias, type FormOptions, type JobForm } from './contract-options.ts';
 
 export const EXIT = { ok: 0, jobFailed: 1, usage: 2, unavailable: 3, interrupted: 130 } as const;
@@ -367,20 +370,94 @@ export function program(run: Runner, load: FormLoader): Command {
       }),
     );
 
+  const batches = cmd.command('batches').description('many morphs or generates of stored identities at once, and their results as one zip');
+  const describe = (b: Batch) =>
+    `batch ${b.id}: ${b.kind} ${b.status}, ${b.jobs} jobs — ${Object.entries(b.counts).map(([k, n]) => `${n} ${k}`).join(', ')}${b.eta_s === undefined ? '' : `, about ${b.eta_s} s left`}`;
+  batches
+    .command('create')
+    .description('queue a batch: a JSON file (or - for stdin) as POST /batches takes it, e.g. {"kind":"morph","pairs":[[A,B]],"alphas":[0.5]}')
+    .argument('<file>')
+    .action((file: string) =>
+      run(async (client, g) => {
+        const text = file === '-' ? await new Response(process.stdin as never).text() : await readFile(file, 'utf8');
+        let request: BatchRequest;
+        try {
+          request = JSON.parse(text) as BatchRequest;
+        } catch (err) {
+          throw new UsageError(`${file} is not JSON: ${reason(err)}`);
+        }
+        const batch = await client.createBatch(request);
+        report(g, batch, describe(batch));
+        return EXIT.ok;
+      }),
+    );
+  batches
+    .command('get')
+    .argument('<id>')
+    .action((id: string) =>
+      run(async (client, g) => {
+        const batch = await client.batch(id);
+        report(g, batch, describe(batch));
+        return EXIT.ok;
+      }),
+    );
+  batches
+    .command('wait')
+    .description('wait until the batch has ended, then write its results.zip')
+    .argument('<id>')
+    .option('-o, --out <file>', 'the zip to write', 'results.zip')
+    .option('--every <seconds>', 'how often to ask', (v) => Number(v), 5)
+    .action((id: string, o: { out: string; every: number }) =>
+      run(async (client, g) => {
+        let batch = await client.batch(id);
+        while (batch.ended_at === null) {
+          if (!g.json) process.stderr.write(`${describe(batch)}\n`);
+          await new Promise((resolve) => setTimeout(resolve, Math.max(1, o.every) * 1000));
+          batch = await client.batch(id);
+        }
+        await pipeline(Readable.fromWeb((await client.batchResults(id)) as never), createWriteStream(o.out));
+        report(g, { ...batch, file: o.out }, `${describe(batch)}\nwrote ${o.out}`);
+        return batch.counts.failed > 0 ? EXIT.jobFailed : EXIT.ok;
+      }),
+    );
+  batches
+    .command('results')
+    .description('write the batch\'s outputs so far and manifest.csv as a zip')
+    .argument('<id>')
+    .option('-o, --out <file>', 'the zip to write', 'results.zip')
+    .action((id: string, o: { out: string }) =>
+      run(async (client, g) => {
+        await pipeline(Readable.fromWeb((await client.batchResults(id)) as never), createWriteStream(o.out));
+        report(g, { id, file: o.out }, `wrote ${o.out}`);
+        return EXIT.ok;
+      }),
+    );
+  batches
+    .command('cancel')
+    .argument('<id>')
+    .action((id: string) =>
+      run(async (client, g) => {
+        const batch = await client.cancelBatch(id);
+        report(g, batch, describe(batch));
+        return EXIT.ok;
+      }),
+    );
+
   const jobs = cmd.command('jobs').description('look at, wait for, cancel or download a job');
   jobs
     .command('list')
     .description("this key's jobs, newest first")
     .option('--status <status>', 'only jobs in this status (queued, running, succeeded, failed, canceled)')
     .option('--kind <kind>', 'only jobs of this kind (generate, morph, compare, identity)')
+    .option('--batch <id>', 'only the jobs of this batch')
     .option('--limit <n>', 'at most this many', (v) => Number(v), 20)
-    .action((o: { status?: string; kind?: string; limit: number }) =>
+    .action((o: { status?: string; kind?: string; batch?: string; limit: number }) =>
       run(async (client, g) => {
         const listed: Job[] = [];
         let cursor: string | null | undefined;
         // The API checks the filters; a page holds at most 100.
         do {
-          const page = await client.jobs({ limit: Math.min(100, o.limit - listed.length), ...(o.status ? { status: o.status as never } : {}), ...(o.kind ? { kind: o.kind as never } : {}), ...(cursor ? { cursor } : {}) });
+          const page = await client.jobs({ limit: Math.min(100, o.limit - listed.length), ...(o.status ? { status: o.status as never } : {}), ...(o.kind ? { kind: o.kind as never } : {}), ...(o.batch ? { batch: o.batch } : {}), ...(cursor ? { cursor } : {}) });
           listed.push(...page.jobs);
           cursor = page.next_cursor;
         } while (cursor && listed.length < o.limit);

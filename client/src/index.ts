@@ -16,6 +16,9 @@ export type AnimationFormat = components['schemas']['Animation']['format'];
 export type Identity = components['schemas']['Identity'];
 export type IdentityList = components['schemas']['IdentityList'];
 export type JobList = components['schemas']['JobList'];
+export type Batch = components['schemas']['Batch'];
+/** POST /batches: the kind, what it multiplies, and any field of the kind's form for every job. */
+export type BatchRequest = components['schemas']['BatchRequest'] & Record<string, unknown>;
 /** GET /jobs's filters and page. */
 export type JobListQuery = NonNullable<paths['/jobs']['get']['parameters']['query']>;
 
@@ -123,6 +126,13 @@ export interface DiffIdClient {
   identities(page?: { cursor?: string; limit?: number }): Promise<IdentityList>;
   identity(id: string): Promise<Identity>;
   deleteIdentity(id: string): Promise<void>;
+  /** Queues many morphs or generates of stored identities; they enter the queue in waves. */
+  createBatch(request: BatchRequest): Promise<Batch>;
+  batch(id: string): Promise<Batch>;
+  /** Cancels what of the batch has not started. */
+  cancelBatch(id: string): Promise<Batch>;
+  /** The batch's outputs so far and manifest.csv, as a zip, streamed. */
+  batchResults(id: string): Promise<ReadableStream<Uint8Array>>;
   image(id: string, index: number): Promise<Uint8Array>;
   animation(id: string, format: AnimationFormat): Promise<Uint8Array>;
   /** The job's event stream: the job each time its status or progress changes, until it finishes. */
@@ -209,6 +219,26 @@ export function createDiffIdClient(options: ClientOptions): DiffIdClient {
     async deleteIdentity(id) {
       const { error, response } = await raw.DELETE('/identities/{id}', { params: { path: { id } } });
       if (error !== undefined || !response.ok) return fail(response, error);
+    },
+    async createBatch(request) {
+      const { data, error, response } = await raw.POST('/batches', { body: request });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async batch(id) {
+      const { data, error, response } = await raw.GET('/batches/{id}', { params: { path: { id } } });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async cancelBatch(id) {
+      const { data, error, response } = await raw.DELETE('/batches/{id}', { params: { path: { id } } });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
+    },
+    async batchResults(id) {
+      const { data, error, response } = await raw.GET('/batches/{id}/results.zip', { params: { path: { id } }, parseAs: 'stream' });
+      if (error !== undefined || !data) return fail(response, error);
+      return data as ReadableStream<Uint8Array>;
     },
     image: (id, index) => bytes('/jobs/{id}/images/{n}.png', { id, n: index }),
     animation: (id, format) => bytes('/jobs/{id}/animation.{format}', { id, format }),

@@ -81,6 +81,36 @@ t.test('identities add, list and rm, and a generate by --identity', async (t) =>
   t.match(again.stderr, /DIFFID_ERR_IDENTITY_NOT_FOUND/);
 });
 
+t.test('batches create, wait (with its zip), get and jobs list --batch', async (t) => {
+  const s = await startStack(t, { build: buildDemoBundle });
+  const dir = await tempDir(t, 'diffid-cli-batches-');
+  const env = { DIFFID_URL: s.base };
+  const ids: string[] = [];
+  for (const seed of [5, 6]) {
+    await writeFile(join(dir, `${seed}.jpg`), await faceFile(seed));
+    const add = await diffid(['identities', 'add', join(dir, `${seed}.jpg`), '--name', `subject ${seed}`, '--json'], env);
+    ids.push((JSON.parse(add.stdout) as { id: string }).id);
+  }
+  await writeFile(join(dir, 'batch.json'), JSON.stringify({ kind: 'morph', pairs: [ids], alphas: [0.5], steps: 2 }));
+  const created = await diffid(['batches', 'create', join(dir, 'batch.json'), '--json'], env);
+  t.equal(created.code, 0, created.stderr);
+  const batch = JSON.parse(created.stdout) as { id: string; jobs: number };
+  t.equal(batch.jobs, 1);
+  const waited = await diffid(['batches', 'wait', batch.id, '-o', join(dir, 'out.zip'), '--every', '1'], env);
+  t.equal(waited.code, 0, waited.stderr);
+  t.match(waited.stdout, new RegExp(`batch ${batch.id}: morph completed, 1 jobs — 0 pending, 0 queued, 0 running, 1 succeeded`));
+  const zip = await readFile(join(dir, 'out.zip'));
+  t.equal(zip.subarray(0, 4).toString('latin1'), 'PK\x03\x04', 'a zip was written');
+  t.ok(zip.includes(Buffer.from('manifest.csv')), 'with its manifest');
+  const listed = await diffid(['jobs', 'list', '--batch', batch.id], env);
+  t.match(listed.stdout, /^[0-9a-f-]{36}  morph  succeeded  /m, 'jobs list --batch shows its job');
+  const notJson = await diffid(['batches', 'create', join(dir, '5.jpg')], env);
+  t.equal(notJson.code, 2, 'a file that is not JSON: a usage error');
+  const gone = await diffid(['batches', 'get', '00000000-0000-4000-8000-000000000000'], env);
+  t.equal(gone.code, 2);
+  t.match(gone.stderr, /DIFFID_ERR_BATCH_NOT_FOUND/);
+});
+
 t.test('exit codes say what went wrong', async (t) => {
   const s = await startStack(t);
   const dir = await tempDir(t, 'diffid-cli-');

@@ -1,6 +1,7 @@
 // npm run bench: every performance figure the docs quote, measured in one run on this machine, as
 // ratios within that run. Writes them into docs/benchmarks.md between its "bench" markers; with
-// --json prints them as one JSON object instead. --only host,jobs,queue,api,memory runs a part.
+// --json prints them as one JSON object instead. --only host,jobs,queue,api,memory runs a part;
+// --batch runs the 1,000-morph batch (batch.ts) alone, --full DIR the full-size bundle alone.
 //
 // Parts (each says how it measures in docs/benchmarks.md):
 //   host    host work per denoising step at SD 1.5 shapes, beside diffusers' torch loop
@@ -26,6 +27,7 @@ import { openStack, postForm, type Fields } from '../test/harness.ts';
 import { workerProcess } from './worker-process.ts';
 import { fullMarkdown, fullSize } from './full-size.ts';
 import { runJob, type Finished } from './run-job.ts';
+import { batchBench, batchMarkdown } from './batch.ts';
 import { encodeImage } from '@diffid/shared/image';
 import { SHARED_PHOTOS, facePattern } from '@diffid/shared/testing';
 
@@ -187,6 +189,13 @@ async function writeSection(name: string | null, body: string): Promise<void> {
   if (a < 0 || b < a) throw new Error(`${DOC} has no ${start} … ${end} section to write into`);
   await writeFile(DOC, `${doc.slice(0, a + start.length)}\n${body}\n${doc.slice(b)}`);
   process.stdout.write(`${body}\nwritten into ${DOC}\n`);
+}
+
+if (process.argv.includes('--batch')) {
+  const r = await batchBench({ morphs: Number(process.env.BENCH_BATCH_MORPHS ?? 1000), steps: Number(process.env.BENCH_BATCH_STEPS ?? 4), workers: [1, 2], intraOpThreads: INTRA_OP, log });
+  if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+  else await writeSection('batch', batchMarkdown(r, `${machine.cores} cores (${machine.cpu}), Node ${machine.node}`));
+  process.exit(0);
 }
 
 if (full) {

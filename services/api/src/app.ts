@@ -7,7 +7,7 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import fp from 'fastify-plugin';
 import { DiffIdError, ERROR_CATALOGUE, type ErrorKey } from '@diffid/shared/contract';
 import { MAX_FILE_BYTES } from './forms.ts';
-import type { JobServiceOptions } from './job-service.ts';
+import type { JobServiceOptions, Owner } from './job-service.ts';
 import { accessPlugin, type AccessOptions } from './access-plugin.ts';
 import { keyRing } from './auth.ts';
 import { dashboardRoutes } from './dashboard-plugin.ts';
@@ -20,6 +20,8 @@ import { createApiMetrics } from './metrics.ts';
 import { openapiDocument } from '@diffid/shared/openapi';
 import { jobRoutes } from './routes/job-routes.ts';
 import { identityRoutes } from './routes/identity-routes.ts';
+import { batchRoutes } from './routes/batch-routes.ts';
+import { batchesPlugin } from './batches-plugin.ts';
 import { serviceRoutes } from './routes/service-routes.ts';
 import { playgroundRoutes } from './playground-plugin.ts';
 
@@ -30,6 +32,8 @@ export interface AppOptions extends JobServiceOptions {
   webhooks?: WebhookOptions;
   /** Stored identities' lifetime and per-key limits; without it, the settings' defaults. */
   identities?: { ttlSeconds: number; limits: IdentityLimits };
+  /** Jobs a key's open batches may hold in all; without it, the settings' default. */
+  batches?: { maxJobsPerKey: number; feedIntervalMs?: number };
 }
 
 function errorBody(key: ErrorKey, message: string) {
@@ -40,8 +44,11 @@ function errorBody(key: ErrorKey, message: string) {
 function publicError(err: FastifyError): [ErrorKey, string] {
   if (err instanceof DiffIdError) return [err.key, err.publicMessage];
   const key = fastifyErrorKey(err);
-  if (key === 'NOT_MULTIPART') return [key, 'send the request as multipart/form-data'];
-  if (key === 'FILE_TOO_LARGE') return [key, 'the body is larger than this route takes; its requests are multipart/form-data forms'];
+  if (key === 'NOT_MULTIPART') {
+    if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return [key, `the body is not valid JSON (${err.message}); POST /batches takes JSON, the job routes multipart/form-data`];
+    return [key, 'send the request as multipart/form-data (POST /batches: application/json)'];
+  }
+  if (key === 'FILE_TOO_LARGE') return [key, 'the body is larger than this route takes: job routes take multipart/form-data forms within their file limits, POST /batches JSON of at most 4 MB'];
   if (key) return [key, err.message];
   return ['INTERNAL', ERROR_CATALOGUE.INTERNAL.title];
 }
@@ -108,12 +115,21 @@ export const diffIdApi = fp<AppOptions>(
         limits: { maxPerKey: DEFAULT_SETTINGS.maxIdentitiesPerKey, maxBytesPerKey: DEFAULT_SETTINGS.maxIdentityMbPerKey * 2 ** 20 },
       }),
     });
+    await app.register(batchesPlugin, {
+      redis: options.redis,
+      prefix: options.prefix,
+      queueName: options.queueName,
+      ttlSeconds: options.inputTtlSeconds + options.resultTtlSeconds,
+      ...(options.batches ?? { maxJobsPerKey: DEFAULT_SETTINGS.maxBatchedJobsPerKey }),
+    });
     await app.register(webhooksPlugin, options);
     await app.register(serviceRoutes);
     await app.register(playgroundRoutes);
     const highPriority = new Set(options.access?.highPriorityTenants ?? []);
-    await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity, mayAskHigh: (owner) => owner === null || highPriority.has(owner) });
+    const mayAskHigh = (owner: Owner) => owner === null || highPriority.has(owner);
+    await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity, mayAskHigh });
     await app.register(identityRoutes);
+    await app.register(batchRoutes, { mayAskHigh });
     await app.register(dashboardRoutes, {
       redis: options.redis,
       redisPrefix: options.prefix,

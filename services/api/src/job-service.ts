@@ -6,9 +6,12 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
 import { admission, type AdmissionLimits } from '@diffid/shared/admission';
+import { batchLedger } from '@diffid/shared/batch-ledger';
 import {
   DiffIdError,
   jobPriority,
+  batchJobId,
+  batchKeys,
   inputNames,
   bundleInfoKey,
   cancelChannel,
@@ -22,6 +25,7 @@ import {
   type DeliveryQueue,
   type WebhookDelivery,
   type WebhookTarget,
+  type BatchRef,
   type AnimationFormat,
   type BundleInfo,
   type InputName,
@@ -57,10 +61,13 @@ export type Owner = string | null;
 export type InputFiles = Partial<Record<InputName, Buffer[]>>;
 
 export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
-  /** Queues a job; `webhook`, when given, was checked by the caller (webhook-policy.ts). */
-  submit<K extends JobKind>(kind: K, params: ParamsOf[K], files: InputFiles, owner: Owner, webhook?: WebhookTarget): Promise<string>;
+  /**
+   * Queues a job; `webhook`, when given, was checked by the caller (webhook-policy.ts). A job of
+   * a batch comes with its place in it, and its id is fixed by that place (batchJobId).
+   */
+  submit<K extends JobKind>(kind: K, params: ParamsOf[K], files: InputFiles, owner: Owner, webhook?: WebhookTarget, batch?: BatchRef): Promise<string>;
   view(id: string, owner: Owner): Promise<JobView | null>;
-  /** A page of the owner's jobs, newest first, of one status and kind when asked. */
+  /** A page of the owner's jobs (or of one batch's, checked as theirs by the caller), newest first, of one status and kind when asked. */
   list(owner: Owner, query: JobListQuery): Promise<{ jobs: JobView[]; next_cursor: string | null }>;
   cancel(id: string, owner: Owner): Promise<JobView>;
   image(id: string, index: number, owner: Owner): Promise<Buffer | null>;
@@ -78,6 +85,7 @@ export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
 export interface JobListQuery {
   status?: JobView['status'];
   kind?: JobKind;
+  batch?: string;
   limit: number;
   cursor?: string;
 }
@@ -122,6 +130,7 @@ export function createJobService(options: JobServiceOptions): JobService {
   const queue = new Queue<JobPayload, JobResult>(queueName, { connection: redis, prefix });
   const webhooks = new Queue<WebhookDelivery>(webhookQueueName(queueName), { connection: redis, prefix });
   const admitted = admission(redis, prefix, queueName, options.limits, options.inputTtlSeconds);
+  const ledger = batchLedger(redis, prefix, webhooks as DeliveryQueue);
   let bundleCache: { at: number; info: BundleInfo | null } | null = null;
 
   const bundleInfo = async (): Promise<BundleInfo | null> => {
@@ -199,10 +208,10 @@ export function createJobService(options: JobServiceOptions): JobService {
   const watcher = createJobWatcher({ redis, prefix, queueName, view: async (id) => (await read(id))?.view ?? null });
 
   return {
-    async submit(kind, params, files, owner, webhook) {
-      const id = randomUUID();
+    async submit(kind, params, files, owner, webhook, batch) {
+      const id = batch ? batchJobId(batch.id, batch.index) : randomUUID();
       const keys = jobKeys(prefix, id);
-      const payload = { kind, params, ...(owner === null ? {} : { owner }), ...(webhook ? { webhook } : {}) } as JobPayload;
+      const payload = { kind, params, ...(owner === null ? {} : { owner }), ...(webhook ? { webhook } : {}), ...(batch ? { batch } : {}) } as JobPayload;
       const uploads = inputNames(kind).flatMap((name) => (files[name] ?? []).map((bytes, i) => ({ key: keys.input(name, i), bytes })));
       const claim = { id, owner, steps: plannedCost(payload), bytes: uploads.reduce((n, u) => n + u.bytes.length, 0) };
       await redisCall(async () => {
@@ -225,21 +234,22 @@ export function createJobService(options: JobServiceOptions): JobService {
           throw err;
         }
         await admitted.confirm(id);
-        // The key's list: this job, and none older than a job can be kept.
+        // The key's list: this job, and none older than a job can be kept; a batch's own list.
         const listed = ownerJobsKey(prefix, owner);
         const now = Date.now();
-        await redis
+        const tx = redis
           .multi()
           .zadd(listed, now, id)
           .zremrangebyscore(listed, '-inf', now - (options.inputTtlSeconds + options.resultTtlSeconds) * 1000)
-          .zremrangebyrank(listed, 0, -(MAX_LISTED_JOBS + 1))
-          .exec();
+          .zremrangebyrank(listed, 0, -(MAX_LISTED_JOBS + 1));
+        if (batch) tx.zadd(batchKeys(prefix, batch.id).jobs, now, id);
+        await tx.exec();
       });
       return id;
     },
 
     async list(owner, query) {
-      const key = ownerJobsKey(prefix, owner);
+      const key = query.batch === undefined ? ownerJobsKey(prefix, owner) : batchKeys(prefix, query.batch).jobs;
       let cursor = parseCursor(query.cursor);
       const jobs: JobView[] = [];
       let last: Entry | undefined;
@@ -287,6 +297,7 @@ export function createJobService(options: JobServiceOptions): JobService {
         await redis.del(...keys.inputs(payload), ...keys.results(plannedImages(payload)), keys.done);
         await admitted.releaseInputs(id);
         await announce(webhooks as DeliveryQueue, payload, id, 'canceled');
+        await ledger.record(payload, id, 'canceled');
       });
       watcher.notify(id);
       return canceled;

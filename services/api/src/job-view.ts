@@ -21,6 +21,8 @@ export interface JobView {
     animations?: Array<NonNullable<JobResult['animations']>[number] & { url: string }>;
   };
   links: { self: string; events: string };
+  /** The batch the job belongs to (POST /batches). */
+  batch?: string;
   /** Queued jobs only: how many jobs are ahead of it, and an estimate of the seconds until it finishes. */
   queue_position?: number;
   eta_s?: number;
@@ -124,6 +126,7 @@ export function jobView(snapshot: JobSnapshot, maxBatch: number): JobView | null
     params: snapshot.data.params,
     links: jobLinks(id),
   };
+  if (snapshot.data.batch) view.batch = snapshot.data.batch.id;
   if (status === 'queued' && snapshot.place) {
     view.queue_position = snapshot.place.ahead;
     // It finishes after the jobs ahead and itself, at the pace of late.

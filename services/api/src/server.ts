@@ -2,7 +2,7 @@
 // settings table). Listens, and exits cleanly on signals.
 import { readFileSync } from 'node:fs';
 import { settingsOrExit } from '@diffid/shared/settings';
-import { MB } from '@diffid/shared/admission';
+import { MB, admissionLimits } from '@diffid/shared/admission';
 import { webhookKey } from '@diffid/shared/contract';
 import { buildApp } from './app.ts';
 import { apiRedis } from './redis-connections.ts';
@@ -55,15 +55,10 @@ const app = await buildApp(
     inputTtlSeconds: settings.inputTtlSeconds,
     resultTtlSeconds: settings.resultTtlSeconds,
     attempts: settings.jobAttempts,
-    limits: {
-      maxJobsPerKey: settings.maxJobsPerKey,
-      maxQueuedStepsPerKey: settings.maxQueuedStepsPerKey,
-      maxQueueDepth: settings.maxQueueDepth,
-      maxInputBytesPerKey: settings.maxInputMbPerKey * MB,
-      maxInputBytes: settings.maxInputMb * MB,
-    },
+    limits: admissionLimits(settings),
     webhooks: { policy, ...(webhookSigningKey ? { key: webhookSigningKey } : {}) },
     identities: { ttlSeconds: settings.identityTtlSeconds, limits: { maxPerKey: settings.maxIdentitiesPerKey, maxBytesPerKey: settings.maxIdentityMbPerKey * MB } },
+    batches: { maxJobsPerKey: settings.maxBatchedJobsPerKey },
     access: {
       keys,
       rateLimitPerMinute: settings.rateLimitPerMinute,

@@ -1,6 +1,6 @@
 // Sends webhook deliveries: a BullMQ worker on the deliveries queue, in the API process, so that
 // a slow or dead receiver costs a GPU worker nothing. Each delivery POSTs the job's view as
-// `{type: "job.<event>", timestamp, data: <Job>}`, signed per Standard Webhooks; the body is
+// `{type: "job.<event>", timestamp, data: <Job>}` (a batch's end: `batch.ended`, data: <Batch>), signed per Standard Webhooks; the body is
 // fixed at the first try (retries are byte-identical, with the same webhook-id), the
 // timestamp and signature are made per try. 2xx ends it; 410 Gone stops it; anything else —
 // another status, a refused address, a timeout — is retried with backoff (WEBHOOK_DELIVERY_OPTIONS).
@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { blockingConnection } from './redis-connections.ts';
-import { signWebhook, webhookQueueName, type WebhookDelivery } from '@diffid/shared/contract';
+import { signWebhook, webhookQueueName, type BatchView, type WebhookDelivery } from '@diffid/shared/contract';
 import type { JobView } from './job-view.ts';
 import { guardedLookup, refusedAddress, urlPort, type WebhookPolicy } from './webhook-policy.ts';
 
@@ -22,6 +22,8 @@ export interface DispatcherOptions {
   policy: WebhookPolicy;
   /** The job's public view now (null once it expired). */
   view(id: string, owner: string | null): Promise<JobView | null>;
+  /** The batch's public view now (null once it expired), for its `batch.ended` event. */
+  batchView(id: string, owner: string | null): Promise<BatchView | null>;
   timeoutMs?: number;
   /** Deliveries in flight at once on this process. */
   concurrency?: number;
@@ -77,9 +79,9 @@ export function startWebhookDispatcher(o: DispatcherOptions): { worker: Worker<W
       const d = job.data;
       let body = d.body;
       if (body === undefined) {
-        const view = await o.view(d.job, d.owner ?? null);
+        const view = d.batch ? await o.batchView(d.job, d.owner ?? null) : await o.view(d.job, d.owner ?? null);
         if (!view) return 'expired';
-        body = JSON.stringify({ type: `job.${d.event}`, timestamp: new Date().toISOString(), data: view });
+        body = JSON.stringify({ type: `${d.batch ? 'batch' : 'job'}.${d.event}`, timestamp: new Date().toISOString(), data: view });
         await job.updateData({ ...d, body });
       }
       const id = `msg_${job.id as string}`;

@@ -42,6 +42,7 @@ export const webhooksPlugin = fp<{ webhooks?: WebhookOptions; redis: import('ior
       key: w.key,
       policy: w.policy,
       view: (id, owner) => app.jobs.view(id, owner),
+      batchView: (id, owner) => app.batches.view(id, owner),
       ...(w.timeoutMs === undefined ? {} : { timeoutMs: w.timeoutMs }),
       log: (event, fields) => app.log.info(fields, event),
     });

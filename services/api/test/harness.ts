@@ -43,6 +43,7 @@ export interface StackOptions {
   limits?: AppOptions['limits'];
   webhooks?: AppOptions['webhooks'];
   identities?: AppOptions['identities'];
+  batches?: AppOptions['batches'];
 }
 
 /** Compiled (`npm run bench` runs built code, from services/dist/api/test) rather than run from source under tsx (the tests). */
@@ -78,7 +79,7 @@ export async function openStack(options: StackOptions = {}): Promise<Stack & { c
   const redis = apiRedis(TEST_REDIS_URL);
   await redis.connect();
   const app = await buildApp(
-    { redis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits, webhooks: options.webhooks, identities: options.identities },
+    { redis, prefix: scope.prefix, queueName, inputTtlSeconds: 3600, resultTtlSeconds: options.resultTtlSeconds ?? 3600, attempts: 2, access: options.access, limits: options.limits, webhooks: options.webhooks, identities: options.identities, batches: options.batches },
     { logger: false },
   );
   await app.listen({ port: 0, host: '127.0.0.1' });

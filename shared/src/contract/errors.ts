@@ -24,6 +24,7 @@ export const ERROR_CATALOGUE = {
   JOB_FINISHED: { code: 'DIFFID_ERR_JOB_FINISHED', status: 409, title: 'The job has already finished and cannot be canceled' },
   PRIORITY_NOT_ALLOWED: { code: 'DIFFID_ERR_PRIORITY_NOT_ALLOWED', status: 403, title: 'The key may not ask for this priority' },
   IDENTITY_NOT_FOUND: { code: 'DIFFID_ERR_IDENTITY_NOT_FOUND', status: 404, title: 'No identity has this id for this key, or it has expired' },
+  BATCH_NOT_FOUND: { code: 'DIFFID_ERR_BATCH_NOT_FOUND', status: 404, title: 'No batch has this id for this key, or it has expired' },
   IDENTITY_NOT_READY: { code: 'DIFFID_ERR_IDENTITY_NOT_READY', status: 409, title: 'The identity is still being checked; use it once its status is ready' },
   TOO_MANY_IDENTITIES: { code: 'DIFFID_ERR_TOO_MANY_IDENTITIES', status: 429, title: 'The key has as many stored identities as it may have' },
   ROUTE_NOT_FOUND: { code: 'DIFFID_ERR_ROUTE_NOT_FOUND', status: 404, title: 'No such route' },

@@ -3,6 +3,7 @@
 // travel in job data (BullMQ stores it as JSON); they sit under their own Redis keys with a TTL
 // (redis-keys.ts) and the job carries their names.
 
+import { createHash } from 'node:crypto';
 import type { components } from './api-types.ts';
 
 type Schemas = components['schemas'];
@@ -101,7 +102,28 @@ export type JobPayload = (
   | { kind: 'morph'; params: MorphParams }
   | { kind: 'compare'; params: CompareParams }
   | { kind: 'identity'; params: IdentityParams }
-) & { owner?: string; webhook?: WebhookTarget };
+) & { owner?: string; webhook?: WebhookTarget; batch?: BatchRef };
+
+/** A batch as clients see it (GET /batches/{id}): its jobs by status, progress, links. */
+export type BatchView = Schemas['Batch'];
+/** What POST /batches takes: the kind, what it multiplies, and the fields every job gets. */
+export type BatchRequest = Schemas['BatchRequest'];
+
+/** The batch a job belongs to (POST /batches) and its place in it. */
+export interface BatchRef {
+  id: string;
+  index: number;
+}
+
+/**
+ * The id of a batch's job `index`: fixed by the two, so that queueing it again (after an API
+ * process died between choosing the job and queueing it) finds the same job, not a second one.
+ * UUID-shaped (version 8, RFC 9562), like every job id.
+ */
+export function batchJobId(batch: string, index: number): string {
+  const h = createHash('sha256').update(`${batch}:${index}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h.slice(16, 17), 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
 
 /** Refuses a per-kind table (handlers, pipelines) that misses a job kind of the contract. */
 export function assertEveryKind(table: Partial<Record<string, unknown>>, what: string): void {

@@ -56,6 +56,35 @@ export const identityKeys = (prefix: string, id: string) => {
  */
 export const ownerIdentitiesKey = (prefix: string, owner: string | null) => (owner === null ? `${prefix}:identities` : `${prefix}:identities:${owner}`);
 
+/**
+ * Redis keys of one batch (POST /batches); every key starts with `record` and expires with it.
+ * The record is a hash: owner, kind, jobs (how many in all), priority, webhook, created_at, and
+ * the counters the ledger keeps (shared/src/node/batch-ledger.ts): submitted, running,
+ * succeeded, failed, canceled, dropped (never queued: canceled first), claiming, canceled_at,
+ * ended_at.
+ */
+export const batchKeys = (prefix: string, id: string) => {
+  const record = `${prefix}:batch:${id}`;
+  return {
+    record,
+    /** Each job's settled parameters and manifest facts (JSON), by index: a list. */
+    specs: `${record}:specs`,
+    /** The jobs queued so far (a sorted set: job id → when, ms), for GET /jobs?batch=. */
+    jobs: `${record}:jobs`,
+    /** Jobs that have started and jobs that have ended (sets), so that each counts once. */
+    started: `${record}:started`,
+    ended: `${record}:ended`,
+    /** The lock of the API process queueing its next wave. */
+    feeding: `${record}:feeding`,
+  };
+};
+
+/** Batches with jobs still to queue (a set), which every API process's feeder goes through. */
+export const feedingBatchesKey = (prefix: string) => `${prefix}:batches:feeding`;
+
+/** A tenant's open batches (a set), for DIFFID_MAX_BATCHED_JOBS_PER_KEY; owner null: one set. */
+export const ownerBatchesKey = (prefix: string, owner: string | null) => (owner === null ? `${prefix}:batches:open` : `${prefix}:owner:${owner}:batches`);
+
 /** The bundle info the workers publish (BundleInfo, JSON), for the API's defaults and plans. */
 export const bundleInfoKey = (prefix: string) => `${prefix}:bundle`;
 

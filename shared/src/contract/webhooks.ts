@@ -6,11 +6,16 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { JobPayload, WebhookEvent } from './jobs.ts';
 
-/** One delivery: the job, the event, the target; `body` is fixed at the first try so retries are byte-identical. */
+/**
+ * One delivery: the job (or, with `batch`, the batch), the event, the target; `body` is fixed at
+ * the first try so retries are byte-identical.
+ */
 export interface WebhookDelivery {
   job: string;
   owner?: string;
-  event: WebhookEvent;
+  /** A batch's one event: it has ended (`batch.ended`, with the batch as its data). */
+  batch?: true;
+  event: WebhookEvent | 'ended';
   url: string;
   body?: string;
   timestamp?: number;
@@ -20,7 +25,7 @@ export interface WebhookDelivery {
 export const webhookQueueName = (queueName: string) => `${queueName}-webhooks`;
 
 /** One delivery per job and event, however many processes announce it: BullMQ refuses a second job of an id. */
-export const webhookDeliveryId = (jobId: string, event: WebhookEvent) => `${jobId}-${event}`;
+export const webhookDeliveryId = (jobId: string, event: WebhookEvent | 'ended') => `${jobId}-${event}`;
 
 /** Tries and backoff of a delivery: 8 tries over about 8½ minutes (2 s doubling). */
 export const WEBHOOK_DELIVERY_OPTIONS = {

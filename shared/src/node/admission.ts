@@ -6,6 +6,7 @@
 // releases them when it deletes the uploads.
 import type { Redis } from 'ioredis';
 import { DiffIdError, admissionKeys, ownerOpenJobsKey, queueKeys } from '../contract/index.ts';
+import type { Settings } from './settings.ts';
 
 /** What a key, and the deployment, may have waiting at once. */
 export interface AdmissionLimits {
@@ -16,6 +17,17 @@ export interface AdmissionLimits {
   maxInputBytesPerKey: number;
   /** Uploaded bytes all open jobs may hold in Redis. */
   maxInputBytes: number;
+}
+
+/** The admission limits the settings set (DIFFID_MAX_JOBS_PER_KEY and its neighbours). */
+export function admissionLimits(s: Pick<Settings, 'maxJobsPerKey' | 'maxQueuedStepsPerKey' | 'maxQueueDepth' | 'maxInputMbPerKey' | 'maxInputMb'>): AdmissionLimits {
+  return {
+    maxJobsPerKey: s.maxJobsPerKey,
+    maxQueuedStepsPerKey: s.maxQueuedStepsPerKey,
+    maxQueueDepth: s.maxQueueDepth,
+    maxInputBytesPerKey: s.maxInputMbPerKey * MB,
+    maxInputBytes: s.maxInputMb * MB,
+  };
 }
 
 /** One job's claim: its id, owner (null without API keys), planned U-Net steps and upload bytes. */

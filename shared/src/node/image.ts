@@ -224,12 +224,18 @@ export interface GridFigure {
   captions: string[][];
 }
 
-const xmlText = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+/** Text made safe inside SVG or HTML. */
+export const xmlText = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /**
  * Draws a grid figure (a paper's comparison of methods: a row per method, a column per setting)
  * on white as one PNG: the labels and captions are SVG text, the tiles their own pixels.
  */
+/** An SVG drawing (plots; text in DejaVu Sans) as a PNG on white. */
+export async function encodeSvg(svg: string): Promise<Buffer> {
+  return sharp(Buffer.from(svg)).flatten({ background: '#ffffff' }).png().toBuffer();
+}
+
 export async function encodeGrid(figure: GridFigure): Promise<Buffer> {
   const first = figure.tiles[0]?.[0];
   if (!first) throw new RangeError('a grid needs at least one tile');

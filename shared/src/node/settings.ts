@@ -66,6 +66,7 @@ export const SETTINGS = {
   inputTtlSeconds: { env: 'DIFFID_INPUT_TTL_SECONDS', default: 7 * 86_400, parse: int(60), doc: 'how long uploads wait for a worker' },
   identityTtlSeconds: { env: 'DIFFID_IDENTITY_TTL_SECONDS', default: 30 * 86_400, parse: int(60), doc: 'how long a stored identity (POST /identities: its photos, faces and cached latents) is kept from its creation' },
   maxIdentitiesPerKey: { env: 'DIFFID_MAX_IDENTITIES_PER_KEY', default: 100, parse: int(1, 1_000_000), doc: 'stored identities one key may have at once (each holds up to four photos in Redis); past it, 429 TOO_MANY_IDENTITIES' },
+  maxBatchedJobsPerKey: { env: 'DIFFID_MAX_BATCHED_JOBS_PER_KEY', default: 10_000, parse: int(1, 10_000_000), doc: 'jobs one key’s open batches (POST /batches) may hold in all, queued or waiting for room; a batch past it gets 429 TOO_MANY_JOBS. Their jobs enter the queue in waves under DIFFID_MAX_JOBS_PER_KEY' },
   maxIdentityMbPerKey: { env: 'DIFFID_MAX_IDENTITY_MB_PER_KEY', default: 1024, parse: int(1, 1_000_000), doc: 'MB of photos one key’s stored identities may hold in Redis together; past it, 429 TOO_MANY_IDENTITIES' },
   jobAttempts: { env: 'DIFFID_JOB_ATTEMPTS', default: 3, parse: int(1, 20), doc: 'tries of a job whose failure is transient, or whose worker was lost (killed, cut off)' },
   lockSeconds: { env: 'DIFFID_LOCK_SECONDS', default: 120, parse: int(10, 3600), doc: 'how long a running job’s lock lasts without renewal (renewed every 15 s): a Redis pause shorter than this minus 15 s loses no lock' },

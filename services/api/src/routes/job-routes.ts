@@ -7,6 +7,7 @@ import { FORM_SCHEMAS, componentSchema, querySchema } from '@diffid/shared/opena
 import type { JobListQuery, Owner } from '../job-service.ts';
 import { isTerminal, jobLinks } from '../job-view.ts';
 import { formReader } from '../forms.ts';
+import { notFound as batchNotFound } from '../batch-service.ts';
 
 const errorSchema = componentSchema('Error');
 const jobSchema = componentSchema('Job');
@@ -86,7 +87,12 @@ export async function jobRoutes(app: FastifyInstance, options: JobRouteOptions):
   app.get<{ Querystring: JobListQuery }>(
     '/jobs',
     { schema: { querystring: querySchema('/jobs', 'get'), response: { 200: componentSchema('JobList'), '4xx': errorSchema, '5xx': errorSchema } } },
-    async (request) => app.jobs.list(request.owner, request.query),
+    async (request) => {
+      const { batch } = request.query;
+      // A batch's list is read only for the key that made the batch.
+      if (batch !== undefined && !(await app.batches.view(batch, request.owner))) throw batchNotFound(batch);
+      return app.jobs.list(request.owner, request.query);
+    },
   );
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { schema: { params: idParams, response: { 200: jobSchema, '4xx': errorSchema, '5xx': errorSchema } } }, async (request) => {

@@ -92,8 +92,11 @@ async function features(path: string, images: Rgb[]): Promise<Float32Array[]> {
   }
 }
 
-/** Embeds the largest face of an image with a recognizer that is not the bundle's (null: no face). */
-async function secondEmbedding(bundle: LoadedBundle, graph: Graph, entry: FaceEmbedderEntry, image: Rgb): Promise<Float32Array | null> {
+/**
+ * Embeds the largest face of an image, found by the bundle's detector, with a recognizer — the
+ * bundle's own or a linked one — aligned and normalised as its entry says (null: no face).
+ */
+export async function embedLargestFace(bundle: LoadedBundle, graph: Graph, entry: FaceEmbedderEntry, image: Rgb): Promise<Float32Array | null> {
   const pre = entry.preprocess;
   const crop = await largestFaceCrop(stageContext(bundle), image, pre);
   if (!crop) return null;
@@ -124,7 +127,7 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
   for (const { name, image } of photos) {
     const sims: number[] = [];
     const secondSims: number[] = [];
-    const source = second ? await secondEmbedding(bundle, second.graph, second.entry, image) : null;
+    const source = second ? await embedLargestFace(bundle, second.graph, second.entry, image) : null;
     let n = 0;
     let found = 0;
     for (const prompt of o.prompts) {
@@ -141,7 +144,7 @@ export async function evaluate(bundle: LoadedBundle, photos: Array<{ name: strin
         const s = img.facts.arcface_similarity;
         if (typeof s === 'number') sims.push(s);
         if (second && source) {
-          const e = await secondEmbedding(bundle, second.graph, second.entry, img.rgb);
+          const e = await embedLargestFace(bundle, second.graph, second.entry, img.rgb);
           if (e) secondSims.push(cosineSimilarity(e, source));
         }
       }

@@ -19,6 +19,7 @@ import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { admission } from '@diffid/shared/admission';
+import { batchLedger } from '@diffid/shared/batch-ledger';
 import { ANIMATION_FORMATS, announce, bundleInfoKey, cancelChannel, isCanceled, jobKeys, parseFailure, webhookQueueName, type BundleInfo, type DeliveryQueue, type JobPayload, type JobResult, type WebhookEvent } from '@diffid/shared/contract';
 import { startInference, type InferenceClient } from '../thread/client.ts';
 import type { ThreadOptions } from '../thread/protocol.ts';
@@ -100,8 +101,13 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   };
   // Webhook deliveries are queued here and sent by the API processes (services/api/src/webhook-dispatcher.ts).
   const webhooks = new Queue(webhookQueueName(queueName), { connection: redis, prefix });
+  const ledger = batchLedger(redis, prefix, webhooks as unknown as DeliveryQueue);
+  // A job's events go to its webhook and, for a job of a batch, to the batch's ledger.
   const announceEvent = (job: Job<JobPayload, JobResult>, event: WebhookEvent) =>
-    announce(webhooks as unknown as DeliveryQueue, job.data, job.id as string, event).catch((err: Error) => log('webhook_not_queued', { id: job.id, event, err: err.message }));
+    Promise.all([
+      announce(webhooks as unknown as DeliveryQueue, job.data, job.id as string, event).catch((err: Error) => log('webhook_not_queued', { id: job.id, event, err: err.message })),
+      ledger.record(job.data, job.id as string, event).catch((err: Error) => log('batch_not_recorded', { id: job.id, event, err: err.message })),
+    ]);
 
   const runJob = createJobRunner({ redis, prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video, admission: admitted });
   const worker = new Worker<JobPayload, JobResult>(
