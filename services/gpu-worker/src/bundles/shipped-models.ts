@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { DiffIdError } from '@diffid/shared/contract';
 
 export interface ShippedFile {
-  role: 'face_embedder' | 'face_detector';
+  /** The evaluation recognizer only scores outputs (npm run eval); it never conditions generation. */
+  role: 'face_embedder' | 'face_detector' | 'evaluation_recognizer' | 'evaluation_recognizer_weights';
   /** Path inside the package's tarball. */
   path: string;
   sha256: string;
@@ -73,6 +74,13 @@ export async function readShippedModel(role: ShippedFile['role'], dir = SHIPPED_
     return { bytes, path, pkg, file };
   }
   throw new Error(`shipped-models.json names no ${role}`);
+}
+
+/** The evaluation recognizer's ONNX graph, rebuilt by `npm run models`; its sidecar (.json) beside it. */
+export function evaluationRecognizerPath(dir = SHIPPED_MODELS_DIR): string {
+  const pkg = SHIPPED.packages.find((p) => p.files.some((f) => f.role === 'evaluation_recognizer'));
+  if (!pkg) throw new Error('shipped-models.json names no evaluation_recognizer');
+  return join(packageDir(pkg, dir), 'face-api-recognizer.onnx');
 }
 
 /** The provenance table as docs/face-models.md shows it (a test keeps the two equal). */

@@ -6,6 +6,7 @@
 // Measures a bundle (the embedded default when --bundle is left out) on a folder of face photos,
 // draws the paper's Fig. 8 for two photos (a row per morph strategy, a column per factor), or
 // scores a batch's morphs against probe photos of their contributors (morph-attack.ts).
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -16,6 +17,7 @@ import { loadBundle } from '../runtime/bundle-loader.ts';
 import { cliArgsAndFiles, inputError, usageError } from '../bundles/cli-args.ts';
 import { ensureDefaultBundle } from '../bundles/default-bundle.ts';
 import { LinkError, linkEmbedder } from '../bundles/link-models.ts';
+import { evaluationRecognizerPath } from '../bundles/shipped-models.ts';
 import { evalTable, evaluate, facePhotos, morphStrategies, strategyGrid } from './evaluate.ts';
 import { morphAttack } from './morph-attack.ts';
 
@@ -101,6 +103,19 @@ function linkedRecognizers(): Array<{ path: string; entry: FaceEmbedderEntry }> 
   });
 }
 
+/**
+ * The recognizer the project ships for evaluation (face-api's, which no bundle conditions on),
+ * when `npm run models` has rebuilt it; without it the report says so on stderr and goes on.
+ */
+function shippedRecognizer(): Array<{ path: string; entry: FaceEmbedderEntry; name: string }> {
+  const path = evaluationRecognizerPath();
+  if (!existsSync(path)) {
+    process.stderr.write(`eval: the shipped evaluation recognizer ${path} is missing (npm run models rebuilds it); scoring without it\n`);
+    return [];
+  }
+  return [{ path, entry: linkEmbedder(path).entry, name: 'face-api dlib ResNet (shipped)' }];
+}
+
 /** The morphing-attack report of a batch's morphs (morph-attack.ts). */
 async function attackReport(): Promise<void> {
   const threshold = values.threshold === undefined ? undefined : decimal('threshold', values.threshold, -1, 1);
@@ -110,7 +125,7 @@ async function attackReport(): Promise<void> {
     report = await morphAttack(bundle, {
       morphs: values.morphs as string,
       probes: values.probes as string,
-      recognizers: linkedRecognizers(),
+      recognizers: [...shippedRecognizer(), ...linkedRecognizers()],
       ...(threshold === undefined ? {} : { threshold }),
       fmr,
       out: values.out as string,

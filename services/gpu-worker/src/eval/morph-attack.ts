@@ -32,8 +32,8 @@ export interface AttackOptions {
   morphs: string;
   /** One folder per subject, named as the manifest names them, of photos. */
   probes: string;
-  /** Linked recognizers besides the bundle's own (their files; entries as linkEmbedder made them). */
-  recognizers: Array<{ path: string; entry: FaceEmbedderEntry }>;
+  /** Linked recognizers besides the bundle's own (their files; entries as linkEmbedder made them; names, else the file's). */
+  recognizers: Array<{ path: string; entry: FaceEmbedderEntry; name?: string }>;
   /** τ for a recognizer whose probes are too few to set one at `fmr`. */
   threshold?: number;
   fmr: number;
@@ -166,7 +166,7 @@ export async function morphAttack(bundle: LoadedBundle, o: AttackOptions): Promi
   });
   if (morphs.length === 0) throw new Error(`none of the ${source.morphs.length} morphs has probes for both its contributors (subjects with probes: ${[...probes.keys()].join(', ')})`);
 
-  const linked = await Promise.all(o.recognizers.map(async (r) => ({ name: basename(r.path), graph: await openGraph(r.path, { executionProvider: 'cpu' }), entry: r.entry })));
+  const linked = await Promise.all(o.recognizers.map(async (r) => ({ name: r.name ?? basename(r.path), graph: await openGraph(r.path, { executionProvider: 'cpu' }), entry: r.entry })));
   const recognizers: AttackRecognizer[] = [{ name: `${bundle.manifest.name} (conditioning)`, graph: bundle.graphs.face_embedder, entry: bundle.manifest.models.face_embedder }, ...linked];
   try {
     const decode = async (bytes: Uint8Array, name: string) => decodeRgb(bytes, name, WORKING_MAX_SIDE);
