@@ -58,6 +58,8 @@ export interface BatchServiceOptions {
 }
 
 export interface BatchService {
+  /** Refuses a batch of more jobs than a key's open batches may hold at all, before any work on it. */
+  checkSize(jobs: number): void;
   /** Stores the batch within the key's limit and queues its first wave. */
   create(input: { owner: Owner; kind: BatchKind; priority: Priority; webhook?: string; specs: BatchSpec[] }): Promise<BatchView>;
   /** The batch if `owner` may see it; null otherwise (another key's batch is no batch). */
@@ -77,6 +79,8 @@ export const notFound = (id: string) => new DiffIdError('BATCH_NOT_FOUND', `no b
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** How long a feeder holds a batch; a wave takes milliseconds per job. */
 const FEED_LOCK_MS = 30_000;
+/** How often an API process with no batch to feed looks for one made elsewhere. */
+const IDLE_MS = 15_000;
 /** Jobs one feeder pass queues of one batch before it lets the next batch have a turn. */
 const WAVE_MAX = 500;
 /** The limits that mean "no room now, later": the wave stops there and the next pass goes on. */
@@ -110,10 +114,15 @@ redis.call('SADD', KEYS[4], ARGV[1])
 return -1
 `;
 
-// KEYS: 1 record, 2 feeding batches; ARGV: 1 id
+// KEYS: 1 record, 2 feeding batches, 3 specs; ARGV: 1 id, 2 ttl s
 // The next job to queue: {index, 0}; {index, 1} for a job chosen before the batch was canceled
-// (by a feeder that died before it could tell); {-1, 0} when none is left.
+// (by a feeder that died before it could tell); {-1, 0} when none is left. A batch still being
+// fed keeps its keys for another ttl: a long backlog does not outlive its record.
 const CLAIM = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
 local c = redis.call('HGET', KEYS[1], 'claiming')
 local canceled = redis.call('HEXISTS', KEYS[1], 'canceled_at') == 1
 if c then
@@ -256,7 +265,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       return;
     }
     for (let n = 0; n < WAVE_MAX; n++) {
-      const [index, stale] = (await redis.eval(CLAIM, 2, k.record, feedingBatchesKey(prefix), id)) as [number, number];
+      const [index, stale] = (await redis.eval(CLAIM, 3, k.record, feedingBatchesKey(prefix), k.specs, id, options.ttlSeconds)) as [number, number];
       if (index < 0) return;
       const jobId = batchJobId(id, index);
       if (stale === 1) {
@@ -271,6 +280,12 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
         await jobs.submit(kind as BatchKind, spec.params as never, {}, owner || null, undefined, { id, index });
         await redis.hdel(k.record, 'claiming');
       } catch (err) {
+        // A failure after BullMQ took the job (its listing, say) leaves it queued: keep it so.
+        if (await jobs.view(jobId, owner || null).catch(() => null)) {
+          await redis.multi().zadd(k.jobs, Date.now(), jobId).expire(k.jobs, options.ttlSeconds).hdel(k.record, 'claiming').exec();
+          log('batch_job_listed_late', { batch: id, index, err: (err as Error).message });
+          return;
+        }
         if ((await redis.eval(UNCLAIM, 1, k.record)) === 1) await ledger.record({ batch: { id, index } }, jobId, 'canceled');
         if (!(err instanceof DiffIdError && NO_ROOM.has(err.key))) log('batch_wave_stopped', { batch: id, index, err: (err as Error).message });
         return;
@@ -278,27 +293,59 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
     }
   };
 
+  // The feeder looks every feedIntervalMs while there are batches to feed, else every IDLE_MS: a
+  // batch made here starts it at once, one made on another API process is seen within IDLE_MS
+  // (its own process feeds it meanwhile), and an idle service hardly talks to Redis.
   let feeding: Promise<void> | null = null;
+  let busy = false;
   const feed = async (): Promise<void> => {
     // One pass at a time on this process; other processes' passes meet the per-batch lock.
     if (feeding) return feeding;
     feeding = (async () => {
-      for (const id of await redis.smembers(feedingBatchesKey(prefix))) await withLock(id, () => wave(id));
+      const ids = await redis.smembers(feedingBatchesKey(prefix));
+      busy = ids.length > 0;
+      for (const id of ids) {
+        await withLock(id, () => wave(id)).catch((err: Error) => log('batch_feed_failed', { batch: id, err: err.message }));
+      }
     })().finally(() => {
       feeding = null;
     });
     return feeding;
   };
-  const timer = setInterval(() => {
-    feed().catch((err: Error) => log('batch_feed_failed', { err: err.message }));
-  }, options.feedIntervalMs ?? 1000);
-  timer.unref();
+  let timer: NodeJS.Timeout | null = null;
+  let closed = false;
+  const schedule = (ms: number) => {
+    if (closed) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      feed()
+        .catch((err: Error) => log('batch_feed_failed', { err: err.message }))
+        .finally(() => schedule(busy ? (options.feedIntervalMs ?? 1000) : IDLE_MS));
+    }, ms);
+    timer.unref();
+  };
+  schedule(IDLE_MS);
+
+  const tooMany = (jobs: number, held: number) =>
+    new DiffIdError(
+      'TOO_MANY_JOBS',
+      `this batch's ${jobs} jobs and the ${held} that this key's open batches hold would pass its limit of ${options.maxJobsPerKey} (DIFFID_MAX_BATCHED_JOBS_PER_KEY); wait for a batch to end, or send a smaller one`,
+      { retryAfterSeconds: 60 },
+    );
 
   return {
+    checkSize(jobs) {
+      if (jobs > options.maxJobsPerKey) throw tooMany(jobs, 0);
+    },
+
     async create({ owner, kind, priority, webhook, specs }) {
       const id = randomUUID();
       const k = batchKeys(prefix, id);
-      for (let i = 0; i < specs.length; i += CHUNK) await redis.rpush(k.specs, ...specs.slice(i, i + CHUNK).map((s) => JSON.stringify(s)));
+      // With a TTL from the first chunk: a request that dies halfway leaves nothing for ever.
+      for (let i = 0; i < specs.length; i += CHUNK) {
+        await redis.multi().rpush(k.specs, ...specs.slice(i, i + CHUNK).map((s) => JSON.stringify(s))).expire(k.specs, options.ttlSeconds).exec();
+      }
       const fields = { owner: owner ?? '', kind, jobs: specs.length, priority, created_at: new Date().toISOString(), submitted: 0, ...(webhook ? { webhook } : {}) };
       const held = (await redis.eval(
         CREATE,
@@ -316,14 +363,12 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       )) as number;
       if (held >= 0) {
         await redis.del(k.specs);
-        throw new DiffIdError(
-          'TOO_MANY_JOBS',
-          `this batch's ${specs.length} jobs and the ${held} that this key's open batches hold would pass its limit of ${options.maxJobsPerKey} (DIFFID_MAX_BATCHED_JOBS_PER_KEY); wait for a batch to end, or send a smaller one`,
-          { retryAfterSeconds: 60 },
-        );
+        throw tooMany(specs.length, held);
       }
-      // The first wave now, so that the answer already counts it.
+      // The first wave now, so that the answer already counts it; the next ones at the feeder's pace.
       await withLock(id, () => wave(id), 2000);
+      busy = true;
+      schedule(options.feedIntervalMs ?? 1000);
       return (await view(id, owner)) as BatchView;
     },
 
@@ -335,17 +380,15 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       if (before.ended_at) return before;
       await ledger.cancel(id);
       // With the feeding lock, no wave is halfway through queueing a job: every queued job is listed.
-      await withLock(
-        id,
-        async () => {
-          const listed = await redis.zrange(batchKeys(prefix, id).jobs, 0, -1);
-          for (const jobId of listed) {
-            const v = await jobs.view(jobId, owner);
-            if (v?.status === 'queued') await jobs.cancel(jobId, owner).catch(() => undefined);
-          }
-        },
-        FEED_LOCK_MS,
-      );
+      const sweep = async () => {
+        const listed = await redis.zrange(batchKeys(prefix, id).jobs, 0, -1);
+        for (const jobId of listed) {
+          const v = await jobs.view(jobId, owner);
+          if (v?.status === 'queued') await jobs.cancel(jobId, owner).catch(() => undefined);
+        }
+      };
+      // A feeder that held the lock past its expiry would keep it from us: sweep anyway.
+      if (!(await withLock(id, sweep, FEED_LOCK_MS))) await sweep();
       return (await view(id, owner)) as BatchView;
     },
 
@@ -354,6 +397,11 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       if (!r) return null;
       const zip = new yazl.ZipFile();
       const out = zip.outputStream as Readable;
+      // An image that cannot be read (Redis gone) ends the download with an error, not the process.
+      zip.on('error', (err: Error) => {
+        log('batch_results_failed', { batch: id, err: err.message });
+        out.destroy(err);
+      });
       let gone = false;
       const closed = new Promise<void>((resolve) => {
         out.once('close', () => {
@@ -420,7 +468,8 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
     feed,
 
     async close() {
-      clearInterval(timer);
+      closed = true;
+      if (timer) clearTimeout(timer);
       await feeding;
       await webhooks.close();
     },

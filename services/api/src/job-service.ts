@@ -66,6 +66,12 @@ export interface JobService extends Pick<JobWatcher, 'watch' | 'waitFor'> {
    * a batch comes with its place in it, and its id is fixed by that place (batchJobId).
    */
   submit<K extends JobKind>(kind: K, params: ParamsOf[K], files: InputFiles, owner: Owner, webhook?: WebhookTarget, batch?: BatchRef): Promise<string>;
+  /**
+   * Refuses (400) a job that no key could ever have admitted: more planned U-Net steps than
+   * DIFFID_MAX_QUEUED_STEPS_PER_KEY. A batch checks each job with it, so that no job waits for
+   * room that will never come.
+   */
+  checkCost(payload: Pick<JobPayload, 'kind' | 'params'>): void;
   view(id: string, owner: Owner): Promise<JobView | null>;
   /** A page of the owner's jobs (or of one batch's, checked as theirs by the caller), newest first, of one status and kind when asked. */
   list(owner: Owner, query: JobListQuery): Promise<{ jobs: JobView[]; next_cursor: string | null }>;
@@ -242,7 +248,7 @@ export function createJobService(options: JobServiceOptions): JobService {
           .zadd(listed, now, id)
           .zremrangebyscore(listed, '-inf', now - (options.inputTtlSeconds + options.resultTtlSeconds) * 1000)
           .zremrangebyrank(listed, 0, -(MAX_LISTED_JOBS + 1));
-        if (batch) tx.zadd(batchKeys(prefix, batch.id).jobs, now, id);
+        if (batch) tx.zadd(batchKeys(prefix, batch.id).jobs, now, id).expire(batchKeys(prefix, batch.id).jobs, options.inputTtlSeconds + options.resultTtlSeconds);
         await tx.exec();
       });
       return id;
@@ -281,10 +287,20 @@ export function createJobService(options: JobServiceOptions): JobService {
 
     view,
 
+    checkCost(payload) {
+      const steps = plannedCost(payload as JobPayload);
+      const max = options.limits?.maxQueuedStepsPerKey;
+      if (max !== undefined && steps > max) {
+        throw new DiffIdError('VALIDATION', `a ${payload.kind} job of these parameters plans ${steps} U-Net steps, more than a key may have queued at once (${max}, DIFFID_MAX_QUEUED_STEPS_PER_KEY); lower steps, images or frames`);
+      }
+    },
+
     async cancel(id, owner) {
       const current = await readOwn(id, owner);
       if (!current) throw new DiffIdError('JOB_NOT_FOUND', `no job ${id}; it may have expired`);
       const { view: before, payload } = current;
+      // A cancel asked again still counts the job in its batch (the first may have failed there).
+      if (before.status === 'canceled' && before.batch) await ledger.record({ batch: { id: before.batch, index: 0 } }, id, 'canceled');
       if (before.status === 'canceled' || !payload) return before;
       if (isTerminal(before.status)) throw new DiffIdError('JOB_FINISHED', `job ${id} has already ${before.status}; there is nothing to cancel`);
       const keys = jobKeys(prefix, id);
@@ -296,8 +312,8 @@ export function createJobService(options: JobServiceOptions): JobService {
         if (before.status === 'queued') await queue.remove(id).catch(() => 0);
         await redis.del(...keys.inputs(payload), ...keys.results(plannedImages(payload)), keys.done);
         await admitted.releaseInputs(id);
-        await announce(webhooks as DeliveryQueue, payload, id, 'canceled');
         await ledger.record(payload, id, 'canceled');
+        await announce(webhooks as DeliveryQueue, payload, id, 'canceled');
       });
       watcher.notify(id);
       return canceled;

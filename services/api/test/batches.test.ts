@@ -5,7 +5,7 @@
 import t from 'tap';
 import yauzl from 'yauzl';
 import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
-import { verifyWebhook, webhookKey } from '@diffid/shared/contract';
+import { batchKeys, feedingBatchesKey, verifyWebhook, webhookKey } from '@diffid/shared/contract';
 import { keyRing, parseApiKeys } from '../src/auth.ts';
 import { webhookPolicy, type WebhookPolicy } from '../src/webhook-policy.ts';
 import { assertContract } from './contract.ts';
@@ -20,7 +20,7 @@ const auth = (key: string) => ({ authorization: `Bearer ${key}` });
 const SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
 const signingKey = webhookKey(SECRET) as Buffer;
 /** Two open jobs per key: a batch of more must go in waves. */
-const limits = { maxJobsPerKey: 2, maxQueuedStepsPerKey: 1_000_000, maxQueueDepth: 1000, maxInputBytesPerKey: 2 ** 30, maxInputBytes: 2 ** 32 };
+const limits = { maxJobsPerKey: 2, maxQueuedStepsPerKey: 5_000, maxQueueDepth: 1000, maxInputBytesPerKey: 2 ** 30, maxInputBytes: 2 ** 32 };
 
 /** The entries of a zip, by name. */
 function unzip(bytes: Buffer): Promise<Map<string, Buffer>> {
@@ -189,6 +189,7 @@ t.test('a generate batch canceled before it ran; bad batches get 4xx', async (t)
     ['a morph batch without pairs', { kind: 'morph', alphas: [0.5] }, 400, 'DIFFID_ERR_VALIDATION'],
     ['a pair of one', { kind: 'morph', pairs: [[ann]], alphas: [0.5] }, 400, 'DIFFID_ERR_VALIDATION'],
     ['steps out of range', { kind: 'generate', identities: [ann], prompts: ['a'], steps: 100_000 }, 400, 'DIFFID_ERR_VALIDATION', 'job 0 of the batch'],
+    ['a job no key could ever queue', { kind: 'morph', pairs: [[ann, ann]], frames: 64, steps: 150 }, 400, 'DIFFID_ERR_VALIDATION', 'more than a key may have queued at once'],
     ["another key's identity", { kind: 'morph', pairs: [[ann, bobs]], alphas: [0.5] }, 404, 'DIFFID_ERR_IDENTITY_NOT_FOUND'],
     ['more jobs than the key may batch', { kind: 'generate', identities: [ann], prompts: Array.from({ length: 9 }, (_, i) => `p${i}`), steps: 2 }, 429, 'DIFFID_ERR_TOO_MANY_JOBS'],
     ['a webhook without a signing secret', { kind: 'generate', identities: [ann], prompts: ['a'], webhook: 'https://example.com/hook' }, 400, 'DIFFID_ERR_WEBHOOK_REFUSED'],
@@ -204,4 +205,28 @@ t.test('a generate batch canceled before it ran; bad batches get 4xx', async (t)
   const high = await post({ kind: 'generate', identities: [bobs], prompts: ['a'], priority: 'high' }, BETA);
   t.equal(high.status, 403, 'priority=high for a key that may not: 403');
   t.equal((await json(high)).error.code, 'DIFFID_ERR_PRIORITY_NOT_ALLOWED');
+});
+
+t.test('a batch canceled while a dead feeder held one of its jobs still ends, every job counted once', async (t) => {
+  const hook = await receiver(t);
+  const s = await startStack(t, { build: buildDemoBundle, access: { keys, rateLimitPerMinute: 10_000, maxStreamsPerKey: 50 }, limits, webhooks: { key: signingKey, policy: webhookPolicy('127.0.0.1') as WebhookPolicy } });
+  const json = async (res: Response) => (await res.json()) as Record<string, any>;
+  const ann = (await json(await postForm(s.base, '/identities', { image: { bytes: await faceFile(21) } }, auth(ALPHA)))).id as string;
+  // No worker from here: the first wave stays queued, the rest pending.
+  await s.worker?.close();
+  const res = await fetch(`${s.base}/batches`, { method: 'POST', headers: { ...auth(ALPHA), 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'generate', identities: [ann], prompts: ['a', 'b', 'c', 'd', 'e', 'f'], steps: 2, webhook: hook.url }) });
+  const batch = await json(res);
+  t.equal(batch.counts.queued, 2);
+  // A feeder that chose job 2 and died before queueing it: its claim, under the feeding lock.
+  const k = batchKeys(s.prefix, batch.id);
+  while ((await s.redis.set(k.feeding, 'test', 'PX', 30_000, 'NX')) !== 'OK') await new Promise((r) => setTimeout(r, 50));
+  await s.redis.hset(k.record, 'submitted', 3, 'claiming', 2);
+  await s.redis.del(k.feeding);
+  const canceled = await json(await fetch(`${s.base}/batches/${batch.id}`, { method: 'DELETE', headers: auth(ALPHA) }));
+  t.equal(canceled.status, 'canceling', 'the claimed job is not settled yet');
+  const [ended] = await hook.next(1, 120_000);
+  const event = JSON.parse((ended as Received).body) as { data: Record<string, any> };
+  t.equal(event.data.status, 'canceled', 'the next feeder settles the claim and the batch ends');
+  t.same(event.data.counts, { pending: 0, queued: 0, running: 0, succeeded: 0, failed: 0, canceled: 6 }, 'every job canceled, once');
+  t.equal(await s.redis.sismember(feedingBatchesKey(s.prefix), batch.id), 0, 'no feeder looks at it again');
 });

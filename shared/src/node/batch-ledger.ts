@@ -29,11 +29,13 @@ const RECORD = `${END_IF_DONE}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[2] == 'start' then
   if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 and redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+    redis.call('PEXPIRE', KEYS[2], math.max(1, redis.call('PTTL', KEYS[1])))
     redis.call('HINCRBY', KEYS[1], 'running', 1)
   end
   return 0
 end
 if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[3], math.max(1, redis.call('PTTL', KEYS[1])))
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[1], 'running', -1) end
 return endIfDone(KEYS[1], KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[3])
@@ -48,7 +50,8 @@ if redis.call('HSETNX', KEYS[1], 'canceled_at', ARGV[1]) == 0 then return 0 end
 local left = tonumber(redis.call('HGET', KEYS[1], 'jobs')) - tonumber(redis.call('HGET', KEYS[1], 'submitted') or '0')
 redis.call('HSET', KEYS[1], 'dropped', left)
 redis.call('HINCRBY', KEYS[1], 'canceled', left)
-redis.call('SREM', KEYS[3], ARGV[2])
+-- A job chosen but not yet queued (its feeder may have died) is settled by the next feeder.
+if redis.call('HEXISTS', KEYS[1], 'claiming') == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
 return endIfDone(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[2], ARGV[1])
 `;
 

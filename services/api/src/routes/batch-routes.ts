@@ -11,6 +11,8 @@ import { notFound, type BatchSpec, type ManifestFacts } from '../batch-service.t
 const errorSchema = componentSchema('Error');
 const batchSchema = componentSchema('Batch');
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
+/** Jobs settled between turns of the event loop. */
+const YIELD_EVERY = 256;
 /** A batch of 10,000 pairs of ids is about 800 KB of JSON. */
 const BODY_LIMIT = 4 * 1024 * 1024;
 
@@ -48,6 +50,7 @@ export async function batchRoutes(app: FastifyInstance, options: BatchRouteOptio
         throw new DiffIdError('PRIORITY_NOT_ALLOWED', 'this key may not ask for priority=high (DIFFID_HIGH_PRIORITY_TENANTS lists the tenants that may); send normal or low');
       }
       const target = await app.webhooks.target(webhook, undefined);
+      app.batches.checkSize(kind === 'morph' ? (pairs?.length ?? 0) : (identities?.length ?? 0) * (prompts?.length ?? 0));
 
       // Each identity looked up once, for this key: its photos and faces, and its name for the manifest.
       const found = new Map<string, { stored: StoredIdentity; name: string | null }>();
@@ -62,13 +65,17 @@ export async function batchRoutes(app: FastifyInstance, options: BatchRouteOptio
       };
       const bundle = await app.jobs.bundleInfo();
       const specs: BatchSpec[] = [];
-      const settle = (job: number, facts: ManifestFacts, run: () => BatchSpec['params']) => {
+      const settle = async (job: number, facts: ManifestFacts, run: () => BatchSpec['params']) => {
         try {
-          specs.push({ params: run(), facts });
+          const params = run();
+          app.jobs.checkCost({ kind, params } as never);
+          specs.push({ params, facts });
         } catch (err) {
           if (err instanceof DiffIdError && err.status < 500) throw new DiffIdError(err.key, `job ${job} of the batch: ${err.publicMessage}`);
           throw err;
         }
+        // Ten thousand jobs take about a second to settle: let other requests in between.
+        if (job % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
       };
       if (kind === 'morph') {
         if (!pairs) throw new DiffIdError('VALIDATION', 'a morph batch needs "pairs": [[identity A, identity B], ...]');
@@ -77,7 +84,7 @@ export async function batchRoutes(app: FastifyInstance, options: BatchRouteOptio
           const [a, b] = [await identity(pair[0] as string), await identity(pair[1] as string)];
           const facts = { identity_a: a.stored.id, name_a: a.name, identity_b: b.stored.id, name_b: b.name };
           const form = { ...fields, ...factors, identity_a: a.stored.id, identity_b: b.stored.id, priority: level };
-          settle(i, facts, () => settleJob('morph', form, { files: {}, bundle, identities: { image_a: a.stored, image_b: b.stored } }).params);
+          await settle(i, facts, () => settleJob('morph', form, { files: {}, bundle, identities: { image_a: a.stored, image_b: b.stored } }).params);
         }
       } else {
         if (!identities || !prompts) throw new DiffIdError('VALIDATION', 'a generate batch needs "identities" and "prompts": every identity gets every prompt');
@@ -85,7 +92,7 @@ export async function batchRoutes(app: FastifyInstance, options: BatchRouteOptio
           const person = await identity(id);
           for (const prompt of prompts) {
             const form = { ...fields, identity: person.stored.id, prompt, priority: level };
-            settle(specs.length, { identity_a: person.stored.id, name_a: person.name, prompt }, () => settleJob('generate', form, { files: {}, bundle, identities: { image: person.stored } }).params);
+            await settle(specs.length, { identity_a: person.stored.id, name_a: person.name, prompt }, () => settleJob('generate', form, { files: {}, bundle, identities: { image: person.stored } }).params);
           }
         }
       }

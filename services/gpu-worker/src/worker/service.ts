@@ -102,11 +102,22 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
   // Webhook deliveries are queued here and sent by the API processes (services/api/src/webhook-dispatcher.ts).
   const webhooks = new Queue(webhookQueueName(queueName), { connection: redis, prefix });
   const ledger = batchLedger(redis, prefix, webhooks as unknown as DeliveryQueue);
+  // A batch ends when its last job is recorded: a record lost to a Redis blip is tried again.
+  const recordInBatch = async (job: Job<JobPayload, JobResult>, event: WebhookEvent) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ledger.record(job.data, job.id as string, event);
+      } catch (err) {
+        if (attempt === 5) return log('batch_not_recorded', { id: job.id, event, err: (err as Error).message });
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
+  };
   // A job's events go to its webhook and, for a job of a batch, to the batch's ledger.
   const announceEvent = (job: Job<JobPayload, JobResult>, event: WebhookEvent) =>
     Promise.all([
       announce(webhooks as unknown as DeliveryQueue, job.data, job.id as string, event).catch((err: Error) => log('webhook_not_queued', { id: job.id, event, err: err.message })),
-      ledger.record(job.data, job.id as string, event).catch((err: Error) => log('batch_not_recorded', { id: job.id, event, err: err.message })),
+      recordInBatch(job, event),
     ]);
 
   const runJob = createJobRunner({ redis, prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video, admission: admitted });
