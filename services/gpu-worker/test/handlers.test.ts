@@ -83,7 +83,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
   t.equal(await scope.redis.exists(keys.input('image_a'), keys.input('image_b')), 0, 'uploads deleted');
   t.same(JSON.parse((await scope.redis.get(keys.done)) as string), result, 'the result record, written with the PNGs, for any later run of the job');
   const xmp = await imageXmp((await scope.redis.getBuffer(keys.result(1))) as Buffer);
-  t.match(xmp, /Iptc4xmpExt:DigitalSourceType="http:\/\/cv\.iptc\.org\/newscodes\/digitalsourcetype\/trainedAlgorithmicMedia"/, 'the PNG says it is AI-generated (IPTC digital source type)');
+  t.match(xmp, /Iptc4xmpExt:DigitalSourceType="http:\/\/cv\.iptc\.org\/newscodes\/digitalsourcetype\/compositeWithTrainedAlgorithmicMedia"/, 'the PNG says it is an AI composite of real faces (IPTC digital source type)');
   t.match(xmp, /xmp:CreatorTool="Diff-ID Serve"/);
   t.match(xmp, new RegExp(`diffid:BundleManifestSha256="${'ab'.repeat(32)}"`), 'and which bundle made it');
   t.match(xmp, /diffid:Seed="9"/);

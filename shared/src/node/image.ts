@@ -1,6 +1,7 @@
 // The only module that imports sharp. Everything else handles images as RGB bytes with their size.
 
 import sharp, { type OverlayOptions } from 'sharp';
+import { gifWithXmp, pngWithXmp } from './xmp-containers.ts';
 import { DiffIdError } from '../contract/errors.ts';
 
 /** Interleaved 8-bit RGB, row-major. */
@@ -129,11 +130,13 @@ export async function checkImage(bytes: Uint8Array, label = 'image'): Promise<{ 
   }
 }
 
-/** Encodes RGB as PNG, with an XMP packet when given; the same pixels and packet always give the same bytes. */
+/**
+ * Encodes RGB as PNG, with an XMP packet when given (in an uncompressed iTXt chunk, as the XMP
+ * specification says; sharp would write a zTXt); the same pixels and packet give the same bytes.
+ */
 export async function encodePng(image: RgbImage, xmp?: string): Promise<Buffer> {
-  let s = sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } });
-  if (xmp !== undefined) s = s.withXmp(xmp);
-  return s.png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
+  const png = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
+  return xmp === undefined ? png : pngWithXmp(png, xmp);
 }
 
 /** The frames an animation shows: forward, then for a boomerang back without repeating either end. */
@@ -145,6 +148,8 @@ export function playOrder<T>(frames: T[], boomerang: boolean): T[] {
 export interface AnimationOptions {
   format: 'webp' | 'gif';
   fps: number;
+  /** An XMP packet to carry (WebP's XMP chunk; GIF's XMP application extension). */
+  xmp?: string;
   /** Plays forward, then back to the start (the first and last frames shown once each way). */
   boomerang?: boolean;
 }
@@ -165,11 +170,13 @@ export async function encodeAnimation(frames: RgbImage[], o: AnimationOptions): 
     stack.set(f.data, i * frameBytes);
   });
   const delay = Array.from({ length: shown.length }, () => Math.round(1000 / o.fps));
-  const s = sharp(stack, { raw: { width, height: height * shown.length, channels: 3, pageHeight: height } });
+  let s = sharp(stack, { raw: { width, height: height * shown.length, channels: 3, pageHeight: height } });
+  if (o.xmp !== undefined && o.format === 'webp') s = s.withXmp(o.xmp);
   // GIF at sharp's default effort spent 9.4 s on 46 photographic 256² frames; effort 1, keeping
   // pixels that changed by at most 8 levels from the frame before, took 2.3 s and 16 % fewer bytes.
-  const bytes = o.format === 'webp' ? await s.webp({ loop: 0, delay, quality: 85 }).toBuffer() : await s.gif({ loop: 0, delay, effort: 1, interFrameMaxError: 8 }).toBuffer();
-  return { bytes, frames: shown.length };
+  if (o.format === 'webp') return { bytes: await s.webp({ loop: 0, delay, quality: 85 }).toBuffer(), frames: shown.length };
+  const gif = await s.gif({ loop: 0, delay, effort: 1, interFrameMaxError: 8 }).toBuffer();
+  return { bytes: o.xmp === undefined ? gif : gifWithXmp(gif, o.xmp), frames: shown.length };
 }
 
 /** How encodeImage writes a file, for uploads of every kind people and attackers send. */

@@ -12,6 +12,7 @@ import type { InferenceClient } from '../thread/client.ts';
 import type { InferenceJob } from '../pipelines/pipeline.ts';
 import type { Rgb } from '../vision/pixels.ts';
 import { provenanceXmp } from './provenance.ts';
+import { mp4WithXmp } from '@diffid/shared/xmp';
 import { encodeMp4 } from './video.ts';
 import { readInverted, storeInverted } from './identity-cache.ts';
 
@@ -74,16 +75,16 @@ async function decodeInputs(payload: JobPayload, uploads: ReturnType<typeof uplo
 }
 
 /** A morph's animations, in the formats it asked for. */
-async function animate(frames: Rgb[], { animation, fps, boomerang }: Pick<MorphParams, 'animation' | 'fps' | 'boomerang'>, video: boolean): Promise<Array<{ info: AnimationInfo; bytes: Buffer }>> {
+async function animate(frames: Rgb[], { animation, fps, boomerang }: Pick<MorphParams, 'animation' | 'fps' | 'boomerang'>, video: boolean, xmp: string): Promise<Array<{ info: AnimationInfo; bytes: Buffer }>> {
   return Promise.all(
     animation.map(async (format) => {
       if (format === 'mp4') {
         if (!video) throw new DiffIdError('VALIDATION', 'animation=mp4 needs ffmpeg on the worker, and the one that took this job has none; ask for webp or gif');
         const shown = playOrder(frames, boomerang);
-        const bytes = await encodeMp4(shown, fps);
+        const bytes = mp4WithXmp(await encodeMp4(shown, fps), xmp);
         return { info: { format, frames: shown.length, fps, bytes: bytes.length }, bytes };
       }
-      const { bytes, frames: shown } = await encodeAnimation(frames, { format, fps, boomerang });
+      const { bytes, frames: shown } = await encodeAnimation(frames, { format, fps, boomerang, xmp });
       return { info: { format, frames: shown, fps, bytes: bytes.length }, bytes };
     }),
   );
@@ -115,7 +116,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     if (earlier) return JSON.parse(earlier) as JobResult;
     const images = await decodeInputs(payload, uploads, bytes);
     const cached = payload.kind === 'morph' ? await readInverted(deps.redis, deps.prefix, payload, deps.inference.bundle.digest) : {};
-    // Each PNG says it is AI-generated, what made it and how (docs/operations.md).
+    // Each PNG and animation says it is AI-generated, what made it and how (docs/operations.md).
     const bundle = deps.inference.bundle;
     const png = (rgb: Rgb, { seed, alpha }: ImageProvenance) =>
       encodePng(rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed, params: payload.params, ...(alpha === undefined ? {} : { alpha }) }));
@@ -133,7 +134,10 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       },
     });
     const pngs = await Promise.all(output.images.map((i, index) => early.get(index) ?? png(i.rgb, i.facts)));
-    const animations = payload.kind === 'morph' ? await animate(output.images.map((i) => i.rgb), payload.params, deps.video ?? false) : [];
+    const animations =
+      payload.kind === 'morph'
+        ? await animate(output.images.map((i) => i.rgb), payload.params, deps.video ?? false, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed: payload.params.seed, params: payload.params }))
+        : [];
     ctx.progress({ step: output.total, total: output.total });
     const result: JobResult = {
       images: output.images.map((i, index) => ({ index, width: i.rgb.width, height: i.rgb.height, ...i.facts })),

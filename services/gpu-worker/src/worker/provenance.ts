@@ -1,6 +1,8 @@
-// Provenance written into every output image: that it is AI-generated (IPTC's digital source type
-// "trainedAlgorithmicMedia", which viewers and platforms read), what made it (service, bundle
-// name and manifest digest), and how (job kind, seed, parameters) — as an XMP packet.
+// Provenance written into every output file (PNG, WebP, GIF, MP4): that it is AI-generated — IPTC's
+// digital source type, which viewers and platforms read: "trainedAlgorithmicMedia" for a
+// generate, "compositeWithTrainedAlgorithmicMedia" for a morph, which mixes two real people —
+// what made it (service, bundle name and manifest digest), and how (job kind, seed, parameters),
+// as an XMP packet.
 
 /** What an output image says about where it came from. */
 export interface Provenance {
@@ -14,8 +16,14 @@ export interface Provenance {
   alpha?: number;
 }
 
+/** IPTC's digital source type of each job kind's outputs (a morph composes two people's faces). */
+export function digitalSourceType(kind: string): string {
+  return kind === 'morph' ? COMPOSITE_SOURCE_TYPE : AI_GENERATED_SOURCE_TYPE;
+}
+
 export const SERVICE_NAME = 'Diff-ID Serve';
 export const AI_GENERATED_SOURCE_TYPE = 'http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia';
+export const COMPOSITE_SOURCE_TYPE = 'http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia';
 
 const escapeXml = (s: string) => s.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] as string);
 
@@ -30,7 +38,7 @@ export function provenanceXmp(p: Provenance): string {
     '\n   xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"' +
     '\n   xmlns:xmp="http://ns.adobe.com/xap/1.0/"' +
     '\n   xmlns:diffid="https://github.com/diffid-serve/ns/1.0/"' +
-    attr('Iptc4xmpExt:DigitalSourceType', AI_GENERATED_SOURCE_TYPE) +
+    attr('Iptc4xmpExt:DigitalSourceType', digitalSourceType(p.kind)) +
     attr('xmp:CreatorTool', SERVICE_NAME) +
     attr('diffid:AIGenerated', 'true') +
     attr('diffid:Kind', p.kind) +
