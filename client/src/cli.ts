@@ -443,6 +443,24 @@ export function program(run: Runner, load: FormLoader): Command {
       }),
     );
 
+  cmd
+    .command('verify')
+    .description("what a file says of where it came from: its C2PA manifest, checked, and its XMP (exit 1 when a manifest is there but does not hold)")
+    .argument('<file>')
+    .action((file: string) =>
+      run(async (client, g) => {
+        const v = await client.verify({ bytes: new Uint8Array(await readFile(file)), name: basename(file) });
+        const c = v.c2pa;
+        const lines = [
+          c.present ? `C2PA: ${c.valid ? 'valid' : `NOT valid (${c.errors.join(', ')})`}, signed by ${c.signer ?? '?'}, issued by ${c.issuer ?? '?'}` : 'C2PA: no manifest',
+          ...c.actions.map((a) => `  ${a.action}${a.digitalSourceType ? ` (${a.digitalSourceType.split('/').at(-1)})` : ''}${a.softwareAgent ? ` by ${a.softwareAgent}` : ''}`),
+          v.xmp.present ? `XMP: ${v.xmp.digital_source_type ?? 'no digital source type'}${v.xmp.creator_tool ? `, made with ${v.xmp.creator_tool}` : ''}${v.xmp.kind ? ` (${v.xmp.kind})` : ''}` : 'XMP: none',
+        ];
+        report(g, v, lines.join('\n'));
+        return c.present && !c.valid ? EXIT.jobFailed : EXIT.ok;
+      }),
+    );
+
   const jobs = cmd.command('jobs').description('look at, wait for, cancel or download a job');
   jobs
     .command('list')

@@ -17,6 +17,7 @@ export type Identity = components['schemas']['Identity'];
 export type IdentityList = components['schemas']['IdentityList'];
 export type JobList = components['schemas']['JobList'];
 export type Batch = components['schemas']['Batch'];
+export type Verification = components['schemas']['Verification'];
 /** POST /batches: the kind, what it multiplies, and any field of the kind's form for every job. */
 export type BatchRequest = components['schemas']['BatchRequest'] & Record<string, unknown>;
 /** GET /jobs's filters and page. */
@@ -133,6 +134,8 @@ export interface DiffIdClient {
   cancelBatch(id: string): Promise<Batch>;
   /** The batch's outputs so far and manifest.csv, as a zip, streamed. */
   batchResults(id: string): Promise<ReadableStream<Uint8Array>>;
+  /** What a file says of its provenance: its C2PA manifest, validated, and its XMP. */
+  verify(file: Upload): Promise<Verification>;
   image(id: string, index: number): Promise<Uint8Array>;
   animation(id: string, format: AnimationFormat): Promise<Uint8Array>;
   /** The job's event stream: the job each time its status or progress changes, until it finishes. */
@@ -239,6 +242,11 @@ export function createDiffIdClient(options: ClientOptions): DiffIdClient {
       const { data, error, response } = await raw.GET('/batches/{id}/results.zip', { params: { path: { id } }, parseAs: 'stream' });
       if (error !== undefined || !data) return fail(response, error);
       return data as ReadableStream<Uint8Array>;
+    },
+    async verify(file) {
+      const { data, error, response } = await raw.POST('/verify', { body: { image: file } as never, ...multipart });
+      if (error !== undefined || data === undefined) return fail(response, error);
+      return data;
     },
     image: (id, index) => bytes('/jobs/{id}/images/{n}.png', { id, n: index }),
     animation: (id, format) => bytes('/jobs/{id}/animation.{format}', { id, format }),

@@ -81,7 +81,7 @@ t.test('identities add, list and rm, and a generate by --identity', async (t) =>
   t.match(again.stderr, /DIFFID_ERR_IDENTITY_NOT_FOUND/);
 });
 
-t.test('batches create, wait (with its zip), get and jobs list --batch', async (t) => {
+t.test('batches create, wait (with its zip), get and jobs list --batch; verify a frame', async (t) => {
   const s = await startStack(t, { build: buildDemoBundle });
   const dir = await tempDir(t, 'diffid-cli-batches-');
   const env = { DIFFID_URL: s.base };
@@ -104,6 +104,14 @@ t.test('batches create, wait (with its zip), get and jobs list --batch', async (
   t.ok(zip.includes(Buffer.from('manifest.csv')), 'with its manifest');
   const listed = await diffid(['jobs', 'list', '--batch', batch.id], env);
   t.match(listed.stdout, /^[0-9a-f-]{36}  morph  succeeded  /m, 'jobs list --batch shows its job');
+  // A frame of the batch, checked from the command line: its C2PA manifest holds; a photo has none.
+  const frame = await (await fetch(`${s.base}/jobs?batch=${batch.id}`)).json() as { jobs: Array<{ result: { images: Array<{ url: string }> } }> };
+  await writeFile(join(dir, 'frame.png'), Buffer.from(await (await fetch(`${s.base}${frame.jobs[0]?.result.images[0]?.url}`)).arrayBuffer()));
+  const verified = await diffid(['verify', join(dir, 'frame.png')], env);
+  t.equal(verified.code, 0, verified.stderr);
+  t.match(verified.stdout, /^C2PA: valid, signed by CN=Diff-ID Serve/m);
+  t.match(verified.stdout, /c2pa\.created \(compositeWithTrainedAlgorithmicMedia\) by Diff-ID Serve/);
+  t.match((await diffid(['verify', join(dir, '5.jpg')], env)).stdout, /^C2PA: no manifest\nXMP: none$/m);
   const notJson = await diffid(['batches', 'create', join(dir, '5.jpg')], env);
   t.equal(notJson.code, 2, 'a file that is not JSON: a usage error');
   const gone = await diffid(['batches', 'get', '00000000-0000-4000-8000-000000000000'], env);

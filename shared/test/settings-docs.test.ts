@@ -21,7 +21,7 @@ t.test(`${DOC} lists every setting with its default, meaning and reader, and no 
   const rows = new Map(
     table
       .split('\n')
-      .map((line) => /^\| `([A-Z_]+)` \| (.*?) \| (.*?) \| (.*?) \|$/.exec(line))
+      .map((line) => /^\| `([A-Z0-9_]+)` \| (.*?) \| (.*?) \| (.*?) \|$/.exec(line))
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => [m[1] as string, { def: m[2] as string, doc: m[3] as string, reader: m[4] as string }]),
   );

@@ -21,6 +21,7 @@ import { openapiDocument } from '@diffid/shared/openapi';
 import { jobRoutes } from './routes/job-routes.ts';
 import { identityRoutes } from './routes/identity-routes.ts';
 import { batchRoutes } from './routes/batch-routes.ts';
+import { provenanceRoutes } from './routes/provenance-routes.ts';
 import { batchesPlugin } from './batches-plugin.ts';
 import { serviceRoutes } from './routes/service-routes.ts';
 import { playgroundRoutes } from './playground-plugin.ts';
@@ -130,6 +131,7 @@ export const diffIdApi = fp<AppOptions>(
     await app.register(jobRoutes, { maxStreamsPerKey: options.access?.maxStreamsPerKey ?? Infinity, mayAskHigh });
     await app.register(identityRoutes);
     await app.register(batchRoutes, { mayAskHigh });
+    await app.register(provenanceRoutes);
     await app.register(dashboardRoutes, {
       redis: options.redis,
       redisPrefix: options.prefix,

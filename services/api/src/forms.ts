@@ -23,8 +23,11 @@ export interface ParsedForm {
   files: Record<string, Buffer[]>;
 }
 
-/** A form reader for one openapi.yaml multipart schema. */
-export function formReader(schemaName: string) {
+/**
+ * A form reader for one openapi.yaml multipart schema. Its files are photos to decode, checked
+ * here, unless `files: 'any'` (POST /verify reads whatever file it is given, bytes only).
+ */
+export function formReader(schemaName: string, o: { files: 'images' | 'any' } = { files: 'images' }) {
   const schema = formSchema(schemaName);
   const fieldNames = new Set(Object.keys((schema.fields as { properties: Record<string, unknown> }).properties));
   const maxBodyBytes = Object.values(schema.maxFiles).reduce((sum, n) => sum + n * MAX_FILE_BYTES, MAX_FIELDS_BYTES);
@@ -105,6 +108,7 @@ export function formReader(schemaName: string) {
       for (const [i, bytes] of list.entries()) {
         const name = inputLabel(field as InputName, i, list.length);
         if (bytes.length === 0) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is an empty file`);
+        if (o.files === 'any') continue;
         if (!sniffImageFormat(bytes)) throw new DiffIdError('UNSUPPORTED_IMAGE', `"${name}" is not a JPEG, PNG or WebP image (checked by its bytes, whatever its declared type)`);
         // Only the header is read here (size, proportions, the pixel budget); the worker decodes
         // in full and fails the job, naming the file, when it does not decode.

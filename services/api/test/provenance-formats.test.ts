@@ -1,4 +1,5 @@
-// Every file the service delivers says what it is, where exiftool (an independent reader) looks:
+// Every file the service delivers says what it is, where exiftool (an independent reader) looks,
+// and POST /verify checks its signed C2PA manifest:
 // a generate's PNG is trainedAlgorithmicMedia; a morph's PNG frames, WebP, GIF and MP4 are
 // compositeWithTrainedAlgorithmicMedia. The PNG's packet sits in an uncompressed iTXt chunk, as
 // the XMP specification says. Through real HTTP, Redis and a worker on the demo bundle.
@@ -9,12 +10,17 @@ import t from 'tap';
 import { imageXmp } from '@diffid/shared/image';
 import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
 import { tempDir } from '../../gpu-worker/test/helpers.ts';
+import { assertContract } from './contract.ts';
 import { postForm, startStack } from './harness.ts';
 import { faceFile } from './images.ts';
 
 const haveExiftool = spawnSync('exiftool', ['-ver']).status === 0;
 const haveFfmpeg = spawnSync('ffmpeg', ['-hide_banner', '-version']).status === 0;
 const TYPES = 'http://cv.iptc.org/newscodes/digitalsourcetype/';
+interface Verification {
+  c2pa: { present: boolean; valid: boolean; signer: string | null; issuer: string | null; actions: unknown[]; errors: string[] };
+  xmp: { present: boolean; digital_source_type: string | null; creator_tool: string | null; kind: string | null };
+}
 
 /** The PNG's chunk types in order. */
 function chunks(png: Buffer): string[] {
@@ -54,12 +60,43 @@ t.test('PNG, WebP, GIF and MP4 carry the digital source type exiftool reads', as
       t.match(await imageXmp(bytes), `${TYPES}${type}`, `${name}: sharp reads it back`);
     }
   }
+  // POST /verify: the delivered PNG's manifest holds; one changed byte of its image data breaks it.
+  const verify = async (bytes: Buffer) => {
+    const res = await postForm(s.base, '/verify', { image: { bytes, name: 'x' } });
+    const body = (await res.json()) as Verification;
+    assertContract(t, 'POST', '/verify', res.status, body);
+    return body;
+  };
+  const delivered = Buffer.from(await (await fetch(`${s.base}${generate.result.images[0]?.url}`)).arrayBuffer());
+  const verdict = await verify(delivered);
+  t.match(verdict.c2pa, { present: true, valid: true, errors: [] }, 'the delivered PNG: a C2PA manifest that holds');
+  t.match(verdict.c2pa.signer, /Diff-ID Serve/);
+  t.match(verdict.c2pa.issuer, /local CA/, 'signed through the local CA a service makes by default');
+  t.same(verdict.c2pa.actions, [{ action: 'c2pa.created', digitalSourceType: `${TYPES}trainedAlgorithmicMedia`, softwareAgent: 'Diff-ID Serve' }]);
+  t.same(verdict.xmp, { present: true, digital_source_type: `${TYPES}trainedAlgorithmicMedia`, creator_tool: 'Diff-ID Serve', kind: 'generate' });
+  const changed = Buffer.from(delivered);
+  const idat = changed.lastIndexOf('IDAT');
+  changed[idat + 20] = (changed[idat + 20] as number) ^ 0x01;
+  const broken = await verify(changed);
+  t.equal(broken.c2pa.valid, false, 'one changed byte of the image data: not valid');
+  t.ok(broken.c2pa.errors.includes('assertion.dataHash.mismatch'), `says why (${broken.c2pa.errors.join(', ')})`);
+  for (const [name, , type] of files.filter(([n]) => !n.endsWith('.png'))) {
+    const v = await verify(Buffer.from(await (await fetch(`${s.base}${files.find(([n]) => n === name)?.[1]}`)).arrayBuffer()));
+    t.equal(v.xmp.digital_source_type, `${TYPES}${type}`, `/verify reads ${name}'s XMP`);
+    t.equal(v.c2pa.present, false, `${name}: no C2PA manifest (the library embeds in PNG)`);
+  }
+  const photo = await verify(await faceFile(9));
+  t.same(photo, { c2pa: { present: false, valid: false, signer: null, issuer: null, actions: [], errors: [] }, xmp: { present: false, digital_source_type: null, creator_tool: null, kind: null } }, 'a photo says nothing');
+
   if (!haveExiftool) {
     t.comment('exiftool is absent (Debian: libimage-exiftool-perl): the independent reads are skipped');
     return;
   }
   const read = spawnSync('exiftool', ['-j', '-XMP:DigitalSourceType', '-XMP:CreatorTool', ...files.map(([name]) => join(dir, name))], { encoding: 'utf8' });
   const found = JSON.parse(read.stdout) as Array<{ SourceFile: string; DigitalSourceType?: string; CreatorTool?: string }>;
+  const jumbf = spawnSync('exiftool', ['-a', '-G1', '-JUMBF:all', join(dir, 'generate.png')], { encoding: 'utf8' }).stdout;
+  t.match(jumbf, /\[JUMBF\]\s+JUMD Label\s+: c2pa\n/, 'exiftool finds the C2PA manifest store in the PNG');
+  t.match(jumbf, /c2pa\.actions/, 'with its actions');
   for (const [name, , type] of files) {
     const f = found.find((x) => x.SourceFile.endsWith(name));
     t.equal(f?.DigitalSourceType, `${TYPES}${type}`, `exiftool reads ${name}: ${type}`);

@@ -41,6 +41,7 @@ try {
     lockDurationMs: settings.lockSeconds * 1000,
     stalledIntervalMs: settings.stalledCheckSeconds * 1000,
     jobAttempts: settings.jobAttempts,
+    c2pa: { dir: join(settings.dataDir, 'c2pa'), ...(settings.c2paKey ? { keyFile: settings.c2paKey } : {}), ...(settings.c2paCert ? { certFile: settings.c2paCert } : {}) },
     log: (event, fields) => logger.info(fields, event),
   });
   if (settings.workerMetricsPort !== undefined) {

@@ -1,7 +1,10 @@
 // The job runner without BullMQ: a payload and a context in, a result out, over real Redis and
 // real image codecs, with the inference thread replaced by a recorder that returns fixed pixels.
 import t from 'tap';
+import { join } from 'node:path';
 import { admission } from '@diffid/shared/admission';
+import { c2paCredentials } from '@diffid/shared/c2pa';
+import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
 import { DiffIdError, isCanceled, jobKeys, type BundleInfo, type JobProgress, type PayloadOf } from '@diffid/shared/contract';
 import { decodeRgb, encodeImage, imageXmp } from '@diffid/shared/image';
 import { facePattern, redisScope } from '@diffid/shared/testing';
@@ -35,6 +38,8 @@ function context(): JobContext & { reported: JobProgress[]; controller: AbortCon
 }
 
 const rgb = (seed: number) => ({ ...facePattern(seed, 24, 16) });
+/** The worker's C2PA credentials as a worker without settings makes them. */
+const signer = () => c2paCredentials({ dir: join(DEFAULT_SETTINGS.dataDir, 'c2pa'), commonName: 'Diff-ID Serve' });
 
 t.test('a morph job: its two images read and decoded, PNGs stored, inputs deleted, one result shape back', async (t) => {
   const scope = await redisScope('handlers');
@@ -53,7 +58,7 @@ t.test('a morph job: its two images read and decoded, PNGs stored, inputs delete
     stages: { invert: 4.4, denoise: 6.6 },
     total: 40,
   });
-  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs'), c2pa: await signer() });
   const payload: PayloadOf<'morph'> = { kind: 'morph', params: { alphas: [0, 1], strategy: 'slerp', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal', prompt: '', steps: 20, seed: 9, pacing: 'linear', background: 'morph', animation: [], fps: 12, boomerang: false } };
   const ctx = context();
   const result = await runJob(payload, ctx);
@@ -115,7 +120,7 @@ t.test('an image the thread sends early is encoded then and stored as sent; one 
     options?.onImage?.(0, rgb(7), { seed: 70 });
     return run(job, options);
   };
-  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs'), c2pa: await signer() });
   const params = { prompt: 'x', negative_prompt: '', num_images: 2, steps: 1, guidance_scale: 1, seed: 5, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } as const;
   await runJob({ kind: 'generate', params }, context());
   const first = (await scope.redis.getBuffer(keys.result(0))) as Buffer;
@@ -143,7 +148,7 @@ t.test('a missing upload is INPUT_EXPIRED naming it, and nothing runs', async (t
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).input('image_a'), await encodeImage(facePattern(1), 'png'));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs'), c2pa: await signer() });
   const err = await runJob({ kind: 'compare', params: { priority: 'normal' } }, context()).catch((e: unknown) => e);
   t.ok(err instanceof DiffIdError);
   t.equal((err as DiffIdError).code, 'DIFFID_ERR_INPUT_EXPIRED');
@@ -160,7 +165,7 @@ t.test('uploads that do not decode fail the job naming the first in form order, 
   await scope.redis.set(keys.input('image_a'), Buffer.from('not an image at all'));
   await scope.redis.set(keys.input('image_b'), png.subarray(0, 60));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs'), c2pa: await signer() });
   const err = await runJob({ kind: 'compare', params: { priority: 'normal' } }, context()).catch((e: unknown) => e);
   t.equal((err as DiffIdError).code, 'DIFFID_ERR_UNSUPPORTED_IMAGE');
   t.match((err as Error).message, /^image_a: /);
@@ -175,7 +180,7 @@ t.test('a job canceled before it started stops before reading anything', async (
   t.teardown(() => scope.cleanup());
   await scope.redis.set(jobKeys(scope.prefix, ID).canceled, '{}');
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs'), c2pa: await signer() });
   const err = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 0, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } }, context()).catch((e: unknown) => e);
   t.ok(isCanceled(err), 'a cancel: DIFFID_ERR_JOB_CANCELED');
   t.equal(calls.length, 0);
@@ -188,7 +193,7 @@ t.test('a job run again after an earlier run finished returns that run\'s result
   const earlier = { images: [{ index: 0, width: 8, height: 8, seed: 3 }], timings_ms: { total: 5, inference: 4, onnxruntime: 2, stages: {} } };
   await scope.redis.set(keys.done, JSON.stringify(earlier));
   const { calls, inference } = fakeInference({ images: [], facts: {}, inferenceMs: 0, onnxruntimeMs: 0, stages: {}, total: 1 });
-  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs') });
+  const runJob = createJobRunner({ redis: scope.redis, prefix: scope.prefix, inference, resultTtlSeconds: 120, admission: admission(scope.redis, scope.prefix, 'jobs'), c2pa: await signer() });
   const result = await runJob({ kind: 'generate', params: { prompt: '', negative_prompt: '', num_images: 1, steps: 1, guidance_scale: 1, seed: 3, photos: 1, on_missing_face: 'fail', identity_scale: 1, identity_start: 0, identity_end: 1, priority: 'normal' } }, context());
   t.same(result, earlier, 'the stored result, as it was');
   t.equal(calls.length, 0, 'no inference, and no uploads needed (the first run deleted them with the result)');

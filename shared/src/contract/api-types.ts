@@ -79,6 +79,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What an image says of where it came from, and whether its C2PA signature holds
+         * @description Reads a file's C2PA manifest (PNG) and validates it — the claim's signature and the hash
+         *     that binds it to the file's bytes; `valid` turns false once a pixel changes. Whether to
+         *     trust the signer is the reader's call: `signer` and `issuer` name them, and a service
+         *     left to its defaults signs with a local CA that no public validator trusts. Also reads
+         *     the XMP packet (PNG, WebP, GIF, MP4, JPEG), which anyone can strip or forge.
+         */
+        post: operations["verifyImage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/identities": {
         parameters: {
             query?: never;
@@ -1196,6 +1220,40 @@ export interface components {
              */
             eta_s?: number;
         };
+        VerifyForm: {
+            /**
+             * Image
+             * Format: binary
+             * @description The file to check, as delivered or as found (PNG, WebP, GIF, MP4, JPEG; ≤ 20 MB).
+             */
+            image: string;
+        };
+        Verification: {
+            c2pa: {
+                present: boolean;
+                /** @description The manifest's signature and the hash binding it to these bytes hold, and the signing certificate is shaped as C2PA asks. */
+                valid: boolean;
+                /** @description The signing certificate's subject. */
+                signer: string | null;
+                /** @description Who issued it; whether to trust them is yours to decide. */
+                issuer: string | null;
+                actions: {
+                    action: string;
+                    digitalSourceType?: string;
+                    softwareAgent?: string;
+                }[];
+                /** @description The C2PA validation status codes that failed. */
+                errors: string[];
+            };
+            xmp: {
+                present: boolean;
+                /** @description IPTC's digital source type URI. */
+                digital_source_type: string | null;
+                creator_tool: string | null;
+                /** @description The Diff-ID Serve job kind that made it, when it says. */
+                kind: string | null;
+            };
+        };
         Health: {
             /** @enum {string} */
             status: "ok" | "ready";
@@ -1489,6 +1547,36 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            413: components["responses"]["TooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            429: components["responses"]["TooMany"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    verifyImage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["VerifyForm"];
+            };
+        };
+        responses: {
+            /** @description The verdict. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Verification"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
             413: components["responses"]["TooLarge"];
             415: components["responses"]["UnsupportedMedia"];
             429: components["responses"]["TooMany"];

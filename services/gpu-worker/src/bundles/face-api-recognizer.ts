@@ -20,6 +20,9 @@ interface ManifestWeight {
   quantization?: { dtype: 'uint8'; scale: number; min: number };
 }
 
+/** The rebuild's version: raise it when faceApiRecognizerGraph changes, and installs rebuild. */
+export const FACE_API_REBUILD = 'face-api-onnx-1';
+
 /** The crop the network was trained on: 150² RGB, the mean colour taken away, divided by 255. */
 export const FACE_API_INPUT = 150;
 export const FACE_API_MEAN_RGB = [122.782, 117.001, 104.298] as const;

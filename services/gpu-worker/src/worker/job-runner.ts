@@ -11,7 +11,9 @@ import type { ImageProvenance } from '../stages/context.ts';
 import type { InferenceClient } from '../thread/client.ts';
 import type { InferenceJob } from '../pipelines/pipeline.ts';
 import type { Rgb } from '../vision/pixels.ts';
-import { provenanceXmp } from './provenance.ts';
+import { SERVICE_NAME, SERVICE_VERSION, digitalSourceType, provenanceXmp } from './provenance.ts';
+import { signPng, type C2paCredentials } from '@diffid/shared/c2pa';
+import { createHash } from 'node:crypto';
 import { mp4WithXmp } from '@diffid/shared/xmp';
 import { encodeMp4 } from './video.ts';
 import { readInverted, storeInverted } from './identity-cache.ts';
@@ -36,6 +38,8 @@ export interface JobRunnerDeps {
   video?: boolean;
   /** Admission's count of upload bytes, told when the job's uploads are deleted. */
   admission: Pick<Admission, 'releaseInputs'>;
+  /** Who signs each PNG's C2PA manifest. */
+  c2pa: C2paCredentials;
 }
 
 /**
@@ -118,8 +122,16 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     const cached = payload.kind === 'morph' ? await readInverted(deps.redis, deps.prefix, payload, deps.inference.bundle.digest) : {};
     // Each PNG and animation says it is AI-generated, what made it and how (docs/operations.md).
     const bundle = deps.inference.bundle;
-    const png = (rgb: Rgb, { seed, alpha }: ImageProvenance) =>
-      encodePng(rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed, params: payload.params, ...(alpha === undefined ? {} : { alpha }) }));
+    // And carries a signed C2PA manifest: created by a trained model, from inputs named by their sha256.
+    const claim = { digitalSourceType: digitalSourceType(payload.kind), softwareAgent: { name: SERVICE_NAME, version: SERVICE_VERSION }, inputSha256: bytes.map((b) => (b ? createHash('sha256').update(b).digest('hex') : '')) };
+    let made = 0;
+    const png = async (rgb: Rgb, { seed, alpha }: ImageProvenance) =>
+      signPng(
+        await encodePng(rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed, params: payload.params, ...(alpha === undefined ? {} : { alpha }) })),
+        claim,
+        deps.c2pa,
+        `xmp:iid:${ctx.id}/${made++}`,
+      );
     // Images come as soon as their pixels are final: their PNGs are encoded (in sharp's threads)
     // while the inference thread scores them or renders the next frames.
     const early = new Map<number, Promise<Buffer>>();

@@ -4,6 +4,8 @@
 // what made it (service, bundle name and manifest digest), and how (job kind, seed, parameters),
 // as an XMP packet.
 
+import { readFileSync } from 'node:fs';
+
 /** What an output image says about where it came from. */
 export interface Provenance {
   kind: string;
@@ -22,6 +24,8 @@ export function digitalSourceType(kind: string): string {
 }
 
 export const SERVICE_NAME = 'Diff-ID Serve';
+/** The version C2PA manifests name as the software agent's: the worker package's. */
+export const SERVICE_VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 export const AI_GENERATED_SOURCE_TYPE = 'http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia';
 export const COMPOSITE_SOURCE_TYPE = 'http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia';
 

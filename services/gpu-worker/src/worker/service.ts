@@ -19,7 +19,11 @@ import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { admission } from '@diffid/shared/admission';
+import { join } from 'node:path';
 import { batchLedger } from '@diffid/shared/batch-ledger';
+import { c2paCredentials } from '@diffid/shared/c2pa';
+import { DEFAULT_SETTINGS } from '@diffid/shared/settings';
+import { SERVICE_NAME } from './provenance.ts';
 import { ANIMATION_FORMATS, announce, bundleInfoKey, cancelChannel, isCanceled, jobKeys, parseFailure, webhookQueueName, type BundleInfo, type DeliveryQueue, type JobPayload, type JobResult, type WebhookEvent } from '@diffid/shared/contract';
 import { startInference, type InferenceClient } from '../thread/client.ts';
 import type { ThreadOptions } from '../thread/protocol.ts';
@@ -49,6 +53,11 @@ export interface WorkerServiceOptions extends ThreadOptions {
   name?: string;
   /** Where job metrics are recorded; a registry of its own by default. */
   metrics?: WorkerMetrics;
+  /**
+   * The C2PA signing key and certificate chain (DIFFID_C2PA_KEY, DIFFID_C2PA_CERT), else a key and
+   * local CA made once in `dir` (by default DIFFID_DATA_DIR's c2pa folder).
+   */
+  c2pa?: { keyFile?: string; certFile?: string; dir: string };
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -120,7 +129,10 @@ export async function startWorkerService(options: WorkerServiceOptions): Promise
       recordInBatch(job, event),
     ]);
 
-  const runJob = createJobRunner({ redis, prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video, admission: admitted });
+  const c2pa = await c2paCredentials({ ...(options.c2pa ?? { dir: join(DEFAULT_SETTINGS.dataDir, 'c2pa') }), commonName: SERVICE_NAME });
+  // Say plainly when nobody outside will trust the signatures.
+  log('c2pa_signer', { subject: c2pa.subject, self_made: c2pa.selfSigned, ...(c2pa.selfSigned ? { note: 'a local CA no public C2PA validator trusts; set DIFFID_C2PA_KEY and DIFFID_C2PA_CERT for trusted signing' } : {}) });
+  const runJob = createJobRunner({ redis, prefix, inference, resultTtlSeconds: options.resultTtlSeconds, video, admission: admitted, c2pa });
   const worker = new Worker<JobPayload, JobResult>(
     queueName,
     jobProcessor({ redis, prefix, resultTtlSeconds: options.resultTtlSeconds, name, metrics, runJob, announce: announceEvent, dropInputs, log }),
