@@ -121,7 +121,12 @@ export interface BatchRef {
  * UUID-shaped (version 8, RFC 9562), like every job id.
  */
 export function batchJobId(batch: string, index: number): string {
-  const h = createHash('sha256').update(`${batch}:${index}`).digest('hex');
+  return hashUuid(`${batch}:${index}`);
+}
+
+/** A UUID (version 8, RFC 9562) from the sha256 of some text or bytes: the same input, the same id. */
+export function hashUuid(input: string | Uint8Array): string {
+  const h = createHash('sha256').update(input).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h.slice(16, 17), 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 

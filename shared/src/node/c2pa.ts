@@ -3,7 +3,7 @@
 // (IPTC digital source type), by which software, from which inputs (their sha256, never the
 // photos), bound to the file by a data hash; the API reads and validates such a manifest
 // (POST /verify). The signing key and certificate are the operator's (DIFFID_C2PA_KEY,
-// DIFFID_C2PA_CERT), else an ES256 key and self-signed certificate made at first start and kept.
+// DIFFID_C2PA_CERT), else an Ed25519 key and a local CA made at first start and kept.
 import { webcrypto } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { PNG } from '@trustnxt/c2pa-ts/asset';
 import { CoseAlgorithmIdentifier, LocalSigner, type Signer } from '@trustnxt/c2pa-ts/cose';
 import { SuperBox } from '@trustnxt/c2pa-ts/jumbf';
 import { ActionAssertion, DataHashAssertion, ManifestStore, ValidationResult } from '@trustnxt/c2pa-ts/manifest';
+import { hashUuid } from '../contract/index.ts';
 
 x509.cryptoProvider.set(webcrypto as never);
 
@@ -71,7 +72,7 @@ export async function c2paCredentials(o: { keyFile?: string; certFile?: string; 
 /**
  * A local CA and a signing certificate it issues, shaped as C2PA asks of a signer (C2PA does not
  * accept a self-signed certificate for signing manifests): the CA — a self-signed root, keyCertSign
- * — and an ES256 leaf (not a CA; digitalSignature; emailProtection; authority key identifier).
+ * — and an Ed25519 leaf (not a CA; digitalSignature; emailProtection; authority key identifier).
  * The file keeps the leaf's key, the leaf, then the CA. No public validator trusts this CA.
  */
 async function makeSelfSigned(file: string, commonName: string): Promise<void> {
@@ -94,7 +95,8 @@ async function makeSelfSigned(file: string, commonName: string): Promise<void> {
       await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey as never),
     ],
   });
-  const leafKeys = await generate();
+  // Ed25519 signatures are deterministic: the same PNG signed twice is the same file.
+  const leafKeys = (await webcrypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${commonName}, O=Diff-ID Serve self-made untrusted`,
@@ -119,11 +121,18 @@ async function makeSelfSigned(file: string, commonName: string): Promise<void> {
   else await rename(temporary, file);
 }
 
-/** The PNG with a signed C2PA manifest store in a caBX chunk. */
-export async function signPng(png: Uint8Array, claim: C2paClaim, credentials: C2paCredentials, instanceID: string): Promise<Buffer> {
+/**
+ * The PNG with a signed C2PA manifest store in a caBX chunk; its instance id and manifest label
+ * come from the PNG itself. With an Ed25519 key (the self-made default) the same PNG and claim
+ * always give the same bytes.
+ */
+export async function signPng(png: Uint8Array, claim: C2paClaim, credentials: C2paCredentials): Promise<Buffer> {
+  const instanceID = `xmp:iid:${hashUuid(png)}`;
   const asset = new PNG(new Uint8Array(png));
   const store = new ManifestStore();
   const manifest = store.createManifest({ assetFormat: 'image/png', instanceID, defaultHashAlgorithm: 'SHA-256', signer: credentials.signer });
+  // The manifest's label from the file it signs, not at random: the same output, the same bytes.
+  manifest.label = `urn:uuid:${hashUuid(png)}`;
   const actions = new ActionAssertion();
   actions.actions = [
     {

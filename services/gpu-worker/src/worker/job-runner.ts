@@ -124,14 +124,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     const bundle = deps.inference.bundle;
     // And carries a signed C2PA manifest: created by a trained model, from inputs named by their sha256.
     const claim = { digitalSourceType: digitalSourceType(payload.kind), softwareAgent: { name: SERVICE_NAME, version: SERVICE_VERSION }, inputSha256: bytes.map((b) => (b ? createHash('sha256').update(b).digest('hex') : '')) };
-    let made = 0;
     const png = async (rgb: Rgb, { seed, alpha }: ImageProvenance) =>
-      signPng(
-        await encodePng(rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed, params: payload.params, ...(alpha === undefined ? {} : { alpha }) })),
-        claim,
-        deps.c2pa,
-        `xmp:iid:${ctx.id}/${made++}`,
-      );
+      signPng(await encodePng(rgb, provenanceXmp({ kind: payload.kind, bundle: bundle.name, bundleDigest: bundle.digest, seed, params: payload.params, ...(alpha === undefined ? {} : { alpha }) })), claim, deps.c2pa);
     // Images come as soon as their pixels are final: their PNGs are encoded (in sharp's threads)
     // while the inference thread scores them or renders the next frames.
     const early = new Map<number, Promise<Buffer>>();
