@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import yazl from 'yazl';
-import { batchLedger } from '@diffid/shared/batch-ledger';
+import { batchLedger, type BatchLedger } from '@diffid/shared/batch-ledger';
 import { csvRow } from '@diffid/shared/csv';
 import {
   DiffIdError,
@@ -226,8 +226,14 @@ export function batchView(id: string, r: BatchRecord, ended: number, now = Date.
 export function createBatchService(options: BatchServiceOptions): BatchService {
   const { redis, prefix, jobs } = options;
   const log = options.log ?? (() => {});
-  const webhooks = new Queue(webhookQueueName(options.queueName), { connection: redis, prefix });
-  const ledger = batchLedger(redis, prefix, webhooks as unknown as DeliveryQueue);
+  // The deliveries queue and the ledger, made when a batch first needs them: a BullMQ Queue talks to
+  // Redis as it starts, and most API processes may never see a batch.
+  let webhooks: Queue | null = null;
+  let ledgerOf: BatchLedger | null = null;
+  const ledger = (): BatchLedger => {
+    webhooks ??= new Queue(webhookQueueName(options.queueName), { connection: redis, prefix });
+    return (ledgerOf ??= batchLedger(redis, prefix, webhooks as unknown as DeliveryQueue));
+  };
 
   const readRecord = async (id: string, owner: Owner): Promise<BatchRecord | null> => {
     if (!UUID.test(id)) return null;
@@ -271,7 +277,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       if (stale === 1) {
         // Chosen by a feeder that died; the batch has been canceled since.
         if (await jobs.view(jobId, owner || null)) await jobs.cancel(jobId, owner || null).catch(() => undefined);
-        else await ledger.record({ batch: { id, index } }, jobId, 'canceled');
+        else await ledger().record({ batch: { id, index } }, jobId, 'canceled');
         continue;
       }
       const spec = JSON.parse((await redis.lindex(k.specs, index)) ?? 'null') as BatchSpec | null;
@@ -286,7 +292,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
           log('batch_job_listed_late', { batch: id, index, err: (err as Error).message });
           return;
         }
-        if ((await redis.eval(UNCLAIM, 1, k.record)) === 1) await ledger.record({ batch: { id, index } }, jobId, 'canceled');
+        if ((await redis.eval(UNCLAIM, 1, k.record)) === 1) await ledger().record({ batch: { id, index } }, jobId, 'canceled');
         if (!(err instanceof DiffIdError && NO_ROOM.has(err.key))) log('batch_wave_stopped', { batch: id, index, err: (err as Error).message });
         return;
       }
@@ -378,7 +384,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       const before = await view(id, owner);
       if (!before) throw notFound(id);
       if (before.ended_at) return before;
-      await ledger.cancel(id);
+      await ledger().cancel(id);
       // With the feeding lock, no wave is halfway through queueing a job: every queued job is listed.
       const sweep = async () => {
         const listed = await redis.zrange(batchKeys(prefix, id).jobs, 0, -1);
@@ -471,7 +477,7 @@ export function createBatchService(options: BatchServiceOptions): BatchService {
       closed = true;
       if (timer) clearTimeout(timer);
       await feeding;
-      await webhooks.close();
+      await webhooks?.close();
     },
   };
 }

@@ -7,7 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { imageXmp } from '@diffid/shared/image';
+import { encodeImage, imageXmp } from '@diffid/shared/image';
+import { facePattern } from '@diffid/shared/testing';
+import { pngWithChunk } from '@diffid/shared/xmp';
 import { buildDemoBundle } from '../../gpu-worker/src/bundles/demo-bundle.ts';
 import { tempDir } from '../../gpu-worker/test/helpers.ts';
 import { assertContract } from './contract.ts';
@@ -102,4 +104,29 @@ t.test('PNG, WebP, GIF and MP4 carry the digital source type exiftool reads', as
     t.equal(f?.DigitalSourceType, `${TYPES}${type}`, `exiftool reads ${name}: ${type}`);
     t.equal(f?.CreatorTool, 'Diff-ID Serve', `exiftool reads ${name}'s creator tool`);
   }
+});
+
+t.test('POST /verify on manifests built to hurt: nested, huge or garbled stores are refused by name, and the API stays up', async (t) => {
+  const s = await startStack(t, { worker: false });
+  const plain = await encodeImage(facePattern(3, 64, 64), 'png');
+  const verify = async (png: Buffer) => {
+    const res = await postForm(s.base, '/verify', { image: { bytes: png, name: 'x.png' } });
+    t.equal(res.status, 200);
+    return ((await res.json()) as Verification).c2pa;
+  };
+  // jumb boxes each holding the next, 50,000 deep (the library copies a box's rest at every level).
+  const depth = 50_000;
+  const nested = Buffer.alloc(8 * depth);
+  for (let i = 0; i < depth; i++) {
+    nested.writeUInt32BE(8 * (depth - i), 8 * i);
+    nested.write('jumb', 8 * i + 4, 'latin1');
+  }
+  const deep = await verify(pngWithChunk(plain, 'caBX', nested));
+  t.match(deep, { present: true, valid: false }, 'deep nesting: not valid');
+  t.match(deep.errors.join(), /nest deeper than 8/, 'and says why');
+  const huge = await verify(pngWithChunk(plain, 'caBX', Buffer.alloc(2 * 1024 * 1024, 1)));
+  t.match(huge.errors.join(), /more than the 1048576 this service checks/, 'a store over 1 MB is not parsed');
+  const garbled = await verify(pngWithChunk(plain, 'caBX', Buffer.from('00000010jumbnonsense-bytes', 'latin1')));
+  t.match(garbled, { present: true, valid: false }, 'a garbled store: present, not valid');
+  t.equal((await fetch(`${s.base}/healthz`)).status, 200, 'the API is still there');
 });

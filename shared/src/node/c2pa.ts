@@ -5,8 +5,9 @@
 // (POST /verify). The signing key and certificate are the operator's (DIFFID_C2PA_KEY,
 // DIFFID_C2PA_CERT), else an Ed25519 key and a local CA made at first start and kept.
 import { webcrypto } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { PNG } from '@trustnxt/c2pa-ts/asset';
@@ -34,6 +35,10 @@ export interface C2paCredentials {
   selfSigned: boolean;
 }
 
+/** COSE's ECDSA algorithm for each curve, and the hash it signs with. */
+const CURVES: Record<string, CoseAlgorithmIdentifier> = { 'P-256': CoseAlgorithmIdentifier.ES256, 'P-384': CoseAlgorithmIdentifier.ES384, 'P-521': CoseAlgorithmIdentifier.ES512 };
+const CURVE_HASH: Record<string, string> = { 'P-256': 'SHA-256', 'P-384': 'SHA-384', 'P-521': 'SHA-512' };
+
 const pemBody = (pem: string, label: string) => {
   const m = new RegExp(`-----BEGIN ${label}-----([^-]+)-----END ${label}-----`).exec(pem);
   if (!m) throw new Error(`no ${label} in the PEM`);
@@ -42,9 +47,9 @@ const pemBody = (pem: string, label: string) => {
 const toPem = (der: ArrayBuffer, label: string) => `-----BEGIN ${label}-----\n${Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').trim()}\n-----END ${label}-----\n`;
 
 /**
- * The signing credentials: the operator's PEM files when both are given (a PKCS#8 ES256 or
- * Ed25519 key; a certificate chain, the signer's first), else `dir`/c2pa-credentials.pem, made
- * once — an ES256 key, its certificate and the local CA that issued it — and kept.
+ * The signing credentials: the operator's PEM files when both are given (a PKCS#8 Ed25519 or
+ * ECDSA P-256/384/521 key; a certificate chain, the signer's first), else `dir`/c2pa-credentials.pem,
+ * made once — an Ed25519 key, its certificate and the local CA that issued it — and kept.
  */
 export async function c2paCredentials(o: { keyFile?: string; certFile?: string; dir: string; commonName: string }): Promise<C2paCredentials> {
   let keyPem: string;
@@ -64,8 +69,19 @@ export async function c2paCredentials(o: { keyFile?: string; certFile?: string; 
   const chain = certPem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
   const [leaf, ...rest] = chain.map((c) => new x509.X509Certificate(c));
   if (!leaf) throw new Error('the C2PA certificate file holds no certificate');
-  const algorithm = leaf.publicKey.algorithm.name === 'Ed25519' ? CoseAlgorithmIdentifier.Ed25519 : CoseAlgorithmIdentifier.ES256;
+  const key = leaf.publicKey.algorithm as { name: string; namedCurve?: string };
+  const algorithm = key.name === 'Ed25519' ? CoseAlgorithmIdentifier.Ed25519 : key.name === 'ECDSA' ? CURVES[key.namedCurve ?? ''] : undefined;
+  if (algorithm === undefined) throw new Error(`the C2PA certificate's key is ${key.name} ${key.namedCurve ?? ''}; sign with Ed25519 or ECDSA on P-256, P-384 or P-521`);
   const signer = new LocalSigner(pemBody(keyPem, 'PRIVATE KEY'), algorithm, leaf, rest);
+  // A key that is not the certificate's would make every manifest invalid: find out now, not after a job.
+  const probe = new Uint8Array([1, 2, 3]);
+  const signature = await signer.sign(probe).catch((err: Error) => {
+    throw new Error(`the C2PA key cannot sign (${err.message}); is it a PKCS#8 PEM ("BEGIN PRIVATE KEY")?`);
+  });
+  const verifyAlg = key.name === 'Ed25519' ? { name: 'Ed25519' } : { name: 'ECDSA', hash: CURVE_HASH[key.namedCurve ?? ''] as string };
+  if (!(await webcrypto.subtle.verify(verifyAlg, await leaf.publicKey.export(verifyAlg as never, ['verify'], webcrypto as never), signature, probe))) {
+    throw new Error('the C2PA key is not the one its certificate names: DIFFID_C2PA_KEY and DIFFID_C2PA_CERT must be a pair');
+  }
   return { signer, subject: leaf.subject, selfSigned: selfSigned || leaf.subject === leaf.issuer };
 }
 
@@ -116,9 +132,14 @@ async function makeSelfSigned(file: string, commonName: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   const temporary = `${file}.${process.pid}.${Date.now()}.tmp`;
   await writeFile(temporary, `${toPem(await webcrypto.subtle.exportKey('pkcs8', leafKeys.privateKey), 'PRIVATE KEY')}${leaf.toString('pem')}\n${ca.toString('pem')}\n`, { mode: 0o600 });
-  // The first rename wins; a later one would swap in a pair as whole as the first.
-  if (existsSync(file)) await rm(temporary, { force: true });
-  else await rename(temporary, file);
+  // link() refuses an existing name: the first worker's pair stays, every other one reads it.
+  try {
+    await link(temporary, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await rm(temporary, { force: true });
+  }
 }
 
 /**
@@ -164,40 +185,184 @@ export interface C2paVerdict {
   errors: string[];
 }
 
-/** Reads and validates the C2PA manifest of a PNG (other formats: not present). */
+/** The most manifest-store bytes a PNG may carry for this service to check it (ours are ~27 KB). */
+const MAX_STORE_BYTES = 1024 * 1024;
+
+/** The bytes of a PNG's caBX chunks, counted by a linear walk over its chunks (no parsing). */
+function storeBytes(png: Uint8Array): number {
+  const view = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
+  let total = 0;
+  for (let at = 8; at + 8 <= view.length; ) {
+    const length = view.readUInt32BE(at);
+    if (view.toString('latin1', at + 4, at + 8) === 'caBX') total += length;
+    at += 12 + length;
+  }
+  return total;
+}
+
+/** How deep JUMBF boxes may nest (a C2PA store needs 5) and how many there may be. */
+const MAX_BOX_DEPTH = 8;
+const MAX_BOXES = 10_000;
+
+/**
+ * Why a JUMBF store's box structure is not one to hand to the library, or null: walked with a
+ * stack, each box inside its parent, nesting and count bounded — the library copies a superbox's
+ * rest at every level, so deep nesting would cost depth × size in memory.
+ */
+function jumbfShapeProblem(jumbf: Uint8Array): string | null {
+  const view = Buffer.from(jumbf.buffer, jumbf.byteOffset, jumbf.byteLength);
+  const ranges: Array<[number, number, number]> = [[0, view.length, 0]];
+  let boxes = 0;
+  while (ranges.length > 0) {
+    const [start, end, depth] = ranges.pop() as [number, number, number];
+    for (let at = start; at < end; ) {
+      if (++boxes > MAX_BOXES) return `more than ${MAX_BOXES} boxes`;
+      if (at + 8 > end) return 'a box header runs past its parent';
+      let length = view.readUInt32BE(at);
+      let header = 8;
+      if (length === 1) {
+        if (at + 16 > end) return 'a box header runs past its parent';
+        length = Number(view.readBigUInt64BE(at + 8));
+        header = 16;
+      } else if (length === 0) length = end - at;
+      if (length < header || at + length > end) return 'a box is longer than its parent';
+      if (view.toString('latin1', at + 4, at + 8) === 'jumb') {
+        if (depth + 1 > MAX_BOX_DEPTH) return `boxes nest deeper than ${MAX_BOX_DEPTH}`;
+        ranges.push([at + header, at + length, depth + 1]);
+      }
+      at += length;
+    }
+  }
+  return null;
+}
+
+const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/**
+ * Reads and validates the C2PA manifest of a PNG (other formats: not present). Runs the library
+ * on the caller's thread: hostile input can make it slow or large, so the API runs it through
+ * verifyC2paIsolated.
+ */
 export async function verifyC2pa(bytes: Uint8Array): Promise<C2paVerdict> {
   const none: C2paVerdict = { present: false, valid: false, signer: null, issuer: null, actions: [], errors: [] };
   if (!PNG.canRead(bytes)) return none;
-  let asset: PNG;
+  const size = storeBytes(bytes);
+  if (size === 0) return none;
+  if (size > MAX_STORE_BYTES) return { ...none, present: true, errors: [`the C2PA manifest store is ${size} bytes, more than the ${MAX_STORE_BYTES} this service checks`] };
   try {
-    asset = new PNG(new Uint8Array(bytes));
+    const asset = new PNG(new Uint8Array(bytes));
+    const jumbf = asset.getManifestJUMBF();
+    if (!jumbf) return none;
+    const shape = jumbfShapeProblem(jumbf);
+    if (shape) return { ...none, present: true, errors: [`the C2PA manifest store is malformed: ${shape}`] };
+    const store = ManifestStore.read(SuperBox.fromBuffer(new Uint8Array(jumbf)));
+    const result = await store.validate(asset);
+    const manifest = store.getActiveManifest();
+    const errors = result.statusEntries.filter((e) => !e.success).map((e) => `${String(e.code)}${typeof e.explanation === 'string' ? `: ${e.explanation}` : ''}`);
+    // Only what the claim names counts, and the data hash must leave out exactly the manifest's
+    // own chunk: a wider exclusion would let chunks that change how pixels look ride along unsigned.
+    const claimed = new Set((manifest?.claim?.assertions ?? []).map((a) => a.uri));
+    const assertions = (manifest?.assertions?.assertions ?? []).filter((a) => [...claimed].some((uri) => typeof uri === 'string' && a.label !== undefined && uri.endsWith(`/${a.label}`)));
+    const expected = asset.getHashExclusionRange();
+    const hashes = assertions.filter((a): a is DataHashAssertion => a instanceof DataHashAssertion);
+    if (hashes.length !== 1 || hashes[0]?.exclusions.length !== 1 || hashes[0].exclusions[0]?.start !== expected.start || hashes[0].exclusions[0]?.length !== expected.length) {
+      errors.push('assertion.dataHash.exclusions: the data hash must leave out exactly the manifest store chunk');
+    }
+    const actions = assertions.flatMap((a) =>
+      a instanceof ActionAssertion
+        ? a.actions.flatMap((x) => {
+            const action = text(x.action);
+            if (!action) return [];
+            const source = text(x.digitalSourceType);
+            const agent = text(x.softwareAgent?.name);
+            return [{ action, ...(source ? { digitalSourceType: source } : {}), ...(agent ? { softwareAgent: agent } : {}) }];
+          })
+        : [],
+    );
+    const certificate = manifest?.signature?.signatureData.certificate;
+    const hashed = result.statusEntries.some((e) => e.success && String(e.code) === 'assertion.dataHash.match');
+    return {
+      present: true,
+      valid: manifest !== undefined && result.isValid && hashed && errors.length === 0,
+      signer: text(certificate?.subject) ?? null,
+      issuer: text(certificate?.issuer) ?? null,
+      actions,
+      errors,
+    };
   } catch (err) {
-    return { ...none, errors: [`the PNG cannot be read: ${(err as Error).message}`] };
+    return { ...none, present: true, errors: [`the C2PA manifest cannot be read: ${(err as Error).message.slice(0, 200)}`] };
   }
-  const jumbf = asset.getManifestJUMBF();
-  if (!jumbf) return none;
-  let result: ValidationResult;
-  let store: ManifestStore | undefined;
-  try {
-    store = ManifestStore.read(SuperBox.fromBuffer(new Uint8Array(jumbf)));
-    result = await store.validate(asset);
-  } catch (err) {
-    result = ValidationResult.fromError(err as Error);
-  }
-  const manifest = store?.getActiveManifest();
-  const failures = result.statusEntries.filter((e) => !e.success).map((e) => `${e.code}${e.explanation ? `: ${e.explanation}` : ''}`);
-  const actions = (manifest?.assertions?.assertions ?? []).flatMap((a) =>
-    a instanceof ActionAssertion ? a.actions.map((x) => ({ action: String(x.action), ...(x.digitalSourceType ? { digitalSourceType: String(x.digitalSourceType) } : {}), ...(x.softwareAgent ? { softwareAgent: x.softwareAgent.name } : {}) })) : [],
-  );
-  const certificate = manifest?.signature?.signatureData.certificate;
-  // The library checks the signature, the hashes and the certificate's profile; it holds no trust list.
-  const hashed = result.statusEntries.some((e) => e.success && String(e.code) === 'assertion.dataHash.match');
+}
+
+/** How long one check may take, and how much heap its thread may use. */
+const ISOLATION = { timeoutMs: 10_000, heapMb: 256 };
+const BUILT = import.meta.url.endsWith('.js');
+
+/** Checks files' C2PA manifests in a thread of its own; close() ends the thread. */
+export interface C2paVerifier {
+  verify(bytes: Uint8Array): Promise<C2paVerdict>;
+  close(): Promise<void>;
+}
+
+/**
+ * verifyC2pa in one long-lived thread with a heap limit, one file at a time, each with a
+ * deadline: a manifest built to exhaust memory or time costs that thread (it is replaced), never
+ * the caller's process.
+ */
+export function c2paVerifier(o = ISOLATION): C2paVerifier {
+  let worker: Worker | null = null;
+  let ready: Promise<boolean> = Promise.resolve(false);
+  let queue: Promise<unknown> = Promise.resolve();
+  let seq = 0;
+  const failed = (why: string): C2paVerdict => ({ present: true, valid: false, signer: null, issuer: null, actions: [], errors: [why] });
+  const thread = (): Worker => {
+    if (worker) return worker;
+    const entry = new URL(BUILT ? './c2pa-thread.js' : './c2pa-thread.ts', import.meta.url);
+    const options = { resourceLimits: { maxOldGenerationSizeMb: o.heapMb }, workerData: { entry: entry.href } };
+    // From source (the tests), the thread registers tsx first, as the inference thread does.
+    const w = BUILT ? new Worker(entry, options) : new Worker(new URL('./thread-boot.mjs', import.meta.url), options);
+    w.unref();
+    w.on('error', () => undefined);
+    w.once('exit', () => {
+      if (worker === w) worker = null;
+    });
+    // The deadline counts from when the thread has loaded (seconds from source under tsx).
+    ready = new Promise<boolean>((resolve) => {
+      w.once('message', () => resolve(true));
+      w.once('exit', () => resolve(false));
+    });
+    return (worker = w);
+  };
+  const check = async (bytes: Uint8Array): Promise<C2paVerdict> => {
+    const w = thread();
+    if (!(await ready)) return failed('the C2PA checker could not start');
+    return new Promise<C2paVerdict>((resolve) => {
+      const id = ++seq;
+      const finish = (v: C2paVerdict) => {
+        clearTimeout(timer);
+        w.off('message', onMessage);
+        w.off('exit', onExit);
+        resolve(v);
+      };
+      const onMessage = (m: { id: number; verdict: C2paVerdict }) => m.id === id && finish(m.verdict);
+      const onExit = (code: number) => finish(failed(`the C2PA check stopped (exit ${code}); the file may be built to exhaust it`));
+      const timer = setTimeout(() => {
+        finish(failed(`the C2PA manifest took more than ${o.timeoutMs / 1000} s to check`));
+        void w.terminate();
+      }, o.timeoutMs);
+      w.on('message', onMessage);
+      w.once('exit', onExit);
+      w.postMessage({ id, bytes });
+    });
+  };
   return {
-    present: true,
-    valid: manifest !== undefined && result.isValid && hashed,
-    signer: certificate?.subject ?? null,
-    issuer: certificate?.issuer ?? null,
-    actions,
-    errors: failures,
+    verify(bytes) {
+      const run = queue.then(() => check(bytes));
+      queue = run.catch(() => undefined);
+      return run;
+    },
+    async close() {
+      await worker?.terminate();
+    },
   };
 }

@@ -71,7 +71,7 @@ export const SETTINGS = {
   jobAttempts: { env: 'DIFFID_JOB_ATTEMPTS', default: 3, parse: int(1, 20), doc: 'tries of a job whose failure is transient, or whose worker was lost (killed, cut off)' },
   lockSeconds: { env: 'DIFFID_LOCK_SECONDS', default: 120, parse: int(10, 3600), doc: 'how long a running job’s lock lasts without renewal (renewed every 15 s): a Redis pause shorter than this minus 15 s loses no lock' },
   stalledCheckSeconds: { env: 'DIFFID_STALLED_CHECK_SECONDS', default: 5, parse: int(1, 300), doc: 'how often workers look for jobs whose worker is gone; a killed worker’s job runs again within about three of these' },
-  c2paKey: { env: 'DIFFID_C2PA_KEY', default: undefined, parse: optionalText, doc: 'a PEM file of the PKCS#8 ES256 or Ed25519 key that signs outputs’ C2PA manifests, with DIFFID_C2PA_CERT; unset: a key and a local CA made once in DIFFID_DATA_DIR/c2pa, which no public validator trusts' },
+  c2paKey: { env: 'DIFFID_C2PA_KEY', default: undefined, parse: optionalText, doc: 'a PEM file of the PKCS#8 Ed25519 or ECDSA key that signs outputs’ C2PA manifests, with DIFFID_C2PA_CERT; unset: a key and a local CA made once in DIFFID_DATA_DIR/c2pa, which no public validator trusts' },
   c2paCert: { env: 'DIFFID_C2PA_CERT', default: undefined, parse: optionalText, doc: 'a PEM file of the signing certificate chain for DIFFID_C2PA_KEY, the signer’s certificate first' },
   modelDir: { env: 'DIFFID_MODEL_DIR', default: undefined, parse: optionalText, doc: 'model bundle directory; unset: the embedded default bundle' },
   dataDir: { env: 'DIFFID_DATA_DIR', default: DEFAULT_DATA_DIR, parse: text, doc: 'where the embedded default bundle is generated' },

@@ -18,13 +18,17 @@ function pngChunk(type: string, data: Buffer): Buffer {
   return Buffer.concat([head, data, crc]);
 }
 
-/** The PNG with `xmp` in an uncompressed iTXt chunk right after IHDR (so before any IDAT). */
-export function pngWithXmp(png: Buffer, xmp: string): Buffer {
+/** The PNG with one more chunk right after IHDR (so before any image data). */
+export function pngWithChunk(png: Buffer, type: string, data: Buffer): Buffer {
   if (!png.subarray(0, 8).equals(PNG_SIGNATURE) || png.toString('latin1', 12, 16) !== 'IHDR') throw new Error('not a PNG that starts with its IHDR chunk');
   const ihdrEnd = 8 + 12 + png.readUInt32BE(8);
+  return Buffer.concat([png.subarray(0, ihdrEnd), pngChunk(type, data), png.subarray(ihdrEnd)]);
+}
+
+/** The PNG with `xmp` in an uncompressed iTXt chunk right after IHDR. */
+export function pngWithXmp(png: Buffer, xmp: string): Buffer {
   // keyword \0, compression flag 0 (none), method 0, language tag "" \0, translated keyword "" \0, text.
-  const data = Buffer.concat([Buffer.from('XML:com.adobe.xmp\0', 'latin1'), Buffer.from([0, 0, 0, 0]), Buffer.from(xmp, 'utf8')]);
-  return Buffer.concat([png.subarray(0, ihdrEnd), pngChunk('iTXt', data), png.subarray(ihdrEnd)]);
+  return pngWithChunk(png, 'iTXt', Buffer.concat([Buffer.from('XML:com.adobe.xmp\0', 'latin1'), Buffer.from([0, 0, 0, 0]), Buffer.from(xmp, 'utf8')]));
 }
 
 /** The GIF with `xmp` in an application extension right after its header and global colour table. */

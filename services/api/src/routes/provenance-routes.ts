@@ -1,7 +1,7 @@
 // POST /verify: what a file says of where it came from — its C2PA manifest, read and validated
 // (@diffid/shared/c2pa), and its XMP packet — for anyone holding the file, with or without the job.
 import type { FastifyInstance } from 'fastify';
-import { verifyC2pa } from '@diffid/shared/c2pa';
+import { c2paVerifier } from '@diffid/shared/c2pa';
 import { imageXmp } from '@diffid/shared/image';
 import { componentSchema } from '@diffid/shared/openapi';
 import { formReader } from '../forms.ts';
@@ -29,12 +29,14 @@ function xmpProperty(xmp: string, name: string): string | null {
 
 export async function provenanceRoutes(app: FastifyInstance): Promise<void> {
   const read = formReader('VerifyForm', { files: 'any' });
+  const c2pa = c2paVerifier();
+  app.addHook('onClose', async () => c2pa.close());
   app.post('/verify', { schema: { response: { 200: componentSchema('Verification'), '4xx': errorSchema, '5xx': errorSchema } } }, async (request) => {
     const { files } = await read(request);
     const bytes = files.image?.[0] ?? Buffer.alloc(0);
     const xmp = await xmpOf(bytes);
     return {
-      c2pa: await verifyC2pa(bytes),
+      c2pa: await c2pa.verify(bytes),
       xmp: {
         present: xmp.length > 0,
         digital_source_type: xmpProperty(xmp, 'Iptc4xmpExt:DigitalSourceType'),
